@@ -1,0 +1,43 @@
+"""Discovery Lambda: triggered every minute by the schedule; claims due jobs and starts their runs."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.discovery import Discovery, StepFunctionsStarter
+from cronpilot.observability import logger, metrics, tracer
+from cronpilot.runtime import get_runtime
+
+
+@logger.inject_lambda_context(correlation_id_path="id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    tick = parse(event=event, model=EventBridgeModel)
+    runtime = get_runtime()
+    starter = StepFunctionsStarter(runtime.sfn, runtime.settings.state_machine_arn)
+    result = Discovery(runtime.store, starter, runtime.clock, owner=context.aws_request_id).tick()
+
+    metrics.add_metric(name="JobsDue", unit=MetricUnit.Count, value=result.due)
+    metrics.add_metric(name="RunsClaimed", unit=MetricUnit.Count, value=len(result.claimed))
+    metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=len(result.skipped))
+    metrics.add_metric(name="ClaimConflicts", unit=MetricUnit.Count, value=result.conflicts)
+    metrics.add_metric(name="StartFailures", unit=MetricUnit.Count, value=result.start_failures)
+    metrics.add_metric(name="DiscoveryLagSeconds", unit=MetricUnit.Seconds, value=result.max_lag_seconds)
+    logger.info(
+        "discovery tick",
+        tick_time=tick.time.isoformat(),
+        due=result.due,
+        claimed=len(result.claimed),
+        skipped=result.skipped,
+        conflicts=result.conflicts,
+        items_read=result.scanned,
+    )
+    return {
+        "due": result.due,
+        "claimed": result.claimed,
+        "skipped": [run_id for run_id, _ in result.skipped],
+        "conflicts": result.conflicts,
+    }

@@ -1,0 +1,25 @@
+"""Finalize-failure Lambda: the Catch target. Records the failure, backs off, releases the lease."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.models.run import FailureEvent
+from cronpilot.observability import logger, metrics, tracer
+from cronpilot.runtime import get_runtime
+from cronpilot.summarizer import finalize_failure
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    failure = parse(event=event, model=FailureEvent)
+    runtime = get_runtime()
+    outcome = finalize_failure(runtime.store, runtime.clock, failure)
+    metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+    logger.warning(
+        "run failed", run_id=failure.run_id, error=failure.error.get("Error"), outcome=outcome["status"]
+    )
+    return outcome

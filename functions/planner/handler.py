@@ -1,0 +1,22 @@
+"""Planner Lambda: decides which endpoints this run calls, as dependency waves."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.models.run import RunRef
+from cronpilot.observability import logger, metrics, tracer
+from cronpilot.pilot import plan_strategy
+from cronpilot.planner import plan_run
+from cronpilot.runtime import get_runtime
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ref = parse(event=event, model=RunRef)
+    runtime = get_runtime()
+    output = plan_run(runtime.store, runtime.clock, ref, plan_strategy(runtime))
+    logger.info("run planned", run_id=ref.run_id, waves=len(output.waves))
+    return output.model_dump()

@@ -1,0 +1,22 @@
+"""Summarizer Lambda: records the run's outcome and chooses the next run inside the guardrails."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.models.run import RunRef
+from cronpilot.observability import logger, metrics, tracer
+from cronpilot.pilot import summary_strategy
+from cronpilot.runtime import get_runtime
+from cronpilot.summarizer import summarize_run
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ref = parse(event=event, model=RunRef)
+    runtime = get_runtime()
+    outcome = summarize_run(runtime.store, runtime.clock, ref, summary_strategy(runtime))
+    logger.info("run summarized", run_id=ref.run_id, status=outcome["status"])
+    return outcome

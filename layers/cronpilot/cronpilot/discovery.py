@@ -1,0 +1,272 @@
+"""Discovery: find due jobs, apply the overlap and catch-up policies, claim, start one execution per run.
+
+Safe to run twice for the same tick and after dropped ticks: it reads every job with
+next_run_at <= now, and the claim's conditional write lets exactly one invocation win a slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from botocore.exceptions import ClientError
+
+from cronpilot.clock import Clock
+from cronpilot.models.job import JobStatus, OverlapPolicy
+from cronpilot.models.run import RunRecord, RunStatus, make_run_id
+from cronpilot.scheduling import first_run_at, next_slot, with_jitter
+from cronpilot.schema import all_due_shards
+from cronpilot.store import ClaimConflict, JobRecord, LeaseLost, Store
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
+# Longer than the state machine's TimeoutSeconds (25 min), so a live execution never outlives its lease.
+LEASE_DURATION = timedelta(minutes=30)
+# A run claimed this much after its slot is a catch-up (the scheduler was down or ticks were dropped).
+CATCH_UP_AFTER = timedelta(minutes=2)
+# Conflicts in a row that mark a stale snapshot, and how often one tick may re-read a shard.
+STALE_AFTER_CONFLICTS = 3
+MAX_REREADS = 20
+
+
+class ExecutionStarter(Protocol):
+    def start(self, run: RunRecord) -> Literal["started", "already-started"]: ...
+
+
+class StepFunctionsStarter:
+    def __init__(self, sfn: SFNClient, state_machine_arn: str) -> None:
+        self.sfn = sfn
+        self.state_machine_arn = state_machine_arn
+
+    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+        payload = {"run_id": run.run_id, "job_id": run.job_id, "epoch": run.epoch}
+        try:
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn, name=run.run_id, input=json.dumps(payload)
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+                return "already-started"
+            raise
+        return "started"
+
+
+@dataclass
+class DiscoveryResult:
+    due: int = 0
+    scanned: int = 0
+    claimed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (run id, reason)
+    resumed: list[str] = field(default_factory=list)
+    conflicts: int = 0
+    already_started: int = 0
+    start_failures: int = 0
+    max_lag_seconds: float = 0.0
+
+
+class Discovery:
+    def __init__(self, store: Store, starter: ExecutionStarter, clock: Clock, owner: str) -> None:
+        self.store = store
+        self.starter = starter
+        self.clock = clock
+        self.owner = owner
+        self._random = random.Random(owner)  # noqa: S311 - spreading work, not secrecy
+
+    def tick(self) -> DiscoveryResult:
+        now = self.clock.now()
+        result = DiscoveryResult()
+        shards = all_due_shards()
+        self._random.shuffle(shards)
+        for shard in shards:
+            for _ in range(MAX_REREADS + 1):
+                if not self._sweep(shard, now, result):
+                    break
+        return result
+
+    def _sweep(self, shard: str, now: datetime, result: DiscoveryResult) -> bool:
+        """Handle one shard's due jobs; True if the snapshot went stale and the shard should be re-read.
+
+        Concurrent invocations read the same snapshot. Claimed jobs leave the due index, so after a
+        run of conflicts a fresh read is cheaper than trying every job another invocation already took.
+        """
+        conflicts_in_a_row = 0
+        for page in self.store.query_due(shard, now):
+            result.scanned += page.scanned
+            # Concurrent invocations walk each page in different orders, so they rarely collide.
+            self._random.shuffle(page.records)
+            for record in page.records:
+                if self._handle(record, now, result):
+                    conflicts_in_a_row = 0
+                    continue
+                conflicts_in_a_row += 1
+                if conflicts_in_a_row >= STALE_AFTER_CONFLICTS:
+                    return True
+        return False
+
+    def _handle(self, record: JobRecord, now: datetime, result: DiscoveryResult) -> bool:
+        """Claim, skip or resume one due job; False if another invocation changed it first."""
+        job, state = record.job, record.state
+        if job.status == JobStatus.PAUSED:
+            self._resume_if_pause_ended(record, now, result)
+            return True
+        slot = state.next_run_at
+        if slot is None:
+            return True
+        result.due += 1
+        lag = now - slot
+        result.max_lag_seconds = max(result.max_lag_seconds, lag.total_seconds())
+        after_slot = self._next_after(record, now)
+        try:
+            if state.lease_live(now) and job.guardrails.overlap != OverlapPolicy.ALLOW:
+                self._skip_overlap(record, slot, now, after_slot, result)
+            elif lag > job.guardrails.max_lateness:
+                self._skip(
+                    record,
+                    slot,
+                    now,
+                    after_slot,
+                    "too-late",
+                    result,
+                    f"{int(lag.total_seconds())}s late, more than max_lateness {job.guardrails.max_lateness}",
+                )
+            else:
+                self._claim(record, slot, now, after_slot, result)
+        except ClaimConflict:
+            result.conflicts += 1
+            return False
+        return True
+
+    def _next_after(self, record: JobRecord, now: datetime) -> datetime | None:
+        schedule = record.job.schedule
+        slot = next_slot(schedule, after=now, previous=record.state.next_run_at)
+        return slot if schedule.rate is not None else with_jitter(record.job, slot)
+
+    def _claim(
+        self,
+        record: JobRecord,
+        slot: datetime,
+        now: datetime,
+        after_slot: datetime | None,
+        result: DiscoveryResult,
+    ) -> None:
+        state = record.state
+        trigger = "catch-up" if now - slot > CATCH_UP_AFTER else _trigger_of(state.next_run_source)
+        run = RunRecord.claimed(record.job_id, slot, state.epoch + 1, trigger, now)
+        self.store.claim(
+            record,
+            run,
+            owner=self.owner,
+            lease_until=now + LEASE_DURATION,
+            now=now,
+            next_run_at=after_slot,
+            next_run_source="baseline",
+            next_run_reason="next slot while a run is in flight",
+        )
+        result.claimed.append(run.run_id)
+        try:
+            if self.starter.start(run) == "already-started":
+                result.already_started += 1
+        except ClientError as exc:
+            # Put the slot back so the next tick retries it; the run record says what happened.
+            result.start_failures += 1
+            run.status = RunStatus.START_FAILED
+            run.error = f"StartExecution failed: {exc.response.get('Error', {}).get('Code', 'unknown')}"
+            run.finished_at = now
+            with contextlib.suppress(LeaseLost):
+                self.store.finish_run(
+                    run,
+                    next_run_at=slot,
+                    next_run_source=state.next_run_source,
+                    next_run_reason="retrying a run whose execution failed to start",
+                    consecutive_failures=state.consecutive_failures,
+                )
+
+    def _skip_overlap(
+        self,
+        record: JobRecord,
+        slot: datetime,
+        now: datetime,
+        after_slot: datetime | None,
+        result: DiscoveryResult,
+    ) -> None:
+        policy = record.job.guardrails.overlap
+        if policy == OverlapPolicy.BUFFER_ONE and not record.state.buffered:
+            self._skip(
+                record,
+                slot,
+                now,
+                after_slot,
+                "overlap-buffered",
+                result,
+                f"run {record.state.current_run_id} still in flight; one run buffered for when it ends",
+                buffer=True,
+            )
+        else:
+            self._skip(
+                record,
+                slot,
+                now,
+                after_slot,
+                "overlap",
+                result,
+                f"run {record.state.current_run_id} still in flight",
+            )
+
+    def _skip(
+        self,
+        record: JobRecord,
+        slot: datetime,
+        now: datetime,
+        after_slot: datetime | None,
+        reason: str,
+        result: DiscoveryResult,
+        detail: str,
+        *,
+        buffer: bool = False,
+    ) -> None:
+        skipped = RunRecord(
+            run_id=make_run_id(record.job_id, slot),
+            job_id=record.job_id,
+            scheduled_at=slot,
+            status=RunStatus.SKIPPED,
+            epoch=record.state.epoch,
+            trigger=_trigger_of(record.state.next_run_source),
+            claimed_at=now,
+            finished_at=now,
+            skip_reason=reason,
+            error=detail,
+        )
+        self.store.record_skip(
+            record,
+            skipped,
+            next_run_at=after_slot,
+            next_run_source="baseline",
+            next_run_reason=f"previous slot skipped ({reason})",
+            buffer=buffer or record.state.buffered,
+        )
+        result.skipped.append((skipped.run_id, reason))
+
+    def _resume_if_pause_ended(self, record: JobRecord, now: datetime, result: DiscoveryResult) -> None:
+        until = record.state.paused_until
+        if until is None or until > now:
+            return
+        self.store.set_job_schedule_state(
+            record.job_id,
+            status=JobStatus.ACTIVE,
+            next_run_at=first_run_at(record.job, now) if record.job.schedule.rate is None else now,
+            source="baseline",
+            reason=f"resumed: pause ended at {until.isoformat()}",
+            paused_until=None,
+            now=now,
+        )
+        result.resumed.append(record.job_id)
+
+
+def _trigger_of(next_run_source: str) -> str:
+    """Why a run happens at its time, from the decision that set the slot."""
+    return "schedule" if next_run_source in ("baseline", "schedule") else next_run_source

@@ -1,0 +1,119 @@
+"""Executor: one endpoint call per invocation. The full result goes to DynamoDB; the state machine
+only gets the step's status back (state payloads are capped at 256 KB and must never carry secrets)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+
+from cronpilot.clock import Clock
+from cronpilot.models.job import Endpoint, SecretRef
+from cronpilot.models.run import StepOutcome, StepResult, StepStatus, StepTask
+from cronpilot.safehttp import HttpOutcome, RequestSpec
+from cronpilot.store import Store
+
+# The executor Lambda's timeout is 300 s; a call's total budget stays well inside it.
+MAX_TOTAL_BUDGET = timedelta(seconds=240)
+
+SecretResolver = Callable[[SecretRef], str]
+Sender = Callable[[RequestSpec], HttpOutcome]
+
+
+def resolve_secret(ref: SecretRef) -> str:
+    """Secrets Manager or SSM through Powertools parameters, cached for 5 minutes per container."""
+    from aws_lambda_powertools.utilities import parameters
+
+    if ref.secret is not None:
+        value = str(parameters.get_secret(ref.secret, max_age=300))
+    else:
+        assert ref.parameter is not None
+        value = str(parameters.get_parameter(ref.parameter, decrypt=True, max_age=300))
+    if ref.json_key is not None:
+        value = str(json.loads(value)[ref.json_key])
+    return value
+
+
+def build_request(endpoint: Endpoint, idempotency_key: str, resolver: SecretResolver) -> RequestSpec:
+    headers = {
+        name: (resolver(value) if isinstance(value, SecretRef) else value)
+        for name, value in endpoint.headers.items()
+    }
+    body: str | None
+    if endpoint.body is None or isinstance(endpoint.body, str):
+        body = endpoint.body
+    else:
+        body = json.dumps(endpoint.body)
+        headers.setdefault("Content-Type", "application/json")
+    timeout = endpoint.timeout.total_seconds()
+    return RequestSpec(
+        method=endpoint.method,
+        url=endpoint.url,
+        headers=headers,
+        body=body,
+        connect_timeout=min(5.0, timeout),
+        read_timeout=timeout,
+        total_timeout=min(MAX_TOTAL_BUDGET.total_seconds(), timeout * 3),
+        retry_non_idempotent=bool(endpoint.retryable),
+        max_attempts=3 if endpoint.retryable is not False else 1,
+        secret_header_names=endpoint.secret_header_names(),
+        idempotency_key=idempotency_key,
+    )
+
+
+def idempotency_key(run_id: str, step_id: str) -> str:
+    return f"cronpilot-{run_id}-{step_id}"
+
+
+class StepExecutor:
+    def __init__(
+        self, store: Store, clock: Clock, send: Sender, resolver: SecretResolver = resolve_secret
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.send = send
+        self.resolver = resolver
+
+    def execute(self, task: StepTask) -> StepOutcome:
+        step = task.step
+        done = self.store.get_step_results(task.run_id, [step.step_id])
+        if step.step_id in done:  # re-invoked by a retry: the call already happened
+            return StepOutcome(step_id=step.step_id, status=done[step.step_id].status)
+        job = self.store.get_job(task.job_id).job
+        endpoint = job.endpoint(step.endpoint_id)
+        started = self.clock.now()
+        result = self._blocked_by_dependency(task, endpoint)
+        if result is None:
+            outcome = self.send(
+                build_request(endpoint, idempotency_key(task.run_id, step.step_id), self.resolver)
+            )
+            result = StepResult(
+                step_id=step.step_id,
+                endpoint_id=endpoint.id,
+                status=StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
+                http_status=outcome.http_status,
+                attempts=outcome.attempts,
+                latency_ms=outcome.latency_ms,
+                error=outcome.error,
+                body=outcome.body,
+                body_truncated=outcome.body_truncated,
+            )
+        result.started_at = started
+        result.finished_at = self.clock.now()
+        self.store.put_step_result(task.job_id, task.run_id, task.epoch, result, result.finished_at)
+        return StepOutcome(step_id=step.step_id, status=result.status)
+
+    def _blocked_by_dependency(self, task: StepTask, endpoint: Endpoint) -> StepResult | None:
+        if not task.step.depends_on or endpoint.on_dependency_failure == "continue":
+            return None
+        deps = self.store.get_step_results(task.run_id, task.step.depends_on)
+        for dep in task.step.depends_on:
+            status = deps[dep].status if dep in deps else "missing"
+            if status != StepStatus.SUCCEEDED:
+                return StepResult(
+                    step_id=task.step.step_id,
+                    endpoint_id=endpoint.id,
+                    status=StepStatus.SKIPPED,
+                    skip_reason=f"dependency {dep} {status}",
+                )
+        return None

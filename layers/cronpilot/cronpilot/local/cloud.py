@@ -1,0 +1,364 @@
+"""Local mode: the whole AWS side of cronpilot on moto, in this process, with no AWS account.
+
+Two seams (DESIGN.md): moto's docker-free Lambda backend only echoes payloads, so `invoke` is
+replaced with a call of the real handler; and moto's DynamoDB does not make condition-check-plus-write
+atomic across threads, so its write methods are serialised with one lock.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+
+from cronpilot import runtime, schema
+from cronpilot.clock import Clock, to_iso
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+TABLE_NAME = "cronpilot-local"
+STATE_MACHINE_NAME = "cronpilot-local-run"
+FUNCTIONS = ("discovery", "planner", "executor", "summarizer", "finalize_failure")
+ASL_PATH = Path(__file__).resolve().parent.parent / "asl" / "run_job.asl.json"
+FUNCTIONS_DIR = Path(__file__).resolve().parents[4] / "functions"
+ASL_SUBSTITUTIONS = {
+    "PlannerFunctionArn": "planner",
+    "ExecutorFunctionArn": "executor",
+    "SummarizerFunctionArn": "summarizer",
+    "FinalizeFailureFunctionArn": "finalize_failure",
+}
+_DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+# moto's readers iterate the same dicts the writers mutate ("dictionary changed size during iteration").
+_DYNAMODB_READS = ("get_item", "query", "scan", "batch_get_item")
+
+
+def function_name(name: str) -> str:
+    return f"cronpilot-local-{name.replace('_', '-')}"
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name(name)}"
+
+
+def render_asl(arns: dict[str, str]) -> str:
+    """The one ASL file with `${...}` replaced, exactly as CDK's definition_substitutions do."""
+    text = ASL_PATH.read_text()
+    for key, value in arns.items():
+        text = text.replace("${" + key + "}", value)
+    if "${" in text:
+        raise ValueError("ASL file has a substitution that was not provided")
+    return text
+
+
+def load_handler(name: str) -> Callable[[dict[str, Any], Any], Any]:
+    """Import functions/<name>/handler.py under a unique module name (each Lambda has its own handler.py)."""
+    path = FUNCTIONS_DIR / name / "handler.py"
+    spec = importlib.util.spec_from_file_location(f"cronpilot_function_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lambda_handler
+
+
+@dataclass
+class LambdaContext:
+    """The attributes Powertools reads from Lambda's context object."""
+
+    function_name: str
+    aws_request_id: str
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def serialize_dynamodb_writes() -> Callable[[], None]:
+    """Make moto's conditional writes atomic across threads (as DynamoDB's are); returns the undo.
+    Reads take the same lock: moto's readers are not safe against concurrent writers.
+
+    Also replaces moto's transaction rollback, which deep-copies the whole table on every
+    TransactWriteItems (O(table size) per claim), with a snapshot of only the items the transaction
+    touches. Under the write lock nothing else can change those items, so the rollback is exact.
+    """
+    import copy
+
+    import moto.dynamodb.models as dynamodb_models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    class _TableSharingCopy:
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    originals = {name: getattr(DynamoDBBackend, name) for name in _DYNAMODB_WRITES + _DYNAMODB_READS}
+    original_transact = originals["transact_write_items"]
+
+    def transact_with_item_rollback(self_: Any, transact_items: list[dict[str, Any]]) -> Any:
+        snapshot = []
+        for entry in transact_items:
+            op = next(iter(entry.values()))
+            table = self_.get_table(op["TableName"])
+            key = op["Item"] if "Item" in op else op["Key"]
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr])
+            current = table.items.get(hash_value, {}).get(range_value)
+            snapshot.append((table, hash_value, range_value, copy.deepcopy(current)))
+        try:
+            return original_transact(self_, transact_items)
+        except Exception:
+            for table, hash_value, range_value, item in reversed(snapshot):
+                if item is None:
+                    table.items.get(hash_value, {}).pop(range_value, None)
+                else:
+                    table.items[hash_value][range_value] = item
+            raise
+
+    lock = threading.RLock()
+    replacements = {**originals, "transact_write_items": transact_with_item_rollback}
+    for name, implementation in replacements.items():
+
+        def locked(self_: Any, *args: Any, __implementation: Any = implementation, **kwargs: Any) -> Any:
+            with lock:
+                return __implementation(self_, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, locked)
+    real_copy_module = dynamodb_models.copy
+    dynamodb_models.copy = _TableSharingCopy  # type: ignore[assignment]
+
+    def undo() -> None:
+        dynamodb_models.copy = real_copy_module
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+
+    return undo
+
+
+class LocalCloud:
+    """Start moto, install the seams, build the table, functions, state machine and schedule rule."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        egress_allowed_cidrs: str = "",
+        egress_allowed_ports: str = "80,443",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.env = {
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "TABLE_NAME": TABLE_NAME,
+            "EGRESS_ALLOWED_CIDRS": egress_allowed_cidrs,
+            "EGRESS_ALLOWED_PORTS": egress_allowed_ports,
+            "POWERTOOLS_SERVICE_NAME": "cronpilot",
+            "POWERTOOLS_METRICS_NAMESPACE": "cronpilot",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("CRONPILOT_LOCAL_LOG_LEVEL", "ERROR"),
+            **(extra_env or {}),
+        }
+        self._saved_env: dict[str, str | None] = {}
+        self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
+        self._undo: list[Callable[[], None]] = []
+        self.invocations: list[tuple[str, dict[str, Any]]] = []
+        self.state_machine_arn = ""
+
+    # ----------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> LocalCloud:
+        from moto import mock_aws
+
+        for key, value in self.env.items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        self._mock = mock_aws(
+            config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+        )
+        self._mock.start()
+        self._install_dynamodb_lock()
+        self._install_lambda_seam()
+        self._create_resources()
+        os.environ["STATE_MACHINE_ARN"] = self.state_machine_arn
+        self._saved_env.setdefault("STATE_MACHINE_ARN", None)
+        runtime.reset()
+        runtime.override(clock=self.clock)
+        self._handlers = {function_name(n): load_handler(n) for n in FUNCTIONS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wait_idle(timeout=30, raise_on_timeout=False)
+        for undo in reversed(self._undo):
+            undo()
+        self._mock.stop()
+        runtime.reset()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    # ---------------------------------------------------------------- seams
+
+    def _install_dynamodb_lock(self) -> None:
+        self._undo.append(serialize_dynamodb_writes())
+
+    def _install_lambda_seam(self) -> None:
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        original = LambdaSimpleBackend.invoke
+        cloud = self
+
+        def invoke(
+            backend: Any,
+            function_name: str,
+            qualifier: str | None,
+            body: Any,
+            headers: Any,
+            response_headers: Any,
+        ) -> bytes:
+            fn = backend.get_function(function_name, qualifier)  # unknown functions still fail like AWS
+            return cloud._run_handler(fn.function_name, body, response_headers)
+
+        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
+        self._undo.append(lambda: setattr(LambdaSimpleBackend, "invoke", original))
+
+    def _run_handler(self, name: str, body: Any, response_headers: dict[str, str]) -> bytes:
+        event = json.loads(body) if body else {}
+        self.invocations.append((name, event))
+        context = LambdaContext(
+            function_name=name, aws_request_id=str(uuid.uuid4()), invoked_function_arn=function_arn(name)
+        )
+        try:
+            result = self._handlers[name](event, context)
+        except Exception as exc:  # Lambda's Unhandled error envelope, so Retry/Catch behave as on AWS
+            response_headers["x-amz-function-error"] = "Unhandled"
+            envelope = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "stackTrace": traceback.format_tb(exc.__traceback__)[-3:],
+            }
+            return json.dumps(envelope).encode()
+        return json.dumps(result, default=str).encode()
+
+    def replace_handler(self, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> Callable[..., Any]:
+        """For failure-injection tests: swap one function's handler, return the previous one."""
+        key = function_name(name)
+        previous = self._handlers[key]
+        self._handlers[key] = handler
+        return previous
+
+    # ------------------------------------------------------------ resources
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+    def _create_resources(self) -> None:
+        dynamodb = self.client("dynamodb")
+        dynamodb.create_table(**schema.create_table_request(TABLE_NAME))
+        dynamodb.update_time_to_live(
+            TableName=TABLE_NAME,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.TTL_ATTRIBUTE},
+        )
+        iam = self.client("iam")
+        role = iam.create_role(
+            RoleName="cronpilot-local",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
+        lambda_ = self.client("lambda")
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("handler.py", "# replaced by the local-mode seam\n")
+        for name in FUNCTIONS:
+            lambda_.create_function(
+                FunctionName=function_name(name),
+                Runtime="python3.13",
+                Role=role,
+                Handler="handler.lambda_handler",
+                Code={"ZipFile": code.getvalue()},
+                Architectures=["arm64"],
+            )
+        sfn = self.client("stepfunctions")
+        definition = render_asl({key: function_arn(name) for key, name in ASL_SUBSTITUTIONS.items()})
+        self.state_machine_arn = sfn.create_state_machine(
+            name=STATE_MACHINE_NAME, definition=definition, roleArn=role, type="STANDARD"
+        )["stateMachineArn"]
+        events = self.client("events")
+        events.put_rule(Name="cronpilot-local-tick", ScheduleExpression="rate(1 minute)", State="ENABLED")
+        events.put_targets(
+            Rule="cronpilot-local-tick", Targets=[{"Id": "discovery", "Arn": function_arn("discovery")}]
+        )
+
+    # ------------------------------------------------------------ operations
+
+    def tick(self) -> dict[str, Any]:
+        """What EventBridge does every minute: invoke discovery with a scheduled event."""
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT,
+            "time": to_iso(self.clock.now()),
+            "region": REGION,
+            "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/cronpilot-local-tick"],
+            "detail": {},
+        }
+        return self.invoke("discovery", event)
+
+    def invoke(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        response = self.client("lambda").invoke(FunctionName=function_name(name), Payload=json.dumps(event))
+        payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            raise RuntimeError(f"{name} failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
+        return payload
+
+    def executions(self, status: str | None = None) -> Iterator[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        kwargs: dict[str, Any] = {"stateMachineArn": self.state_machine_arn}
+        if status:
+            kwargs["statusFilter"] = status
+        for page in sfn.get_paginator("list_executions").paginate(**kwargs):
+            yield from page["executions"]
+
+    def wait_idle(self, timeout: float = 120, *, raise_on_timeout: bool = True) -> None:
+        """Block until no execution is RUNNING (moto runs them on background threads)."""
+        deadline = time.monotonic() + timeout
+        while any(True for _ in self.executions("RUNNING")):
+            if time.monotonic() > deadline:
+                if raise_on_timeout:
+                    raise TimeoutError("executions still running after the local-mode timeout")
+                return
+            time.sleep(0.05)
+
+    def describe_execution(self, run_id: str) -> dict[str, Any]:
+        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        return self.client("stepfunctions").describe_execution(executionArn=arn)
+
+
+@contextmanager
+def local_cloud(clock: Clock, **kwargs: Any) -> Iterator[LocalCloud]:
+    with LocalCloud(clock, **kwargs) as cloud:
+        yield cloud

@@ -1,0 +1,242 @@
+"""The job: what a user registers. Validated by pydantic; every error names the field and the fix."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cronpilot.cron import CronExpression, parse_timezone
+from cronpilot.durations import Duration
+
+# Run ids are "<job id>.<YYYYMMDDTHHMMSSZ>" and double as Step Functions execution names, which allow
+# 80 characters: 63 + 1 + 16 = 80. Lower-case letters, digits and hyphens avoid every forbidden character.
+JOB_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+ENDPOINT_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62})$"
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class JobStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class OverlapPolicy(StrEnum):
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"
+    ALLOW = "allow"
+
+
+class LlmProvider(StrEnum):
+    INHERIT = "inherit"
+    ANTHROPIC = "anthropic"
+    BEDROCK = "bedrock"
+    NONE = "none"
+
+
+class Schedule(Strict):
+    """Exactly one of cron (5 fields, evaluated in `timezone`), rate, or a one-off `at`."""
+
+    cron: str | None = None
+    rate: Duration | None = None
+    at: datetime | None = None
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            CronExpression.parse(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_exists(cls, value: str) -> str:
+        parse_timezone(value)
+        return value
+
+    @field_validator("rate")
+    @classmethod
+    def _rate_is_sane(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(minutes=1):
+            raise ValueError("rate must be at least 1m: the scheduler ticks once a minute")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Self:
+        kinds = [name for name in ("cron", "rate", "at") if getattr(self, name) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "set exactly one of 'cron', 'rate' or 'at' "
+                f"(found {', '.join(kinds) or 'none'}): e.g. cron: '0 9 * * MON-FRI'"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["cron", "rate", "at"]:
+        if self.cron is not None:
+            return "cron"
+        return "rate" if self.rate is not None else "at"
+
+    def describe(self) -> str:
+        if self.cron is not None:
+            return f"cron '{self.cron}' ({self.timezone})"
+        if self.rate is not None:
+            from cronpilot.durations import format_duration
+
+            return f"every {format_duration(self.rate)}"
+        return f"once at {self.at} ({self.timezone})"
+
+
+class Guardrails(Strict):
+    min_interval: Duration = timedelta(minutes=1)
+    max_interval: Duration = timedelta(days=1)
+    max_steps: int = Field(default=20, ge=1, le=100)
+    max_parallel: int = Field(default=5, ge=1, le=40)
+    max_tokens_per_run: int = Field(default=20_000, ge=0)
+    max_tokens_per_day: int = Field(default=200_000, ge=0)
+    max_lateness: Duration = timedelta(hours=1)
+    jitter: Duration = timedelta(0)
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
+
+    @model_validator(mode="after")
+    def _interval_order(self) -> Self:
+        if self.min_interval > self.max_interval:
+            raise ValueError(
+                f"min_interval ({self.min_interval}) is greater than max_interval ({self.max_interval}): "
+                "make min_interval <= max_interval"
+            )
+        if self.min_interval < timedelta(minutes=1):
+            raise ValueError("min_interval must be at least 1m: the scheduler ticks once a minute")
+        return self
+
+
+class SecretRef(Strict):
+    """A header value kept in Secrets Manager or SSM Parameter Store, resolved at call time only."""
+
+    secret: str | None = None
+    parameter: str | None = None
+    json_key: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.secret is None) == (self.parameter is None):
+            raise ValueError(
+                "a header reference sets exactly one of 'secret' (Secrets Manager) or 'parameter' (SSM)"
+            )
+        return self
+
+
+HeaderValue = str | SecretRef
+
+
+class Endpoint(Strict):
+    id: Annotated[str, Field(pattern=ENDPOINT_ID_PATTERN)]
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    url: str
+    headers: dict[str, HeaderValue] = Field(default_factory=dict)
+    body: str | dict | list | None = None
+    timeout: Duration = timedelta(seconds=10)
+    description: str = ""
+    depends_on: tuple[str, ...] = ()
+    on_dependency_failure: Literal["skip", "continue"] = "skip"
+    retryable: bool | None = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(
+                f"url scheme {parts.scheme or '(none)'!r} is not allowed: use an http:// or https:// URL"
+            )
+        if not parts.hostname:
+            raise ValueError("url has no host: use a full URL such as https://api.example.com/path")
+        if parts.username or parts.password:
+            raise ValueError("url must not carry credentials: put them in a header that references a secret")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, HeaderValue]) -> dict[str, HeaderValue]:
+        for name in value:
+            if not HEADER_NAME.match(name):
+                raise ValueError(
+                    f"header name {name!r} is not a valid HTTP token: use letters, digits and '-'"
+                )
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_range(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(minutes=10):
+            raise ValueError("timeout must be between 1s and 10m")
+        return value
+
+    def secret_header_names(self) -> frozenset[str]:
+        return frozenset(name.lower() for name, v in self.headers.items() if isinstance(v, SecretRef))
+
+
+class LlmSettings(Strict):
+    provider: LlmProvider = LlmProvider.INHERIT
+    model: str | None = None
+    shadow: bool = False
+
+
+class Job(Strict):
+    id: Annotated[str, Field(pattern=JOB_ID_PATTERN)]
+    name: str = ""
+    goal: str = Field(default="", max_length=4000)
+    schedule: Schedule
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    endpoints: tuple[Endpoint, ...] = Field(min_length=1, max_length=100)
+    status: JobStatus = JobStatus.ACTIVE
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+
+    @model_validator(mode="after")
+    def _endpoint_graph(self) -> Self:
+        ids = [e.id for e in self.endpoints]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate endpoint ids {duplicates}: give every endpoint a unique id")
+        known = set(ids)
+        for endpoint in self.endpoints:
+            for dep in endpoint.depends_on:
+                if dep not in known:
+                    raise ValueError(
+                        f"endpoint {endpoint.id!r} depends_on unknown endpoint {dep!r}: "
+                        f"use one of {sorted(known)}"
+                    )
+                if dep == endpoint.id:
+                    raise ValueError(f"endpoint {endpoint.id!r} depends on itself: remove it from depends_on")
+        from cronpilot.planning import find_cycle
+
+        cycle = find_cycle({e.id: e.depends_on for e in self.endpoints})
+        if cycle:
+            raise ValueError(f"dependency cycle {' -> '.join(cycle)}: remove one of these depends_on entries")
+        if len(self.endpoints) > self.guardrails.max_steps:
+            # The deterministic plan calls every endpoint, so the whole job must fit max_steps.
+            raise ValueError(
+                f"{len(self.endpoints)} endpoints exceed guardrails.max_steps ({self.guardrails.max_steps}): "
+                "raise max_steps or split the job"
+            )
+        return self
+
+    def endpoint(self, endpoint_id: str) -> Endpoint:
+        for endpoint in self.endpoints:
+            if endpoint.id == endpoint_id:
+                return endpoint
+        raise KeyError(endpoint_id)

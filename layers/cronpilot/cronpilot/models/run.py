@@ -1,0 +1,175 @@
+"""The run record (everything needed to explain a run afterwards) and the state machine's small payloads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RUN_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def make_run_id(job_id: str, scheduled_at: datetime) -> str:
+    """Deterministic: the same job and slot always give the same id (and execution name)."""
+    return f"{job_id}.{run_stamp(scheduled_at)}"
+
+
+def run_stamp(scheduled_at: datetime) -> str:
+    return scheduled_at.astimezone(UTC).strftime(RUN_STAMP_FORMAT)
+
+
+def parse_run_id(run_id: str) -> tuple[str, str]:
+    job_id, sep, stamp = run_id.rpartition(".")
+    if not sep or not job_id:
+        raise ValueError(f"{run_id!r} is not a run id: expected '<job id>.<YYYYMMDDTHHMMSSZ>'")
+    datetime.strptime(stamp, RUN_STAMP_FORMAT)
+    return job_id, stamp
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", use_enum_values=True)
+
+
+class RunStatus(StrEnum):
+    CLAIMED = "claimed"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # finished, but at least one step failed or was skipped
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    START_FAILED = "start_failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (RunStatus.CLAIMED, RunStatus.RUNNING)
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class TokenUsage(Model):
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input=self.input + other.input,
+            output=self.output + other.output,
+            cache_read=self.cache_read + other.cache_read,
+            cache_write=self.cache_write + other.cache_write,
+        )
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output + self.cache_read + self.cache_write
+
+
+class PlanStep(Model):
+    step_id: str
+    endpoint_id: str
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class PlanRecord(Model):
+    source: str  # "ai", "ai-repaired", "fallback", "baseline"
+    rationale: str
+    steps: list[PlanStep]
+    waves: list[list[str]]
+    decided_by: str = "deterministic"  # the strategy that produced it
+    failure_class: str | None = None
+    shadow: PlanRecord | None = None  # what the AI proposed when the job runs in shadow mode
+
+
+class StepResult(Model):
+    step_id: str
+    endpoint_id: str
+    status: StepStatus
+    http_status: int | None = None
+    attempts: int = 0
+    latency_ms: int = 0
+    error: str | None = None
+    skip_reason: str | None = None
+    body: str = ""
+    body_truncated: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class NextRunDecision(Model):
+    at: datetime | None  # None: the job has no further run (a one-off that ran)
+    source: str  # ai, clamped-min, clamped-max, baseline, backoff, paused, manual, fallback, ...
+    reason: str
+    proposed_at: datetime | None = None
+    shadow: NextRunDecision | None = None
+
+
+class LlmFailure(Model):
+    phase: str  # plan | summarize
+    failure_class: str
+    detail: str
+
+
+class RunRecord(Model):
+    run_id: str
+    job_id: str
+    scheduled_at: datetime
+    status: RunStatus
+    epoch: int = 0
+    trigger: str = "schedule"  # why the run happened at this time
+    claimed_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    plan: PlanRecord | None = None
+    summary: str | None = None
+    next_run: NextRunDecision | None = None
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    step_counts: dict[str, int] = Field(default_factory=dict)
+    skip_reason: str | None = None
+    error: str | None = None
+    llm_failures: list[LlmFailure] = Field(default_factory=list)
+
+    @classmethod
+    def claimed(cls, job_id: str, scheduled_at: datetime, epoch: int, trigger: str, now: datetime) -> Self:
+        return cls(
+            run_id=make_run_id(job_id, scheduled_at),
+            job_id=job_id,
+            scheduled_at=scheduled_at,
+            status=RunStatus.CLAIMED,
+            epoch=epoch,
+            trigger=trigger,
+            claimed_at=now,
+        )
+
+
+# --- State machine payloads: small, ids only (never headers, bodies or secrets) ---
+
+
+class RunRef(Model):
+    run_id: str
+    job_id: str
+    epoch: int
+
+
+class PlanOutput(Model):
+    waves: list[list[dict[str, Any]]]
+    max_parallel: int
+
+
+class StepTask(RunRef):
+    step: PlanStep
+
+
+class StepOutcome(Model):
+    step_id: str
+    status: StepStatus
+
+
+class FailureEvent(RunRef):
+    error: dict[str, Any] = Field(default_factory=dict)

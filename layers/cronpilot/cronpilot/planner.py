@@ -1,0 +1,35 @@
+"""Planner: load the job and its recent history, ask the strategy for a plan, record it, return waves."""
+
+from __future__ import annotations
+
+from cronpilot.clock import Clock
+from cronpilot.models.run import PlanOutput, RunRecord, RunRef, RunStatus
+from cronpilot.store import LeaseLost, Store
+from cronpilot.strategies import PlanContext, PlanStrategy
+
+HISTORY_RUNS = 10
+
+
+def load_fenced_run(store: Store, ref: RunRef) -> RunRecord:
+    run = store.get_run(ref.run_id)
+    if run.epoch != ref.epoch:
+        raise LeaseLost(f"run {ref.run_id} has epoch {run.epoch}, this execution holds {ref.epoch}")
+    return run
+
+
+def plan_run(store: Store, clock: Clock, ref: RunRef, strategy: PlanStrategy) -> PlanOutput:
+    record = store.get_job(ref.job_id)
+    run = load_fenced_run(store, ref)
+    if run.plan is None:  # a retried invocation reuses the plan it already recorded
+        history, _ = store.list_runs(ref.job_id, limit=HISTORY_RUNS + 1)
+        context = PlanContext(run=run, history=[r for r in history if r.run_id != run.run_id][:HISTORY_RUNS])
+        decision = strategy.plan(record.job, context)
+        run.plan = decision.plan
+        run.tokens = run.tokens + decision.tokens
+        run.llm_failures += decision.failures
+        run.status = RunStatus.RUNNING
+        run.started_at = clock.now()
+        store.save_run(run)
+    steps = {step.step_id: step for step in run.plan.steps}
+    waves = [[steps[step_id].model_dump() for step_id in wave] for wave in run.plan.waves]
+    return PlanOutput(waves=waves, max_parallel=record.job.guardrails.max_parallel)

@@ -1,0 +1,84 @@
+"""Scheduling math: baseline slots, deterministic jitter, failure backoff and the guardrail clamp.
+
+The LLM (or the deterministic strategy) *proposes* a next run; `clamp_next_run` decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cronpilot.cron import CronExpression, parse_timezone
+from cronpilot.models.job import Guardrails, Job, Schedule
+
+
+def next_slot(schedule: Schedule, *, after: datetime, previous: datetime | None = None) -> datetime | None:
+    """The first baseline slot strictly after `after` (UTC), or None when a one-off has passed.
+
+    Rates run with a fixed delay from the previous slot; a rate slot already in the past collapses to
+    `after` so that downtime produces one catch-up run, never a burst.
+    """
+    if schedule.cron is not None:
+        return CronExpression.parse(schedule.cron).next_after(after, parse_timezone(schedule.timezone))
+    if schedule.rate is not None:
+        if previous is None:
+            return after + schedule.rate
+        return max(previous + schedule.rate, after)
+    assert schedule.at is not None
+    at = schedule.at if schedule.at.tzinfo else schedule.at.replace(tzinfo=parse_timezone(schedule.timezone))
+    at = at.astimezone(UTC)
+    return at if at > after else None
+
+
+def jitter_offset(job_id: str, slot: datetime, window: timedelta) -> timedelta:
+    """A stable offset in [0, window): the same job and slot always get the same one; jobs spread out."""
+    if window <= timedelta(0):
+        return timedelta(0)
+    digest = hashlib.sha256(f"{job_id}|{slot.astimezone(UTC).isoformat()}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return timedelta(seconds=int(fraction * window.total_seconds()))
+
+
+def with_jitter(job: Job, slot: datetime | None) -> datetime | None:
+    if slot is None:
+        return None
+    return slot + jitter_offset(job.id, slot, job.guardrails.jitter)
+
+
+def first_run_at(job: Job, now: datetime) -> datetime | None:
+    return with_jitter(job, next_slot(job.schedule, after=now))
+
+
+def failure_backoff(consecutive_failures: int, guardrails: Guardrails) -> timedelta:
+    """Exponential from min_interval, doubling per consecutive failure, capped by max_interval."""
+    base = max(guardrails.min_interval, timedelta(minutes=1))
+    exponent = min(max(consecutive_failures - 1, 0), 30)
+    return min(guardrails.max_interval, base * (2**exponent))
+
+
+@dataclass(frozen=True)
+class Clamped:
+    at: datetime
+    source: str
+    reason: str
+
+
+def clamp_next_run(
+    proposal: datetime,
+    *,
+    source: str,
+    reason: str,
+    guardrails: Guardrails,
+    scheduled_at: datetime,
+    now: datetime,
+) -> Clamped:
+    """Keep a proposed next run inside [scheduled_at + min_interval, scheduled_at + max_interval] and
+    never before `now` (the floor). The returned source says whether the proposal survived."""
+    lower = max(scheduled_at + guardrails.min_interval, now)
+    upper = max(scheduled_at + guardrails.max_interval, lower)
+    if proposal < lower:
+        return Clamped(lower, "clamped-min", f"{reason}; raised to min_interval {guardrails.min_interval}")
+    if proposal > upper:
+        return Clamped(upper, "clamped-max", f"{reason}; lowered to max_interval {guardrails.max_interval}")
+    return Clamped(proposal, source, reason)

@@ -1,0 +1,88 @@
+"""The table's shape, defined once: CDK, local mode and the tests all build the table from this module."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+PARTITION_KEY = "PK"
+SORT_KEY = "SK"
+TTL_ATTRIBUTE = "expires_at"
+
+DUE_INDEX = "due"
+DUE_INDEX_PK = "due_shard"
+DUE_INDEX_SK = "due_at"
+# Jobs spread over a few due-index partitions so one hot partition never holds every job; discovery
+# queries each shard. Changing this needs a backfill of due_shard on existing jobs.
+DUE_SHARDS = 4
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    partition_key: str = PARTITION_KEY
+    sort_key: str = SORT_KEY
+    due_index: str = DUE_INDEX
+    due_index_pk: str = DUE_INDEX_PK
+    due_index_sk: str = DUE_INDEX_SK
+    ttl_attribute: str = TTL_ATTRIBUTE
+
+
+SCHEMA = TableSchema()
+
+
+def create_table_request(table_name: str) -> dict[str, Any]:
+    """The boto3 CreateTable request for local mode and tests (CDK mirrors it from SCHEMA)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": SORT_KEY, "AttributeType": "S"},
+            {"AttributeName": DUE_INDEX_PK, "AttributeType": "S"},
+            {"AttributeName": DUE_INDEX_SK, "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": DUE_INDEX,
+                "KeySchema": [
+                    {"AttributeName": DUE_INDEX_PK, "KeyType": "HASH"},
+                    {"AttributeName": DUE_INDEX_SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
+
+
+def due_shard(job_id: str) -> str:
+    digest = hashlib.sha256(job_id.encode()).digest()
+    return f"due#{digest[0] % DUE_SHARDS}"
+
+
+def all_due_shards() -> list[str]:
+    return [f"due#{n}" for n in range(DUE_SHARDS)]
+
+
+def job_key(job_id: str) -> dict[str, str]:
+    return {PARTITION_KEY: f"job#{job_id}", SORT_KEY: "job"}
+
+
+def run_key(job_id: str, run_stamp: str) -> dict[str, str]:
+    return {PARTITION_KEY: f"job#{job_id}", SORT_KEY: f"run#{run_stamp}"}
+
+
+def step_key(run_id: str, step_id: str) -> dict[str, str]:
+    return {PARTITION_KEY: f"run#{run_id}", SORT_KEY: f"step#{step_id}"}
+
+
+def usage_key(job_id: str, day: str) -> dict[str, str]:
+    return {PARTITION_KEY: f"job#{job_id}", SORT_KEY: f"usage#{day}"}
+
+
+def endpoint_health_key(origin: str) -> dict[str, str]:
+    return {PARTITION_KEY: f"endpoint#{origin}", SORT_KEY: "health"}

@@ -1,0 +1,587 @@
+"""Data access: the only module that talks to DynamoDB.
+
+Guarantees (DESIGN.md): a claim is one transaction — a conditional update of the job (next_run_at is
+what discovery saw, no live lease, epoch unchanged) that takes the lease and bumps the fencing epoch,
+plus the creation of the run item. Every later write for that run is conditional on the epoch, so a
+holder whose lease expired and was re-claimed can no longer write.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from cronpilot import schema
+from cronpilot.clock import from_iso, to_iso
+from cronpilot.models.job import Job, JobStatus
+from cronpilot.models.run import RunRecord, StepResult, parse_run_id
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+RUN_RETENTION = timedelta(days=90)
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class StoreError(Exception):
+    """Base class of data-access errors the domain handles."""
+
+
+class JobNotFound(StoreError):
+    pass
+
+
+class RunNotFound(StoreError):
+    pass
+
+
+class ClaimConflict(StoreError):
+    """Another discovery invocation changed the job first (claimed it, or moved its slot)."""
+
+
+class LeaseLost(StoreError):
+    """The run's fencing epoch is stale: the lease expired and someone else holds the job now."""
+
+
+@dataclass
+class JobState:
+    """Scheduling state kept beside the job definition."""
+
+    next_run_at: datetime | None = None
+    next_run_source: str = "baseline"
+    next_run_reason: str = ""
+    epoch: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    current_run_id: str | None = None
+    consecutive_failures: int = 0
+    paused_until: datetime | None = None
+    buffered: bool = False
+    updated_at: datetime | None = None
+
+    def lease_live(self, now: datetime) -> bool:
+        return self.lease_expires_at is not None and self.lease_expires_at > now
+
+
+@dataclass
+class JobRecord:
+    job: Job
+    state: JobState = field(default_factory=JobState)
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+
+@dataclass
+class DuePage:
+    records: list[JobRecord]
+    scanned: int
+
+
+def _ser(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in value.items()}
+
+
+def _de(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def _epoch_seconds(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = exc.response.get("CancellationReasons", [])
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons
+    return False
+
+
+def _job_from_item(item: dict[str, Any]) -> JobRecord:
+    data = _de(item)
+    lease = data.get("lease_expires_at")
+    state = JobState(
+        next_run_at=from_iso(data["next_run_at"]) if data.get("next_run_at") else None,
+        next_run_source=data.get("next_run_source", "baseline"),
+        next_run_reason=data.get("next_run_reason", ""),
+        epoch=int(data.get("epoch", 0)),
+        lease_owner=data.get("lease_owner"),
+        lease_expires_at=datetime.fromtimestamp(int(lease), UTC) if lease is not None else None,
+        current_run_id=data.get("current_run_id"),
+        consecutive_failures=int(data.get("consecutive_failures", 0)),
+        paused_until=from_iso(data["paused_until"]) if data.get("paused_until") else None,
+        buffered=bool(data.get("buffered", False)),
+        updated_at=from_iso(data["updated_at"]) if data.get("updated_at") else None,
+    )
+    return JobRecord(job=Job.model_validate_json(data["job_doc"]), state=state)
+
+
+def _run_to_item(run: RunRecord) -> dict[str, Any]:
+    job_id, stamp = parse_run_id(run.run_id)
+    doc = run.model_dump(mode="json")
+    item = {
+        **schema.run_key(job_id, stamp),
+        "kind": "run",
+        "run_id": run.run_id,
+        "job_id": run.job_id,
+        "status": run.status,
+        "scheduled_at": to_iso(run.scheduled_at),
+        "epoch": run.epoch,
+        "doc": json.dumps(doc, separators=(",", ":")),
+        schema.TTL_ATTRIBUTE: _epoch_seconds(run.scheduled_at + RUN_RETENTION),
+    }
+    return _ser(item)
+
+
+def _run_from_item(item: dict[str, Any]) -> RunRecord:
+    return RunRecord.model_validate_json(_de(item)["doc"])
+
+
+class Store:
+    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+        self.table_name = table_name
+        self.client = client
+
+    # ---------------------------------------------------------------- jobs
+
+    def put_job(
+        self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime
+    ) -> None:
+        """Create or replace a job's definition; scheduling state other than the next run is kept."""
+        active = job.status == JobStatus.ACTIVE and next_run_at is not None
+        values: dict[str, Any] = {
+            ":definition": job.model_dump_json(exclude_defaults=False),
+            ":job_id": job.id,
+            ":status": job.status.value,
+            ":source": source,
+            ":reason": reason,
+            ":now": to_iso(now),
+            ":zero": 0,
+        }
+        sets = [
+            "job_doc = :definition",
+            "job_id = :job_id",
+            "kind = :kind",
+            "#status = :status",
+            "next_run_source = :source",
+            "next_run_reason = :reason",
+            "updated_at = :now",
+            "epoch = if_not_exists(epoch, :zero)",
+        ]
+        values[":kind"] = "job"
+        removes: list[str] = []
+        if next_run_at is not None:
+            sets.append("next_run_at = :next")
+            values[":next"] = to_iso(next_run_at)
+        else:
+            removes.append("next_run_at")
+        if active:
+            assert next_run_at is not None
+            sets += [f"{schema.DUE_INDEX_PK} = :shard", f"{schema.DUE_INDEX_SK} = :due"]
+            values[":shard"] = schema.due_shard(job.id)
+            values[":due"] = f"{to_iso(next_run_at)}#{job.id}"
+        else:
+            removes += [schema.DUE_INDEX_PK, schema.DUE_INDEX_SK]
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=_ser(schema.job_key(job.id)),
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_ser(values),
+        )
+
+    def get_job(self, job_id: str) -> JobRecord:
+        response = self.client.get_item(
+            TableName=self.table_name, Key=_ser(schema.job_key(job_id)), ConsistentRead=True
+        )
+        if "Item" not in response:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return _job_from_item(response["Item"])
+
+    def list_jobs(self) -> list[JobRecord]:
+        """Every job, for operators (the scheduler itself only ever reads the due index)."""
+        records: list[JobRecord] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "kind = :job",
+            "ExpressionAttributeValues": _ser({":job": "job"}),
+        }
+        while True:
+            page = self.client.scan(**kwargs)
+            records += [_job_from_item(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(records, key=lambda r: r.job_id)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def delete_job(self, job_id: str) -> None:
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=_ser(schema.job_key(job_id)),
+                ConditionExpression="attribute_exists(PK)",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise JobNotFound(f"no job with id {job_id!r}") from exc
+            raise
+
+    def set_job_schedule_state(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus,
+        next_run_at: datetime | None,
+        source: str,
+        reason: str,
+        paused_until: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Pause, resume or re-point a job. Paused jobs leave the due index."""
+        record = self.get_job(job_id)
+        job = record.job.model_copy(update={"status": status})
+        values: dict[str, Any] = {
+            ":definition": job.model_dump_json(),
+            ":status": status.value,
+            ":source": source,
+            ":reason": reason,
+            ":now": to_iso(now),
+        }
+        sets = [
+            "job_doc = :definition",
+            "#status = :status",
+            "next_run_source = :source",
+            "next_run_reason = :reason",
+            "updated_at = :now",
+        ]
+        removes = []
+        if next_run_at is not None:
+            sets.append("next_run_at = :next")
+            values[":next"] = to_iso(next_run_at)
+        if paused_until is not None:
+            sets.append("paused_until = :until")
+            values[":until"] = to_iso(paused_until)
+        else:
+            removes.append("paused_until")
+        # Due-index membership: active jobs always; a paused job with an end date stays indexed at
+        # that date so discovery resumes it (the claim path checks status first).
+        due_at = next_run_at if status == JobStatus.ACTIVE else paused_until
+        if due_at is not None:
+            sets += [f"{schema.DUE_INDEX_PK} = :shard", f"{schema.DUE_INDEX_SK} = :due"]
+            values[":shard"] = schema.due_shard(job_id)
+            values[":due"] = f"{to_iso(due_at)}#{job_id}"
+        else:
+            removes += [schema.DUE_INDEX_PK, schema.DUE_INDEX_SK]
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=_ser(schema.job_key(job_id)),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_ser(values),
+        )
+
+    # ------------------------------------------------------------ discovery
+
+    def query_due(self, shard: str, now: datetime, page_size: int = 200) -> Iterator[DuePage]:
+        """Due jobs of one shard, oldest first. Reads only items with due_at <= now (never a Scan)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": schema.DUE_INDEX,
+            "KeyConditionExpression": "#pk = :shard AND #sk <= :now",
+            "ExpressionAttributeNames": {"#pk": schema.DUE_INDEX_PK, "#sk": schema.DUE_INDEX_SK},
+            # "~" sorts after every job id character, so every job due at exactly `now` is included.
+            "ExpressionAttributeValues": _ser({":shard": shard, ":now": f"{to_iso(now)}#~"}),
+            "Limit": page_size,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            yield DuePage(
+                records=[_job_from_item(item) for item in page.get("Items", [])],
+                scanned=int(page.get("ScannedCount", 0)),
+            )
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _seen_condition(self, seen: JobRecord, values: dict[str, Any]) -> str:
+        """The job is exactly as discovery saw it: same slot, same epoch, still active."""
+        values[":seen_epoch"] = seen.state.epoch
+        if seen.state.next_run_at is None:
+            return "epoch = :seen_epoch AND attribute_not_exists(next_run_at)"
+        values[":seen_next"] = to_iso(seen.state.next_run_at)
+        return "epoch = :seen_epoch AND next_run_at = :seen_next"
+
+    def _due_sets(self, job_id: str, next_run_at: datetime | None, values: dict[str, Any]) -> tuple[str, str]:
+        if next_run_at is None:
+            return "REMOVE next_run_at, due_shard, due_at", ""
+        values[":next"] = to_iso(next_run_at)
+        values[":shard"] = schema.due_shard(job_id)
+        values[":due"] = f"{to_iso(next_run_at)}#{job_id}"
+        return "", "next_run_at = :next, due_shard = :shard, due_at = :due"
+
+    def claim(
+        self,
+        seen: JobRecord,
+        run: RunRecord,
+        *,
+        owner: str,
+        lease_until: datetime,
+        now: datetime,
+        next_run_at: datetime | None,
+        next_run_source: str,
+        next_run_reason: str,
+    ) -> None:
+        """Take the lease and create the run in one transaction; raise ClaimConflict if anything moved."""
+        values: dict[str, Any] = {
+            ":owner": owner,
+            ":lease": _epoch_seconds(lease_until),
+            ":now_s": _epoch_seconds(now),
+            ":new_epoch": run.epoch,
+            ":run_id": run.run_id,
+            ":source": next_run_source,
+            ":reason": next_run_reason,
+            ":false": False,
+            ":active": JobStatus.ACTIVE.value,
+        }
+        condition = (
+            self._seen_condition(seen, values)
+            + " AND #status = :active"
+            + " AND (attribute_not_exists(lease_expires_at) OR lease_expires_at < :now_s)"
+        )
+        remove, due_sets = self._due_sets(seen.job_id, next_run_at, values)
+        update = (
+            "SET lease_owner = :owner, lease_expires_at = :lease, epoch = :new_epoch, "
+            "current_run_id = :run_id, "
+            "next_run_source = :source, next_run_reason = :reason, buffered = :false"
+            + (", " + due_sets if due_sets else "")
+            + (" " + remove if remove else "")
+        )
+        self._transact(
+            [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": _ser(schema.job_key(seen.job_id)),
+                        "UpdateExpression": update,
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": _ser(values),
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": _run_to_item(run),
+                        # A run that failed to start may be claimed again for the same slot.
+                        "ConditionExpression": "attribute_not_exists(PK) OR #status = :start_failed",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": _ser({":start_failed": "start_failed"}),
+                    }
+                },
+            ],
+            conflict=ClaimConflict,
+        )
+
+    def record_skip(
+        self,
+        seen: JobRecord,
+        skipped: RunRecord,
+        *,
+        next_run_at: datetime | None,
+        next_run_source: str,
+        next_run_reason: str,
+        buffer: bool = False,
+    ) -> None:
+        """Record a skipped slot and move the job on, conditional on the job being as seen."""
+        values: dict[str, Any] = {":source": next_run_source, ":reason": next_run_reason, ":buffer": buffer}
+        condition = self._seen_condition(seen, values)
+        remove, due_sets = self._due_sets(seen.job_id, next_run_at, values)
+        update = "SET next_run_source = :source, next_run_reason = :reason, buffered = :buffer"
+        update += (", " + due_sets if due_sets else "") + (" " + remove if remove else "")
+        self._transact(
+            [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": _ser(schema.job_key(seen.job_id)),
+                        "UpdateExpression": update,
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeValues": _ser(values),
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": _run_to_item(skipped),
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                },
+            ],
+            conflict=ClaimConflict,
+        )
+
+    # ------------------------------------------------------------------ runs
+
+    def get_run(self, run_id: str) -> RunRecord:
+        job_id, stamp = parse_run_id(run_id)
+        response = self.client.get_item(
+            TableName=self.table_name, Key=_ser(schema.run_key(job_id, stamp)), ConsistentRead=True
+        )
+        if "Item" not in response:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return _run_from_item(response["Item"])
+
+    def list_runs(
+        self, job_id: str, *, limit: int = 20, after: str | None = None
+    ) -> tuple[list[RunRecord], str | None]:
+        """Runs of one job, newest first. `after` is the token returned by the previous page."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :run)",
+            "ExpressionAttributeValues": _ser({":pk": f"job#{job_id}", ":run": "run#"}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after:
+            kwargs["ExclusiveStartKey"] = _ser(schema.run_key(job_id, after))
+        page = self.client.query(**kwargs)
+        runs = [_run_from_item(item) for item in page.get("Items", [])]
+        token = None
+        if "LastEvaluatedKey" in page:
+            token = _de(page["LastEvaluatedKey"])["SK"].removeprefix("run#")
+        return runs, token
+
+    def save_run(self, run: RunRecord) -> None:
+        """Write the run record, fenced by its epoch: rejected once another claim bumped the job's epoch."""
+        put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
+        self._transact([self._fence(run.job_id, run.epoch), put])
+
+    def put_step_result(
+        self, job_id: str, run_id: str, epoch: int, result: StepResult, now: datetime
+    ) -> None:
+        item = {
+            **schema.step_key(run_id, result.step_id),
+            "kind": "step",
+            "doc": result.model_dump_json(),
+            schema.TTL_ATTRIBUTE: _epoch_seconds(now + RUN_RETENTION),
+        }
+        put = {"Put": {"TableName": self.table_name, "Item": _ser(item)}}
+        self._transact([self._fence(job_id, epoch), put])
+
+    def get_step_results(self, run_id: str, step_ids: list[str] | None = None) -> dict[str, StepResult]:
+        results: dict[str, StepResult] = {}
+        if step_ids is not None:
+            for start in range(0, len(step_ids), 100):
+                keys = [_ser(schema.step_key(run_id, s)) for s in step_ids[start : start + 100]]
+                request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+                while request:
+                    response = self.client.batch_get_item(RequestItems=request)
+                    for item in response.get("Responses", {}).get(self.table_name, []):
+                        result = StepResult.model_validate_json(_de(item)["doc"])
+                        results[result.step_id] = result
+                    request = response.get("UnprocessedKeys") or {}
+            return results
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :step)",
+            "ExpressionAttributeValues": _ser({":pk": f"run#{run_id}", ":step": "step#"}),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            for item in page.get("Items", []):
+                result = StepResult.model_validate_json(_de(item)["doc"])
+                results[result.step_id] = result
+            if "LastEvaluatedKey" not in page:
+                return results
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def finish_run(
+        self,
+        run: RunRecord,
+        *,
+        next_run_at: datetime | None,
+        next_run_source: str,
+        next_run_reason: str,
+        consecutive_failures: int,
+        pause_until: datetime | None = None,
+        index_due: bool = True,
+    ) -> None:
+        """Record the outcome, set the next run and release the lease: one transaction, fenced by the epoch.
+
+        `pause_until` pauses the job (the AI's pause-until uses the operator's mechanism); `index_due`
+        is False when an operator paused the job while it ran, so it stays out of the due index.
+        """
+        values: dict[str, Any] = {
+            ":epoch": run.epoch,
+            ":source": next_run_source,
+            ":reason": next_run_reason,
+            ":failures": consecutive_failures,
+        }
+        sets = ["next_run_source = :source", "next_run_reason = :reason", "consecutive_failures = :failures"]
+        removes = ["lease_owner", "lease_expires_at", "current_run_id"]
+        names: dict[str, str] = {}
+        if next_run_at is not None:
+            sets.append("next_run_at = :next")
+            values[":next"] = to_iso(next_run_at)
+        else:
+            removes.append("next_run_at")
+        due_at = pause_until or next_run_at
+        if pause_until is not None:
+            names["#status"] = "status"
+            sets += ["#status = :paused", "paused_until = :until"]
+            values[":paused"] = JobStatus.PAUSED.value
+            values[":until"] = to_iso(pause_until)
+        if due_at is not None and index_due:
+            sets += [f"{schema.DUE_INDEX_PK} = :shard", f"{schema.DUE_INDEX_SK} = :due"]
+            values[":shard"] = schema.due_shard(run.job_id)
+            values[":due"] = f"{to_iso(due_at)}#{run.job_id}"
+        else:
+            removes += [schema.DUE_INDEX_PK, schema.DUE_INDEX_SK]
+        job_update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": _ser(schema.job_key(run.job_id)),
+            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
+            "ConditionExpression": "epoch = :epoch",
+            "ExpressionAttributeValues": _ser(values),
+        }
+        if names:
+            job_update["ExpressionAttributeNames"] = names
+        self._transact(
+            [{"Update": job_update}, {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}]
+        )
+
+    # -------------------------------------------------------------- helpers
+
+    def _fence(self, job_id: str, epoch: int) -> dict[str, Any]:
+        return {
+            "ConditionCheck": {
+                "TableName": self.table_name,
+                "Key": _ser(schema.job_key(job_id)),
+                "ConditionExpression": "epoch = :epoch",
+                "ExpressionAttributeValues": _ser({":epoch": epoch}),
+            }
+        }
+
+    def _transact(self, items: list[dict[str, Any]], conflict: type[StoreError] = LeaseLost) -> None:
+        try:
+            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise conflict(str(exc.response.get("Error", {}).get("Message", ""))) from exc
+            raise

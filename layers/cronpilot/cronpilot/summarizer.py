@@ -1,0 +1,173 @@
+"""Summarizer and finalize-failure: record the outcome, choose the next run inside the guardrails,
+release the lease. Both are fenced by the run's epoch."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from cronpilot.clock import Clock
+from cronpilot.models.job import JobStatus
+from cronpilot.models.run import FailureEvent, NextRunDecision, RunRecord, RunRef, RunStatus, StepStatus
+from cronpilot.planner import load_fenced_run
+from cronpilot.scheduling import clamp_next_run, failure_backoff
+from cronpilot.store import JobRecord, LeaseLost, Store
+from cronpilot.strategies import Proposal, SummaryContext, SummaryStrategy
+
+MAX_ERROR_CHARS = 1000
+
+
+def _outcome_status(counts: Counter[str]) -> RunStatus:
+    if counts[StepStatus.FAILED] == 0 and counts[StepStatus.SKIPPED] == 0:
+        return RunStatus.SUCCEEDED
+    if counts[StepStatus.SUCCEEDED] == 0 and counts[StepStatus.FAILED] > 0:
+        return RunStatus.FAILED
+    return RunStatus.PARTIAL
+
+
+def summarize_run(store: Store, clock: Clock, ref: RunRef, strategy: SummaryStrategy) -> dict[str, Any]:
+    record = store.get_job(ref.job_id)
+    run = load_fenced_run(store, ref)
+    if RunStatus(run.status).is_final:  # a retried invocation after the outcome was recorded
+        return {"status": run.status}
+    now = clock.now()
+    results = list(store.get_step_results(run.run_id).values())
+    counts = Counter(str(r.status) for r in results)
+    run.step_counts = {s.value: counts[s] for s in StepStatus}
+    run.status = _outcome_status(counts)
+    run.finished_at = now
+    failures = record.state.consecutive_failures + 1 if counts[StepStatus.FAILED] else 0
+
+    proposal = strategy.propose(record.job, SummaryContext(run=run, results=results, now=now))
+    run.summary = proposal.summary
+    run.tokens = run.tokens + proposal.tokens
+    run.llm_failures += proposal.failures
+    decision = decide_next_run(record, run, proposal, failures, now)
+    run.next_run = decision
+    _finish(store, record, run, decision, failures, proposal)
+    return {"status": run.status}
+
+
+def decide_next_run(
+    record: JobRecord, run: RunRecord, proposal: Proposal, failures: int, now: Any
+) -> NextRunDecision:
+    """Code decides: buffered runs go next, failures back off, pauses are honoured, the rest is clamped."""
+    guardrails = record.job.guardrails
+    shadow = _shadow_decision(record, run, proposal.shadow, now)
+    if record.state.buffered:
+        return NextRunDecision(
+            at=now,
+            source="buffered",
+            reason="a slot was buffered while this run was in flight",
+            shadow=shadow,
+        )
+    if proposal.pause_until is not None:
+        return NextRunDecision(
+            at=proposal.pause_until,
+            source="paused",
+            reason=proposal.reason,
+            proposed_at=proposal.pause_until,
+            shadow=shadow,
+        )
+    if failures:
+        delay = failure_backoff(failures, guardrails)
+        return NextRunDecision(
+            at=now + delay,
+            source="backoff",
+            reason=f"{failures} consecutive failing run(s): backing off {delay}",
+            proposed_at=proposal.at,
+            shadow=shadow,
+        )
+    if proposal.at is None:
+        return NextRunDecision(at=None, source=proposal.source, reason=proposal.reason, shadow=shadow)
+    clamped = clamp_next_run(
+        proposal.at,
+        source=proposal.source,
+        reason=proposal.reason,
+        guardrails=guardrails,
+        scheduled_at=run.scheduled_at,
+        now=now,
+    )
+    return NextRunDecision(
+        at=clamped.at, source=clamped.source, reason=clamped.reason, proposed_at=proposal.at, shadow=shadow
+    )
+
+
+def _shadow_decision(
+    record: JobRecord, run: RunRecord, shadow: Proposal | None, now: Any
+) -> NextRunDecision | None:
+    if shadow is None or shadow.at is None:
+        return None
+    clamped = clamp_next_run(
+        shadow.at,
+        source=shadow.source,
+        reason=shadow.reason,
+        guardrails=record.job.guardrails,
+        scheduled_at=run.scheduled_at,
+        now=now,
+    )
+    return NextRunDecision(at=clamped.at, source=clamped.source, reason=clamped.reason, proposed_at=shadow.at)
+
+
+def _finish(
+    store: Store,
+    record: JobRecord,
+    run: RunRecord,
+    decision: NextRunDecision,
+    failures: int,
+    proposal: Proposal | None = None,
+) -> None:
+    pause_until = proposal.pause_until if proposal and decision.source == "paused" else None
+    store.finish_run(
+        run,
+        next_run_at=decision.at,
+        next_run_source=decision.source,
+        next_run_reason=decision.reason,
+        consecutive_failures=failures,
+        pause_until=pause_until,
+        index_due=record.job.status == JobStatus.ACTIVE,
+    )
+
+
+def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[str, Any]:
+    """The Catch target: record the failure, back off, release the lease. Never raises for a stale run."""
+    try:
+        record = store.get_job(event.job_id)
+        run = load_fenced_run(store, event)
+    except LeaseLost:
+        return {"status": "fenced"}
+    if RunStatus(run.status).is_final:
+        return {"status": run.status}
+    now = clock.now()
+    results = store.get_step_results(run.run_id)
+    counts = Counter(str(r.status) for r in results.values())
+    run.step_counts = {s.value: counts[s] for s in StepStatus}
+    run.status = RunStatus.FAILED
+    run.finished_at = now
+    run.error = describe_error(event.error)
+    failures = record.state.consecutive_failures + 1
+    delay = failure_backoff(failures, record.job.guardrails)
+    decision = NextRunDecision(
+        at=now + delay, source="backoff", reason=f"run failed ({run.error[:120]}): backing off {delay}"
+    )
+    run.next_run = decision
+    try:
+        _finish(store, record, run, decision, failures)
+    except LeaseLost:
+        return {"status": "fenced"}
+    return {"status": run.status}
+
+
+def describe_error(error: dict[str, Any]) -> str:
+    """Step Functions' Catch output: {"Error": ..., "Cause": ...}; Lambda causes are JSON envelopes."""
+    import json
+
+    name = str(error.get("Error", "Unknown"))
+    cause = error.get("Cause", "")
+    try:
+        parsed = json.loads(cause) if isinstance(cause, str) and cause.startswith("{") else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        cause = f"{parsed.get('errorType', '')}: {parsed.get('errorMessage', '')}".strip(": ")
+    return f"{name}: {cause}"[:MAX_ERROR_CHARS] if cause else name

@@ -1,0 +1,59 @@
+"""Integration tests: moto in-process, the table built from the shared schema, writes serialised."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Literal
+
+import boto3
+import pytest
+from cronpilot import schema
+from cronpilot.clock import FixedClock
+from cronpilot.local.cloud import serialize_dynamodb_writes
+from cronpilot.models.run import RunRecord
+from cronpilot.store import Store
+from moto import mock_aws
+
+TABLE = "cronpilot-test"
+START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        undo = serialize_dynamodb_writes()
+        try:
+            yield
+        finally:
+            undo()
+
+
+@pytest.fixture
+def store(aws: None) -> Store:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(**schema.create_table_request(TABLE))
+    return Store(TABLE, client)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+class RecordingStarter:
+    """A fake ExecutionStarter: remembers which runs were started, like Step Functions' name check."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+        if run.run_id in self.started:
+            return "already-started"
+        self.started.append(run.run_id)
+        return "started"
+
+
+@pytest.fixture
+def starter() -> RecordingStarter:
+    return RecordingStarter()
