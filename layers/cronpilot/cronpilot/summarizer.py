@@ -30,7 +30,7 @@ def summarize_run(store: Store, clock: Clock, ref: RunRef, strategy: SummaryStra
     run = load_fenced_run(store, ref)
     if RunStatus(run.status).is_final:  # a retried invocation after the outcome was recorded
         return {"status": run.status}
-    now = clock.now()
+    now = clock.now().replace(microsecond=0)  # instants are stored to the second
     results = list(store.get_step_results(run.run_id).values())
     counts = Counter(str(r.status) for r in results)
     run.step_counts = {s.value: counts[s] for s in StepStatus}
@@ -138,7 +138,7 @@ def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[st
         return {"status": "fenced"}
     if RunStatus(run.status).is_final:
         return {"status": run.status}
-    now = clock.now()
+    now = clock.now().replace(microsecond=0)
     results = store.get_step_results(run.run_id)
     counts = Counter(str(r.status) for r in results.values())
     run.step_counts = {s.value: counts[s] for s in StepStatus}
@@ -169,5 +169,6 @@ def describe_error(error: dict[str, Any]) -> str:
     except ValueError:
         parsed = None
     if isinstance(parsed, dict):
-        cause = f"{parsed.get('errorType', '')}: {parsed.get('errorMessage', '')}".strip(": ")
+        kind, message = parsed.get("errorType", ""), parsed.get("errorMessage", "")
+        cause = message if kind == name else f"{kind}: {message}".strip(": ")
     return f"{name}: {cause}"[:MAX_ERROR_CHARS] if cause else name

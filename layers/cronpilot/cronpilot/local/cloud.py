@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import os
 import threading
 import time
@@ -190,6 +191,9 @@ class LocalCloud:
 
     def __enter__(self) -> LocalCloud:
         from moto import mock_aws
+
+        # The interpreter logs every caught task failure at ERROR; the run record already says it.
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
 
         for key, value in self.env.items():
             self._saved_env[key] = os.environ.get(key)
