@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-
 from cronpilot.clock import AcceleratedClock
 from cronpilot.local.cloud import LocalCloud
 from cronpilot.local.target import DemoTarget

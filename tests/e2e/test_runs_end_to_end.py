@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from cronpilot.cli import app
+from cronpilot.local.runner import apply_jobs, tick_until
+from cronpilot.models.run import RunStatus, StepStatus
 from typer.testing import CliRunner
 
-from cronpilot.cli import app
-from cronpilot.local.runner import apply_jobs, run_report, tick_until
-from cronpilot.models.run import RunStatus, StepStatus
 from tests.support.factories import make_job
 
 

@@ -206,27 +206,31 @@ class Job(Strict):
     status: JobStatus = JobStatus.ACTIVE
     llm: LlmSettings = Field(default_factory=LlmSettings)
 
-    @model_validator(mode="after")
-    def _endpoint_graph(self) -> Self:
-        ids = [e.id for e in self.endpoints]
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoint_graph(cls, endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+        ids = [e.id for e in endpoints]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate endpoint ids {duplicates}: give every endpoint a unique id")
         known = set(ids)
-        for endpoint in self.endpoints:
+        for endpoint in endpoints:
             for dep in endpoint.depends_on:
-                if dep not in known:
-                    raise ValueError(
-                        f"endpoint {endpoint.id!r} depends_on unknown endpoint {dep!r}: "
-                        f"use one of {sorted(known)}"
-                    )
                 if dep == endpoint.id:
                     raise ValueError(f"endpoint {endpoint.id!r} depends on itself: remove it from depends_on")
+                if dep not in known:
+                    raise ValueError(
+                        f"endpoint {endpoint.id!r} depends_on unknown endpoint {dep!r}: use one of {sorted(known)}"
+                    )
         from cronpilot.planning import find_cycle
 
-        cycle = find_cycle({e.id: e.depends_on for e in self.endpoints})
+        cycle = find_cycle({e.id: e.depends_on for e in endpoints})
         if cycle:
             raise ValueError(f"dependency cycle {' -> '.join(cycle)}: remove one of these depends_on entries")
+        return endpoints
+
+    @model_validator(mode="after")
+    def _fits_max_steps(self) -> Self:
         if len(self.endpoints) > self.guardrails.max_steps:
             # The deterministic plan calls every endpoint, so the whole job must fit max_steps.
             raise ValueError(
