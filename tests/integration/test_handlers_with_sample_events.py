@@ -9,7 +9,13 @@ import boto3
 import pytest
 from cronpilot import runtime, schema
 from cronpilot.clock import FixedClock
-from cronpilot.local.cloud import LambdaContext, load_handler, render_asl, serialize_dynamodb_writes
+from cronpilot.local.cloud import (
+    ASL_SUBSTITUTIONS,
+    LambdaContext,
+    load_handler,
+    render_asl,
+    serialize_dynamodb_writes,
+)
 from cronpilot.models.run import RunStatus
 from cronpilot.store import Store
 
@@ -37,9 +43,7 @@ def deployed(server, monkeypatch) -> Iterator[Store]:
         iam = boto3.client("iam", region_name="us-east-1")
         role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         arn = "arn:aws:lambda:us-east-1:123456789012:function:f"
-        definition = render_asl(
-            dict.fromkeys(("PlannerFunctionArn", "ExecutorFunctionArn", "SummarizerFunctionArn", "FinalizeFailureFunctionArn"), arn)
-        )
+        definition = render_asl(dict.fromkeys(ASL_SUBSTITUTIONS, arn))
         machine = boto3.client("stepfunctions", region_name="us-east-1").create_state_machine(
             name="m", definition=definition, roleArn=role
         )["stateMachineArn"]
