@@ -1,0 +1,77 @@
+"""Discovery cost against registered jobs: 1,000 due among 1,000 and among 100,000 registered."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import boto3
+from moto import mock_aws
+
+from cronpilot import schema
+from cronpilot.clock import FixedClock, to_iso
+from cronpilot.discovery import Discovery
+from cronpilot.local.cloud import serialize_dynamodb_writes
+from cronpilot.models.job import Job
+from cronpilot.models.run import RunRecord
+from cronpilot.store import Store
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+DUE = 1_000
+
+
+class _Starter:
+    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+        return "started"
+
+
+def _job(n: int) -> Job:
+    return Job.model_validate(
+        {"id": f"job-{n:06d}", "schedule": {"rate": "1h"}, "endpoints": [{"id": "a", "url": "https://example.com"}]}
+    )
+
+
+def _measure(registered: int) -> tuple[float, float, int]:
+    with mock_aws():
+        undo = serialize_dynamodb_writes()
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(**schema.create_table_request("bench"))
+        store = Store("bench", client)
+        # One job written through the store, then cloned by batch writes (put_job per job would take
+        # most of the benchmark's time in moto). The first DUE jobs are due now; the rest later.
+        store.put_job(_job(0), next_run_at=NOW, source="baseline", reason="bench", now=NOW)
+        template = client.get_item(TableName="bench", Key={"PK": {"S": "job#job-000000"}, "SK": {"S": "job"}})["Item"]
+        batch = []
+        for n in range(1, registered):
+            job_id = f"job-{n:06d}"
+            when = to_iso(NOW if n < DUE else NOW + timedelta(hours=1))
+            item = {
+                **template,
+                "PK": {"S": f"job#{job_id}"},
+                "job_id": {"S": job_id},
+                "job_doc": {"S": template["job_doc"]["S"].replace("job-000000", job_id)},
+                "next_run_at": {"S": when},
+                "due_shard": {"S": schema.due_shard(job_id)},
+                "due_at": {"S": f"{when}#{job_id}"},
+            }
+            batch.append({"PutRequest": {"Item": item}})
+            if len(batch) == 25 or n == registered - 1:
+                client.batch_write_item(RequestItems={"bench": batch})
+                batch = []
+        started = time.perf_counter()
+        result = Discovery(store, _Starter(), FixedClock(NOW), owner="bench").tick()
+        elapsed = time.perf_counter() - started
+        undo()
+    return elapsed, result.scanned / max(len(result.claimed), 1), len(result.claimed)
+
+
+def run() -> list[tuple[str, str, str]]:
+    small_time, small_read, small_claimed = _measure(DUE)
+    large_time, large_read, large_claimed = _measure(100_000)
+    return [
+        (f"tick, {small_claimed} due of 1,000 registered", f"{small_time:.2f}s", "-"),
+        (f"tick, {large_claimed} due of 100,000 registered", f"{large_time:.2f}s", "-"),
+        ("items read per claimed job (1,000 / 100,000)", f"{small_read:.2f} / {large_read:.2f}", "<= 1.1"),
+        ("time ratio 100,000 : 1,000 registered", f"{large_time / small_time:.2f}x", "<= 1.5x"),
+    ]
