@@ -124,7 +124,11 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
         buffered=bool(data.get("buffered", False)),
         updated_at=from_iso(data["updated_at"]) if data.get("updated_at") else None,
     )
-    return JobRecord(job=Job.model_validate_json(data["job_doc"]), state=state)
+    job = Job.model_validate_json(data["job_doc"])
+    # The status attribute is authoritative: pauses (operator or AI pause-until) change it alone.
+    if data.get("status") and data["status"] != job.status:
+        job = job.model_copy(update={"status": JobStatus(data["status"])})
+    return JobRecord(job=job, state=state)
 
 
 def _run_to_item(run: RunRecord) -> dict[str, Any]:

@@ -220,7 +220,8 @@ class Job(Strict):
                     raise ValueError(f"endpoint {endpoint.id!r} depends on itself: remove it from depends_on")
                 if dep not in known:
                     raise ValueError(
-                        f"endpoint {endpoint.id!r} depends_on unknown endpoint {dep!r}: use one of {sorted(known)}"
+                        f"endpoint {endpoint.id!r} depends_on unknown endpoint {dep!r}: "
+                        f"use one of {sorted(known)}"
                     )
         from cronpilot.planning import find_cycle
 

@@ -1,0 +1,96 @@
+"""Operator actions on jobs: apply, pause, resume, trigger, delete. Used by the CLI for every target."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from cronpilot.models.job import Job, JobStatus
+from cronpilot.scheduling import first_run_at
+from cronpilot.store import JobNotFound, Store
+
+
+class OperationError(Exception):
+    """An operator action that cannot be done in the job's current state."""
+
+
+@dataclass
+class ApplyResult:
+    job_id: str
+    action: str  # created | updated | unchanged
+    diff: str
+    next_run_at: datetime | None
+
+
+def _pretty(job: Job) -> list[str]:
+    return json.dumps(
+        job.model_dump(mode="json", exclude_defaults=True), indent=2, sort_keys=True
+    ).splitlines()
+
+
+def apply_job(store: Store, job: Job, now: datetime) -> ApplyResult:
+    """Create or update a job. An unchanged job keeps its next run; a changed schedule is re-planned."""
+    try:
+        current = store.get_job(job.id)
+    except JobNotFound:
+        current = None
+    if current is not None and current.job == job:
+        return ApplyResult(job.id, "unchanged", "", current.state.next_run_at)
+    before = _pretty(current.job) if current else []
+    diff = "\n".join(difflib.unified_diff(before, _pretty(job), "stored", "file", lineterm=""))
+    keep_slot = current is not None and current.job.schedule == job.schedule and current.state.next_run_at
+    next_run = current.state.next_run_at if keep_slot and current else first_run_at(job, now)
+    reason = "schedule unchanged" if keep_slot else "first slot of the schedule"
+    store.put_job(job, next_run_at=next_run, source="baseline", reason=reason, now=now)
+    return ApplyResult(job.id, "updated" if current else "created", diff, next_run)
+
+
+def pause_job(store: Store, job_id: str, now: datetime, until: datetime | None = None) -> None:
+    record = store.get_job(job_id)
+    reason = f"paused by operator until {until.isoformat()}" if until else "paused by operator"
+    store.set_job_schedule_state(
+        job_id,
+        status=JobStatus.PAUSED,
+        next_run_at=record.state.next_run_at,
+        source="paused",
+        reason=reason,
+        paused_until=until,
+        now=now,
+    )
+
+
+def resume_job(store: Store, job_id: str, now: datetime) -> datetime | None:
+    record = store.get_job(job_id)
+    next_run = first_run_at(record.job, now)
+    store.set_job_schedule_state(
+        job_id,
+        status=JobStatus.ACTIVE,
+        next_run_at=next_run,
+        source="baseline",
+        reason="resumed by operator",
+        paused_until=None,
+        now=now,
+    )
+    return next_run
+
+
+def trigger_job(store: Store, job_id: str, now: datetime) -> None:
+    """Run now: the next tick claims it under the job's overlap policy; the run's trigger is `manual`."""
+    record = store.get_job(job_id)
+    if record.job.status == JobStatus.PAUSED:
+        raise OperationError(f"job {job_id!r} is paused: resume it first (cronpilot jobs resume {job_id})")
+    store.set_job_schedule_state(
+        job_id,
+        status=record.job.status,
+        next_run_at=now,
+        source="manual",
+        reason="triggered by operator",
+        paused_until=record.state.paused_until,
+        now=now,
+    )
+
+
+def delete_job(store: Store, job_id: str) -> None:
+    store.delete_job(job_id)
