@@ -114,6 +114,9 @@ class Guardrails(Strict):
                 f"min_interval ({self.min_interval}) is greater than max_interval ({self.max_interval}): "
                 "make min_interval <= max_interval"
             )
+        if self.overlap == OverlapPolicy.ALLOW:
+            # Concurrent runs need per-run leases and fencing; until then, refuse rather than pretend.
+            raise ValueError("overlap 'allow' is not supported yet: use 'skip' (default) or 'buffer_one'")
         if self.min_interval < timedelta(minutes=1):
             raise ValueError("min_interval must be at least 1m: the scheduler ticks once a minute")
         return self
