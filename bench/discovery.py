@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import boto3
-from moto import mock_aws
-
 from cronpilot import schema
 from cronpilot.clock import FixedClock, to_iso
 from cronpilot.discovery import Discovery
@@ -16,6 +14,7 @@ from cronpilot.local.cloud import serialize_dynamodb_writes
 from cronpilot.models.job import Job
 from cronpilot.models.run import RunRecord
 from cronpilot.store import Store
+from moto import mock_aws
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 DUE = 1_000
@@ -28,7 +27,11 @@ class _Starter:
 
 def _job(n: int) -> Job:
     return Job.model_validate(
-        {"id": f"job-{n:06d}", "schedule": {"rate": "1h"}, "endpoints": [{"id": "a", "url": "https://example.com"}]}
+        {
+            "id": f"job-{n:06d}",
+            "schedule": {"rate": "1h"},
+            "endpoints": [{"id": "a", "url": "https://example.com"}],
+        }
     )
 
 
@@ -41,7 +44,9 @@ def _measure(registered: int) -> tuple[float, float, int]:
         # One job written through the store, then cloned by batch writes (put_job per job would take
         # most of the benchmark's time in moto). The first DUE jobs are due now; the rest later.
         store.put_job(_job(0), next_run_at=NOW, source="baseline", reason="bench", now=NOW)
-        template = client.get_item(TableName="bench", Key={"PK": {"S": "job#job-000000"}, "SK": {"S": "job"}})["Item"]
+        template = client.get_item(
+            TableName="bench", Key={"PK": {"S": "job#job-000000"}, "SK": {"S": "job"}}
+        )["Item"]
         batch = []
         for n in range(1, registered):
             job_id = f"job-{n:06d}"

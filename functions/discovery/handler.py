@@ -3,10 +3,9 @@
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.discovery import Discovery, StepFunctionsStarter
+from cronpilot.models.run import ScheduledEvent
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
 
@@ -15,7 +14,7 @@ from cronpilot.runtime import get_runtime
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    tick = parse(event=event, model=EventBridgeModel)
+    tick = ScheduledEvent.model_validate(event)
     runtime = get_runtime()
     starter = StepFunctionsStarter(runtime.sfn, runtime.settings.state_machine_arn)
     result = Discovery(runtime.store, starter, runtime.clock, owner=context.aws_request_id).tick()

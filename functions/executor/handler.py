@@ -3,7 +3,6 @@
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.executor import StepExecutor
 from cronpilot.models.run import StepTask
@@ -29,7 +28,7 @@ def http_client() -> SafeHttpClient:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    task = parse(event=event, model=StepTask)
+    task = StepTask.model_validate(event)
     runtime = get_runtime()
     outcome = StepExecutor(runtime.store, runtime.clock, http_client().send).execute(task)
     logger.info("step done", run_id=task.run_id, step_id=task.step.step_id, status=outcome.status)

@@ -3,7 +3,6 @@
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.models.run import FailureEvent
 from cronpilot.observability import logger, metrics, tracer
@@ -15,7 +14,7 @@ from cronpilot.summarizer import finalize_failure
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    failure = parse(event=event, model=FailureEvent)
+    failure = FailureEvent.model_validate(event)
     runtime = get_runtime()
     outcome = finalize_failure(runtime.store, runtime.clock, failure)
     metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.models.run import RunRef
 from cronpilot.observability import logger, metrics, tracer
@@ -15,7 +14,7 @@ from cronpilot.runtime import get_runtime
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    ref = parse(event=event, model=RunRef)
+    ref = RunRef.model_validate(event)
     runtime = get_runtime()
     output = plan_run(runtime.store, runtime.clock, ref, plan_strategy(runtime))
     logger.info("run planned", run_id=ref.run_id, waves=len(output.waves))
