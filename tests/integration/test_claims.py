@@ -227,3 +227,15 @@ def test_claim_race_every_run_claimed_exactly_once(store, clock):
     assert set(claims) == expected
     assert max(claims.values()) == 1
     assert sorted(starter.started) == sorted(expected)
+
+
+def test_runs_expire_by_ttl(store, clock, starter):
+    from cronpilot import schema
+    from cronpilot.store import RUN_RETENTION
+
+    apply(store, "ttl")
+    Discovery(store, starter, clock, owner="a").tick()
+    item = store.client.get_item(
+        TableName=store.table_name, Key={"PK": {"S": "job#ttl"}, "SK": {"S": "run#20261122T090000Z"}}
+    )
+    assert int(item["Item"][schema.TTL_ATTRIBUTE]["N"]) == int((START + RUN_RETENTION).timestamp())
