@@ -78,7 +78,7 @@ def test_failing_endpoint_skips_its_dependents_and_backs_off(cloud, store, clock
     assert run.step_counts == {"succeeded": 1, "failed": 1, "skipped": 2}
     # And the next run backs off from min_interval
     assert run.next_run.source == "backoff"
-    assert run.next_run.at == run.finished_at + timedelta(minutes=5)
+    assert run.next_run.at == run.finished_at.replace(microsecond=0) + timedelta(minutes=5)
     assert store.get_job("broken").state.consecutive_failures == 1
 
 

@@ -30,7 +30,7 @@ def summarize_run(store: Store, clock: Clock, ref: RunRef, strategy: SummaryStra
     run = load_fenced_run(store, ref)
     if RunStatus(run.status).is_final:  # a retried invocation after the outcome was recorded
         return {"status": run.status}
-    now = clock.now().replace(microsecond=0)  # instants are stored to the second
+    now = clock.now()
     results = list(store.get_step_results(run.run_id).values())
     counts = Counter(str(r.status) for r in results)
     run.step_counts = {s.value: counts[s] for s in StepStatus}
@@ -52,6 +52,7 @@ def decide_next_run(
     record: JobRecord, run: RunRecord, proposal: Proposal, failures: int, now: Any
 ) -> NextRunDecision:
     """Code decides: buffered runs go next, failures back off, pauses are honoured, the rest is clamped."""
+    now = now.replace(microsecond=0)  # next runs are stored to the second
     guardrails = record.job.guardrails
     shadow = _shadow_decision(record, run, proposal.shadow, now)
     if record.state.buffered:
@@ -138,7 +139,7 @@ def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[st
         return {"status": "fenced"}
     if RunStatus(run.status).is_final:
         return {"status": run.status}
-    now = clock.now().replace(microsecond=0)
+    now = clock.now()
     results = store.get_step_results(run.run_id)
     counts = Counter(str(r.status) for r in results.values())
     run.step_counts = {s.value: counts[s] for s in StepStatus}
@@ -148,7 +149,9 @@ def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[st
     failures = record.state.consecutive_failures + 1
     delay = failure_backoff(failures, record.job.guardrails)
     decision = NextRunDecision(
-        at=now + delay, source="backoff", reason=f"run failed ({run.error[:120]}): backing off {delay}"
+        at=now.replace(microsecond=0) + delay,
+        source="backoff",
+        reason=f"run failed ({run.error[:120]}): backing off {delay}",
     )
     run.next_run = decision
     try:
