@@ -1,14 +1,103 @@
-"""Chooses the decision strategies for a run. With no LLM configured, the deterministic ones."""
+"""Chooses the decision strategies for a run: the AI pilot when a provider is configured (per
+deployment, overridable per job), the deterministic strategies otherwise, both in shadow mode."""
 
 from __future__ import annotations
 
+from cronpilot.ai.client import LlmChoice, LlmConfigError, choose
+from cronpilot.models.job import Job
+from cronpilot.observability import logger
 from cronpilot.runtime import Runtime
-from cronpilot.strategies import DeterministicPlanner, DeterministicSummarizer, PlanStrategy, SummaryStrategy
+from cronpilot.strategies import (
+    DeterministicPlanner,
+    DeterministicSummarizer,
+    PlanContext,
+    PlanDecision,
+    PlanStrategy,
+    Proposal,
+    SummaryContext,
+    SummaryStrategy,
+)
+from cronpilot.usage_store import UsageStore
 
 
 def plan_strategy(runtime: Runtime) -> PlanStrategy:
-    return DeterministicPlanner()
+    return PilotPlanner(runtime)
 
 
 def summary_strategy(runtime: Runtime) -> SummaryStrategy:
-    return DeterministicSummarizer()
+    return PilotSummarizer(runtime)
+
+
+class _Pilot:
+    """Resolves the job's LLM choice; the SDK is imported only when a job actually uses a provider."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def _choice(self, job: Job) -> LlmChoice | None:
+        try:
+            return choose(job, self.runtime.settings)
+        except LlmConfigError:
+            logger.exception("LLM provider misconfigured: deterministic strategies", job_id=job.id)
+            return None
+
+    def _usage_store(self) -> UsageStore:
+        store = self.runtime.store
+        return UsageStore(store.table_name, store.client)
+
+
+class PilotPlanner(_Pilot):
+    def plan(self, job: Job, context: PlanContext) -> PlanDecision:
+        choice = self._choice(job)
+        if choice is None or not choice.enabled:
+            return DeterministicPlanner().plan(job, context)
+        from cronpilot.ai.client import make_client
+        from cronpilot.ai.planner_ai import AiPlanner
+
+        ai = AiPlanner(
+            model=choice.model,
+            client_factory=lambda: make_client(choice.provider, self.runtime.settings),
+            usage_store=self._usage_store(),
+            clock=self.runtime.clock,
+            decided_by=f"{choice.provider}:{choice.model}",
+        )
+        if not choice.shadow:
+            return ai.plan(job, context)
+        return shadow_plan(job, context, ai)
+
+
+class PilotSummarizer(_Pilot):
+    def propose(self, job: Job, context: SummaryContext) -> Proposal:
+        choice = self._choice(job)
+        if choice is None or not choice.enabled:
+            return DeterministicSummarizer().propose(job, context)
+        from cronpilot.ai.client import make_client
+        from cronpilot.ai.summarizer_ai import AiSummarizer
+
+        ai = AiSummarizer(
+            model=choice.model,
+            client_factory=lambda: make_client(choice.provider, self.runtime.settings),
+            usage_store=self._usage_store(),
+            clock=self.runtime.clock,
+        )
+        if not choice.shadow:
+            return ai.propose(job, context)
+        return shadow_proposal(job, context, ai)
+
+
+def shadow_plan(job: Job, context: PlanContext, ai: PlanStrategy) -> PlanDecision:
+    """Shadow mode: the deterministic plan runs; the AI's plan is recorded beside it."""
+    executed = DeterministicPlanner().plan(job, context)
+    proposed = ai.plan(job, context)
+    executed.plan = executed.plan.model_copy(update={"shadow": proposed.plan})
+    return PlanDecision(plan=executed.plan, tokens=proposed.tokens, failures=proposed.failures)
+
+
+def shadow_proposal(job: Job, context: SummaryContext, ai: SummaryStrategy) -> Proposal:
+    """Shadow mode: the baseline schedules; the AI's proposal is clamped and recorded beside it."""
+    executed = DeterministicSummarizer().propose(job, context)
+    proposed = ai.propose(job, context)
+    executed.tokens = proposed.tokens
+    executed.failures = proposed.failures
+    executed.shadow = proposed
+    return executed

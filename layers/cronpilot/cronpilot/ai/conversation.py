@@ -1,0 +1,264 @@
+"""One schema-bound exchange with the model: budget check, call, classify, repair, account tokens.
+
+Shared by the planner and the summarizer. Never raises for an LLM problem: the outcome carries the
+answer or the failures, and the caller takes the deterministic path.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from cronpilot.ai.failures import REPAIRABLE, FailureClass, LlmCallError, record_failure, record_tokens
+from cronpilot.ai.prompts import estimate_tokens
+from cronpilot.clock import Clock
+from cronpilot.models.job import Job
+from cronpilot.models.run import LlmFailure, TokenUsage
+from cronpilot.observability import logger
+from cronpilot.usage_store import UsageStore
+
+ENUM_ERRORS = frozenset({"literal_error", "enum"})
+MAX_ERRORS_FED_BACK = 10
+# No repair starts after this long: the Lambda must finish, and a slow model is better skipped.
+DEADLINE_SECONDS = 60.0
+
+
+@dataclass
+class Outcome[T]:
+    answer: T | None = None
+    repaired: bool = False
+    tokens: TokenUsage = field(default_factory=TokenUsage)
+    failures: list[LlmFailure] = field(default_factory=list)
+    failure_class: FailureClass | None = None  # the first failure: what went wrong in the first place
+    calls: int = 0
+
+
+def describe_validation_error(exc: ValidationError) -> tuple[FailureClass, str]:
+    errors = exc.errors()
+    kind = (
+        FailureClass.INVALID_ENUM_VALUE
+        if any(e["type"] in ENUM_ERRORS for e in errors)
+        else FailureClass.SCHEMA_PARSE_ERROR
+    )
+    lines = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(input)'}: {e['msg']}" for e in errors[:MAX_ERRORS_FED_BACK]
+    ]
+    return kind, "; ".join(lines)
+
+
+def usage_of(response: Any) -> TokenUsage:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return TokenUsage()
+    return TokenUsage(
+        input=int(getattr(usage, "input_tokens", 0) or 0),
+        output=int(getattr(usage, "output_tokens", 0) or 0),
+        cache_read=int(getattr(usage, "cache_read_input_tokens", 0) or 0),
+        cache_write=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
+    )
+
+
+def tool_input(response: Any, tool_name: str) -> Any:
+    """The tool call's input, or a classified failure."""
+    content = list(getattr(response, "content", None) or [])
+    if not content:
+        raise LlmCallError(FailureClass.EMPTY_RESPONSE, "the response had no content")
+    for block in content:
+        if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == tool_name:
+            return block.input
+    texts = [getattr(b, "text", "") for b in content if getattr(b, "type", None) == "text"]
+    if not any(t.strip() for t in texts) and not any(getattr(b, "type", None) == "tool_use" for b in content):
+        raise LlmCallError(FailureClass.EMPTY_RESPONSE, "the response had only empty blocks")
+    raise LlmCallError(
+        FailureClass.TOOL_NOT_CALLED,
+        f"the answer did not call {tool_name} (stop_reason {getattr(response, 'stop_reason', None)})",
+    )
+
+
+def _as_object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class Conversation:
+    """Ask, validate with `parse`, feed precise errors back up to `max_repairs` times."""
+
+    def __init__(
+        self,
+        *,
+        phase: str,
+        job: Job,
+        tool_name: str,
+        client_factory: Callable[[], Any],
+        usage_store: UsageStore | None,
+        clock: Clock,
+        run_tokens: TokenUsage,
+        max_repairs: int,
+        deadline_seconds: float = DEADLINE_SECONDS,
+    ) -> None:
+        self.phase = phase
+        self.job = job
+        self.tool_name = tool_name
+        self.client_factory = client_factory
+        self.usage_store = usage_store
+        self.clock = clock
+        self.run_tokens = run_tokens
+        self.max_repairs = max_repairs
+        self.deadline_seconds = deadline_seconds
+
+    def run[T](self, request: dict[str, Any], parse: Callable[[Any], T]) -> Outcome[T]:
+        outcome: Outcome[T] = Outcome()
+        started = time.monotonic()
+        for attempt in range(self.max_repairs + 1):
+            response: Any = None
+            try:
+                if attempt and time.monotonic() - started > self.deadline_seconds:
+                    raise LlmCallError(
+                        FailureClass.TIMEOUT,
+                        f"no repair started after {self.deadline_seconds:.0f}s of this conversation",
+                    )
+                self._check_budget(request, outcome.tokens)
+                response = self._call(request)
+                outcome.calls += 1
+                usage = usage_of(response)
+                outcome.tokens = outcome.tokens + usage
+                self._account(usage)
+                value = tool_input(response, self.tool_name)
+                outcome.answer = self._parse(value, parse)
+                outcome.repaired = attempt > 0
+                return outcome
+            except LlmCallError as exc:
+                self._fail(outcome, exc.failure_class, exc.detail)
+                if exc.failure_class not in REPAIRABLE:
+                    return outcome
+                if attempt == self.max_repairs:
+                    if attempt > 0:
+                        self._fail(
+                            outcome,
+                            FailureClass.REPAIR_FAILED,
+                            f"still invalid after {attempt} repair attempt(s): {exc.detail}",
+                        )
+                    return outcome
+                request = repair_request(request, response, exc)
+        return outcome
+
+    # ----------------------------------------------------------- pieces
+
+    def _fail(self, outcome: Outcome[Any], failure_class: FailureClass, detail: str) -> None:
+        outcome.failures.append(record_failure(self.phase, failure_class, detail))
+        if outcome.failure_class is None:
+            outcome.failure_class = failure_class
+
+    def _check_budget(self, request: dict[str, Any], spent: TokenUsage) -> None:
+        guardrails = self.job.guardrails
+        estimate = estimate_tokens(request)
+        run_total = self.run_tokens.total + spent.total
+        if run_total + estimate > guardrails.max_tokens_per_run:
+            raise LlmCallError(
+                FailureClass.OVER_BUDGET,
+                f"run budget: {run_total} used + ~{estimate} for this call > max_tokens_per_run "
+                f"{guardrails.max_tokens_per_run}",
+            )
+        if self.usage_store is not None:
+            try:
+                today = self.usage_store.today(self.job.id, self.clock.now()).total
+            except Exception as exc:  # an unknown spend is not a licence to spend: no call
+                raise LlmCallError(FailureClass.API_ERROR, f"daily usage unreadable: {exc}") from exc
+            if today + estimate > guardrails.max_tokens_per_day:
+                raise LlmCallError(
+                    FailureClass.OVER_BUDGET,
+                    f"daily budget: {today} used today + ~{estimate} for this call > max_tokens_per_day "
+                    f"{guardrails.max_tokens_per_day}",
+                )
+
+    def _call(self, request: dict[str, Any]) -> Any:
+        try:
+            import anthropic
+        except ImportError as exc:  # pragma: no cover - the layer always ships it
+            raise LlmCallError(FailureClass.API_ERROR, f"anthropic SDK unavailable: {exc}") from exc
+        try:
+            client = self.client_factory()
+            return client.messages.create(**request)
+        except anthropic.APITimeoutError as exc:
+            raise LlmCallError(FailureClass.TIMEOUT, f"no answer within the timeout: {exc}") from exc
+        except anthropic.APIStatusError as exc:
+            raise LlmCallError(
+                FailureClass.API_ERROR, f"HTTP {exc.status_code} after the SDK's retries: {exc.message}"
+            ) from exc
+        except anthropic.APIError as exc:
+            raise LlmCallError(FailureClass.API_ERROR, f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # configuration, credentials: the run still goes on without the LLM
+            raise LlmCallError(FailureClass.API_ERROR, f"{type(exc).__name__}: {exc}") from exc
+
+    def _account(self, usage: TokenUsage) -> None:
+        record_tokens(self.phase, usage)
+        if self.usage_store is None:
+            return
+        try:
+            self.usage_store.add(self.job.id, self.clock.now(), usage)
+        except Exception:  # accounting must never fail the run; the run record keeps the usage too
+            logger.exception("token usage not recorded", job_id=self.job.id, phase=self.phase)
+
+    def _parse[T](self, value: Any, parse: Callable[[Any], T]) -> T:
+        if not isinstance(value, dict):
+            raise LlmCallError(
+                FailureClass.SCHEMA_PARSE_ERROR,
+                f"the tool input is not a JSON object: {str(value)[:200]!r}",
+            )
+        try:
+            return parse(value)
+        except ValidationError as exc:
+            kind, detail = describe_validation_error(exc)
+            raise LlmCallError(kind, detail) from exc
+        except (TypeError, ValueError, KeyError) as exc:  # a shape the schema let through
+            raise LlmCallError(FailureClass.SCHEMA_PARSE_ERROR, f"{type(exc).__name__}: {exc}") from exc
+
+
+def repair_request(request: dict[str, Any], response: Any, error: LlmCallError) -> dict[str, Any]:
+    """The same request (same cached prefix) plus the invalid answer and the precise errors."""
+    repaired = copy.deepcopy(request)
+    messages: list[dict[str, Any]] = repaired["messages"]
+    feedback = (
+        f"Your answer was invalid ({error.failure_class}): {error.detail}\n"
+        f"Fix these errors and call {request['tool_choice']['name']} again."
+    )
+    blocks = _assistant_blocks(response)
+    tool_use = next((b for b in blocks if b["type"] == "tool_use"), None)
+    if tool_use is not None:
+        messages.append({"role": "assistant", "content": blocks})
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": tool_use["id"],
+                        "is_error": True,
+                        "content": feedback,
+                    }
+                ],
+            }
+        )
+    elif blocks:
+        messages.append({"role": "assistant", "content": blocks})
+        messages.append({"role": "user", "content": [{"type": "text", "text": feedback}]})
+    else:
+        messages[-1]["content"].append({"type": "text", "text": feedback})
+    return repaired
+
+
+def _assistant_blocks(response: Any) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for block in list(getattr(response, "content", None) or []):
+        kind = getattr(block, "type", None)
+        if kind == "text" and getattr(block, "text", "").strip():
+            blocks.append({"type": "text", "text": block.text})
+        elif kind == "tool_use":
+            blocks.append(
+                {"type": "tool_use", "id": block.id, "name": block.name, "input": _as_object(block.input)}
+            )
+    return blocks

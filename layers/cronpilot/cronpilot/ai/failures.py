@@ -1,0 +1,77 @@
+"""The failure taxonomy: every LLM call that does not yield a valid answer gets exactly one class."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+from cronpilot.models.run import LlmFailure, TokenUsage
+from cronpilot.observability import logger
+
+MAX_DETAIL_CHARS = 500
+
+
+class FailureClass(StrEnum):
+    SCHEMA_PARSE_ERROR = "schema_parse_error"  # the tool input does not match the schema
+    SEMANTIC_VIOLATION = "semantic_violation"  # well-formed, but breaks a rule (unknown id, too many steps)
+    EMPTY_RESPONSE = "empty_response"  # no content at all
+    TOOL_NOT_CALLED = "tool_not_called"  # text without the tool
+    INVALID_ENUM_VALUE = "invalid_enum_value"  # a field outside its allowed values
+    STRUCTURAL_INCONSISTENCY = "structural_inconsistency"  # cycles, duplicates, dangling dependencies
+    REPAIR_FAILED = "repair_failed"  # every repair attempt was invalid too
+    TIMEOUT = "timeout"
+    API_ERROR = "api_error"  # HTTP errors after the SDK's own retries, connection errors
+    OVER_BUDGET = "over_budget"  # the call was never made
+
+
+class LlmCallError(Exception):
+    """An LLM call that did not yield a valid answer."""
+
+    def __init__(self, failure_class: FailureClass, detail: str) -> None:
+        super().__init__(f"{failure_class}: {detail}")
+        self.failure_class = failure_class
+        self.detail = detail
+
+
+# Answer failures a repair prompt can fix; timeouts, API errors and budgets cannot.
+REPAIRABLE = frozenset(
+    {
+        FailureClass.SCHEMA_PARSE_ERROR,
+        FailureClass.SEMANTIC_VIOLATION,
+        FailureClass.EMPTY_RESPONSE,
+        FailureClass.TOOL_NOT_CALLED,
+        FailureClass.INVALID_ENUM_VALUE,
+        FailureClass.STRUCTURAL_INCONSISTENCY,
+    }
+)
+
+
+def record_failure(phase: str, failure_class: FailureClass, detail: str) -> LlmFailure:
+    """The run-record entry, plus one metric with the phase and the class as dimensions."""
+    _emit("LlmFailure", 1, phase, failure_class=str(failure_class))
+    logger.warning("llm call failed", phase=phase, failure_class=str(failure_class))
+    return LlmFailure(phase=phase, failure_class=str(failure_class), detail=detail[:MAX_DETAIL_CHARS])
+
+
+def record_tokens(phase: str, usage: TokenUsage) -> None:
+    for name, value in (
+        ("LlmInputTokens", usage.input),
+        ("LlmOutputTokens", usage.output),
+        ("LlmCacheReadTokens", usage.cache_read),
+        ("LlmCacheWriteTokens", usage.cache_write),
+    ):
+        _emit(name, value, phase)
+
+
+def _emit(name: str, value: float, phase: str, **dimensions: str) -> None:
+    """One EMF line per metric, so each carries its own phase (and class) dimensions."""
+    if is_metrics_disabled():  # single_metric itself ignores POWERTOOLS_METRICS_DISABLED
+        return
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "cronpilot")
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=namespace) as metric:
+        metric.add_dimension(name="phase", value=phase)
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)

@@ -1,0 +1,149 @@
+"""The AI summarizer: Claude reads the (untrusted) results and proposes the next run.
+
+The proposal is only a proposal: the summarizer domain clamps it to the guardrails, honours
+pause-until and applies the failure backoff (cronpilot.summarizer.decide_next_run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from cronpilot.ai.conversation import Conversation
+from cronpilot.ai.failures import FailureClass, LlmCallError
+from cronpilot.ai.prompts import SUMMARY_TOOL, summary_request
+from cronpilot.clock import Clock
+from cronpilot.models.job import Job
+from cronpilot.scheduling import next_slot, with_jitter
+from cronpilot.strategies import DeterministicSummarizer, Proposal, SummaryContext
+from cronpilot.usage_store import UsageStore
+
+MAX_REPAIRS = 1
+SUMMARY_MAX_TOKENS = 1024
+MAX_SUMMARY_CHARS = 2000
+MAX_REASON_CHARS = 500
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NextRunAnswer(_Answer):
+    kind: Literal["interval", "at", "pause_until"]
+    interval_seconds: int | None
+    at: str | None
+    reason: str
+
+
+class SummaryAnswer(_Answer):
+    summary: str
+    next_run: NextRunAnswer
+    rationale: str
+
+
+def _instant(value: str | None, field: str) -> datetime:
+    if not value:
+        raise LlmCallError(FailureClass.STRUCTURAL_INCONSISTENCY, f"next_run.{field} is null for this kind")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise LlmCallError(
+            FailureClass.SCHEMA_PARSE_ERROR, f"next_run.{field} {value[:60]!r} is not an ISO-8601 time"
+        ) from exc
+    if parsed.tzinfo is None:
+        raise LlmCallError(
+            FailureClass.SEMANTIC_VIOLATION, f"next_run.{field} {value[:60]!r} has no UTC offset; add 'Z'"
+        )
+    return parsed.astimezone(UTC).replace(microsecond=0)
+
+
+def to_proposal(job: Job, answer: SummaryAnswer, now: datetime) -> Proposal:
+    """Turn a parsed answer into a proposal, or a classified failure."""
+    nxt = answer.next_run
+    now = now.replace(microsecond=0)  # next runs are whole seconds
+    reason = f"{nxt.reason.strip()} ({answer.rationale.strip()})"[:MAX_REASON_CHARS]
+    summary = answer.summary.strip()[:MAX_SUMMARY_CHARS] or "(no summary)"
+    if nxt.kind == "interval":
+        if nxt.interval_seconds is None:
+            raise LlmCallError(
+                FailureClass.STRUCTURAL_INCONSISTENCY, "kind 'interval' needs interval_seconds, which is null"
+            )
+        if not 0 < nxt.interval_seconds <= MAX_INTERVAL_SECONDS:
+            raise LlmCallError(
+                FailureClass.SEMANTIC_VIOLATION,
+                f"interval_seconds {nxt.interval_seconds} is outside 1..{MAX_INTERVAL_SECONDS}",
+            )
+        at = with_jitter(job, now + timedelta(seconds=nxt.interval_seconds))
+        return Proposal(summary=summary, at=at, source="ai", reason=reason)
+    if nxt.kind == "at":
+        at = with_jitter(job, _instant(nxt.at, "at"))
+        return Proposal(summary=summary, at=at, source="ai", reason=reason)
+    until = _instant(nxt.at, "at")
+    if until <= now:
+        raise LlmCallError(
+            FailureClass.SEMANTIC_VIOLATION, f"pause_until {until.isoformat()} is not in the future"
+        )
+    return Proposal(summary=summary, at=until, source="ai", reason=reason, pause_until=until)
+
+
+class AiSummarizer:
+    """A SummaryStrategy. On any failure (or over budget) the baseline proposal, source `fallback`."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        client_factory: Callable[[], Any],
+        usage_store: UsageStore | None,
+        clock: Clock,
+        max_repairs: int = MAX_REPAIRS,
+    ) -> None:
+        self.model = model
+        self.client_factory = client_factory
+        self.usage_store = usage_store
+        self.clock = clock
+        self.max_repairs = max_repairs
+
+    def request(self, job: Job, context: SummaryContext) -> dict[str, Any]:
+        baseline = next_slot(job.schedule, after=context.now, previous=context.run.scheduled_at)
+        return summary_request(
+            job,
+            model=self.model,
+            max_tokens=SUMMARY_MAX_TOKENS,
+            run=context.run,
+            results=context.results,
+            now=context.now,
+            baseline=baseline,
+        )
+
+    def propose(self, job: Job, context: SummaryContext) -> Proposal:
+        conversation = Conversation(
+            phase="summarize",
+            job=job,
+            tool_name=SUMMARY_TOOL,
+            client_factory=self.client_factory,
+            usage_store=self.usage_store,
+            clock=self.clock,
+            run_tokens=context.run.tokens,
+            max_repairs=self.max_repairs,
+        )
+        outcome = conversation.run(
+            self.request(job, context),
+            lambda value: to_proposal(job, SummaryAnswer.model_validate(value), context.now),
+        )
+        if outcome.answer is not None:
+            proposal = outcome.answer
+            if outcome.repaired:
+                proposal.reason = f"{proposal.reason} [after repair]"[:MAX_REASON_CHARS]
+        else:
+            proposal = DeterministicSummarizer().propose(job, context)
+            failure = outcome.failure_class or FailureClass.API_ERROR
+            proposal.source = "fallback"
+            proposal.reason = f"{proposal.reason} (the AI proposal failed: {failure})"
+        proposal.tokens = outcome.tokens
+        proposal.failures = outcome.failures
+        return proposal
