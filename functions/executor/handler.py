@@ -4,7 +4,9 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.circuit import CircuitBreaker
 from cronpilot.executor import StepExecutor
+from cronpilot.idempotency import Handler, idempotent_executor
 from cronpilot.models.run import StepTask
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
@@ -24,12 +26,31 @@ def http_client() -> SafeHttpClient:
     return SafeHttpClient(policy)
 
 
+def execute_step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    task = StepTask.model_validate(event)
+    runtime = get_runtime()
+    breaker = CircuitBreaker.for_store(runtime.store, runtime.clock)
+    executor = StepExecutor(runtime.store, runtime.clock, http_client().send, breaker=breaker)
+    outcome = executor.execute(task)
+    logger.info("step done", run_id=task.run_id, step_id=task.step.step_id, status=outcome.status)
+    return outcome.model_dump()
+
+
+def _replayed(response: Any) -> None:
+    logger.info("step replayed from its idempotency record", outcome=response)
+
+
+@cache
+def idempotent_execute_step() -> Handler:
+    store = get_runtime().store
+    return idempotent_executor(
+        execute_step, table_name=store.table_name, client=store.client, on_replay=_replayed
+    )
+
+
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    task = StepTask.model_validate(event)
-    runtime = get_runtime()
-    outcome = StepExecutor(runtime.store, runtime.clock, http_client().send).execute(task)
-    logger.info("step done", run_id=task.run_id, step_id=task.step.step_id, status=outcome.status)
-    return outcome.model_dump()
+    result: dict[str, Any] = idempotent_execute_step()(event, context)
+    return result

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 
+from cronpilot.circuit import CircuitBreaker, Permit
 from cronpilot.clock import Clock
 from cronpilot.models.job import Endpoint, SecretRef
 from cronpilot.models.run import StepOutcome, StepResult, StepStatus, StepTask
@@ -18,6 +19,7 @@ MAX_TOTAL_BUDGET = timedelta(seconds=240)
 
 SecretResolver = Callable[[SecretRef], str]
 Sender = Callable[[RequestSpec], HttpOutcome]
+CIRCUIT_OPEN = "circuit-open"
 
 
 def resolve_secret(ref: SecretRef) -> str:
@@ -67,12 +69,18 @@ def idempotency_key(run_id: str, step_id: str) -> str:
 
 class StepExecutor:
     def __init__(
-        self, store: Store, clock: Clock, send: Sender, resolver: SecretResolver = resolve_secret
+        self,
+        store: Store,
+        clock: Clock,
+        send: Sender,
+        resolver: SecretResolver = resolve_secret,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.send = send
         self.resolver = resolver
+        self.breaker = breaker
 
     def execute(self, task: StepTask) -> StepOutcome:
         step = task.step
@@ -84,24 +92,40 @@ class StepExecutor:
         started = self.clock.now()
         result = self._blocked_by_dependency(task, endpoint)
         if result is None:
-            outcome = self.send(
-                build_request(endpoint, idempotency_key(task.run_id, step.step_id), self.resolver)
-            )
-            result = StepResult(
-                step_id=step.step_id,
-                endpoint_id=endpoint.id,
-                status=StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
-                http_status=outcome.http_status,
-                attempts=outcome.attempts,
-                latency_ms=outcome.latency_ms,
-                error=outcome.error,
-                body=outcome.body,
-                body_truncated=outcome.body_truncated,
-            )
+            result = self._call(task, endpoint)
         result.started_at = started
         result.finished_at = self.clock.now()
         self.store.put_step_result(task.job_id, task.run_id, task.epoch, result, result.finished_at)
         return StepOutcome(step_id=step.step_id, status=result.status)
+
+    def _call(self, task: StepTask, endpoint: Endpoint) -> StepResult:
+        """Call the endpoint unless its origin's circuit is open; report the outcome to the circuit."""
+        step_id = task.step.step_id
+        breaker = self.breaker
+        permit: Permit | None = breaker.acquire(endpoint.url) if breaker is not None else None
+        if permit is not None and not permit.allowed:
+            return StepResult(
+                step_id=step_id, endpoint_id=endpoint.id, status=StepStatus.SKIPPED, skip_reason=CIRCUIT_OPEN
+            )
+        try:
+            outcome = self.send(build_request(endpoint, idempotency_key(task.run_id, step_id), self.resolver))
+        except Exception:
+            if breaker is not None and permit is not None:
+                breaker.release(permit)  # e.g. the secret could not be read: no verdict on the endpoint
+            raise
+        if breaker is not None and permit is not None:
+            breaker.record(permit, outcome)
+        return StepResult(
+            step_id=step_id,
+            endpoint_id=endpoint.id,
+            status=StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
+            http_status=outcome.http_status,
+            attempts=outcome.attempts,
+            latency_ms=outcome.latency_ms,
+            error=outcome.error,
+            body=outcome.body,
+            body_truncated=outcome.body_truncated,
+        )
 
     def _blocked_by_dependency(self, task: StepTask, endpoint: Endpoint) -> StepResult | None:
         if not task.step.depends_on or endpoint.on_dependency_failure == "continue":
