@@ -50,7 +50,7 @@ def test_every_task_has_a_timeout_and_retries_lambda_service_errors_with_full_ji
     assert {name for name, _ in tasks} == {"Plan", "Execute", "Summarize", "FinalizeFailure"}
     for name, task in tasks:
         assert 0 < task["TimeoutSeconds"] <= 300, name
-        [retry] = task["Retry"]
+        retry = task["Retry"][0]
         assert "Lambda.ServiceException" in retry["ErrorEquals"], name
         assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"], name
         assert retry["JitterStrategy"] == "FULL", name
@@ -73,3 +73,9 @@ def test_render_substitutes_every_function_and_leaves_nothing_behind():
     assert "${" not in rendered
     with pytest.raises(ValueError, match="substitution"):
         render_asl({})
+
+
+def test_a_duplicate_step_still_in_progress_is_retried_not_failed():
+    execute = ASL["States"]["Waves"]["ItemProcessor"]["States"]["Steps"]["ItemProcessor"]["States"]["Execute"]
+    errors = [name for retry in execute["Retry"] for name in retry["ErrorEquals"]]
+    assert "IdempotencyAlreadyInProgressError" in errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cronpilot.circuit import endpoint_health
 from cronpilot.clock import Clock
 from cronpilot.models.run import PlanOutput, RunRecord, RunRef, RunStatus
 from cronpilot.store import LeaseLost, Store
@@ -22,7 +23,11 @@ def plan_run(store: Store, clock: Clock, ref: RunRef, strategy: PlanStrategy) ->
     run = load_fenced_run(store, ref)
     if run.plan is None:  # a retried invocation reuses the plan it already recorded
         history, _ = store.list_runs(ref.job_id, limit=HISTORY_RUNS + 1)
-        context = PlanContext(run=run, history=[r for r in history if r.run_id != run.run_id][:HISTORY_RUNS])
+        context = PlanContext(
+            run=run,
+            history=[r for r in history if r.run_id != run.run_id][:HISTORY_RUNS],
+            endpoint_health=endpoint_health(store, record.job, clock),
+        )
         decision = strategy.plan(record.job, context)
         run.plan = decision.plan
         run.tokens = run.tokens + decision.tokens
