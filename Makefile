@@ -18,7 +18,7 @@ setup: $(UV)
 # The claim race runs on its own, without coverage tracing (which triples its time).
 test: setup lint typecheck
 	$(RUN) pytest -n 2 --dist loadgroup -m "not slow" --cov --cov-report=term
-	$(RUN) pytest -m slow
+	$(RUN) pytest -n 2 --dist loadgroup -m slow
 
 test-fast: setup
 	$(RUN) pytest -n 2 -m "not slow"
@@ -35,6 +35,12 @@ demo: setup
 
 bench: setup
 	$(RUN) python -m bench
+
+build: setup
+	$(RUN) python infra/build_layers.py
+
+synth: build
+	PATH="$(CURDIR)/.tools/bin:$$PATH" npx --yes aws-cdk@2 synth --quiet --output cdk.out
 
 clean:
 	rm -rf .venv .tools build cdk.out .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -273,11 +273,11 @@ def test_each_failure_is_a_metric_with_the_phase_as_dimension(monkeypatch, capsy
     assert failure.failure_class == "timeout"
     assert len(failure.detail) == 500
     [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert line["LlmFailure"] == [1.0]
+    assert line["LlmFallbacks"] == [1.0]
     assert line["phase"] == "summarize"
-    assert line["failure_class"] == "timeout"
+    assert line["FailureClass"] == "timeout"
     [dimensions] = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
-    assert {"phase", "failure_class"} <= set(dimensions)
+    assert {"phase", "FailureClass"} <= set(dimensions)
 
 
 def test_the_taxonomy_is_exactly_the_documented_ten_classes():

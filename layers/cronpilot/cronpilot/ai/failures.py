@@ -51,27 +51,28 @@ REPAIRABLE = frozenset(
 
 def record_failure(phase: str, failure_class: FailureClass, detail: str) -> LlmFailure:
     """The run-record entry, plus one metric with the phase and the class as dimensions."""
-    _emit("LlmFailure", 1, phase, failure_class=str(failure_class))
+    _emit("LlmFallbacks", 1, phase=phase, FailureClass=str(failure_class))
     logger.warning("llm call failed", phase=phase, failure_class=str(failure_class))
     return LlmFailure(phase=phase, failure_class=str(failure_class), detail=detail[:MAX_DETAIL_CHARS])
 
 
 def record_tokens(phase: str, usage: TokenUsage) -> None:
+    # Token metrics carry only the service dimension: the dashboard and the daily spend alarm sum
+    # them per deployment (the phase is on the run record).
     for name, value in (
-        ("LlmInputTokens", usage.input),
-        ("LlmOutputTokens", usage.output),
-        ("LlmCacheReadTokens", usage.cache_read),
-        ("LlmCacheWriteTokens", usage.cache_write),
+        ("TokensInput", usage.input),
+        ("TokensOutput", usage.output),
+        ("TokensCacheRead", usage.cache_read),
+        ("TokensCacheWrite", usage.cache_write),
     ):
-        _emit(name, value, phase)
+        _emit(name, value)
 
 
-def _emit(name: str, value: float, phase: str, **dimensions: str) -> None:
-    """One EMF line per metric, so each carries its own phase (and class) dimensions."""
+def _emit(name: str, value: float, **dimensions: str) -> None:
+    """One EMF line per metric, so each carries its own dimensions (the dashboard's names)."""
     if is_metrics_disabled():  # single_metric itself ignores POWERTOOLS_METRICS_DISABLED
         return
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "cronpilot")
     with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=namespace) as metric:
-        metric.add_dimension(name="phase", value=phase)
         for key, dimension in dimensions.items():
             metric.add_dimension(name=key, value=dimension)

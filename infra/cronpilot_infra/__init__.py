@@ -1,0 +1,1 @@
+"""cronpilot's CDK app: one stack that only composes, one construct per capability."""

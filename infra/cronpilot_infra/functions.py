@@ -1,0 +1,191 @@
+"""The five Lambda functions and the two layers they share. Each function has its own role and log group.
+
+Permissions beyond writing its own logs and traces are granted by the stack, from the constructs that
+own the resources (table, state machine, secrets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from .paths import FUNCTIONS_DIR
+from .settings import DeploySettings
+
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    description: str
+    timeout: Duration
+    memory_mb: int
+
+
+SPECS = {
+    spec.name: spec
+    for spec in (
+        # One Query per shard plus one transaction per claimed run; a tick must end before the next.
+        FunctionSpec(
+            "discovery", "Claims due jobs and starts one execution per run", Duration.seconds(60), 512
+        ),
+        # One LLM call with tool use; memory buys CPU for anthropic's import and pydantic validation.
+        FunctionSpec(
+            "planner", "Plans a run's endpoint calls as dependency waves", Duration.seconds(180), 1024
+        ),
+        # One HTTP call with retries inside a 240 s total budget (cronpilot.executor.MAX_TOTAL_BUDGET).
+        FunctionSpec(
+            "executor", "Calls one endpoint through the SSRF-safe client", Duration.seconds(300), 512
+        ),
+        FunctionSpec(
+            "summarizer", "Summarizes a run and picks the next run time", Duration.seconds(180), 1024
+        ),
+        FunctionSpec(
+            "finalize_failure", "Records a failed run and releases its lease", Duration.seconds(60), 256
+        ),
+    )
+}
+
+
+class CronpilotFunctions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: DeploySettings,
+        layers_dir: Path,
+        table_name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings
+        for layer in ("deps", "cronpilot"):
+            if not (layers_dir / layer / "python").is_dir():
+                raise FileNotFoundError(f"{layers_dir / layer / 'python'} is missing: run `make build` first")
+        self.deps_layer = lambda_.LayerVersion(
+            self,
+            "DepsLayer",
+            code=lambda_.Code.from_asset(str(layers_dir / "deps")),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="cronpilot runtime dependencies (uv.lock versions, manylinux2014 aarch64, cp313)",
+        )
+        self.package_layer = lambda_.LayerVersion(
+            self,
+            "CronpilotLayer",
+            code=lambda_.Code.from_asset(str(layers_dir / "cronpilot")),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="the cronpilot package, without local mode and the CLI",
+        )
+        self.environment = {
+            "TABLE_NAME": table_name,
+            "STAGE": settings.stage,
+            "POWERTOOLS_SERVICE_NAME": settings.service,
+            "POWERTOOLS_METRICS_NAMESPACE": "cronpilot",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        self.functions: dict[str, lambda_.Function] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        for spec in SPECS.values():
+            self.functions[spec.name] = self._function(spec, settings)
+        self.discovery = self.functions["discovery"]
+        self.planner = self.functions["planner"]
+        self.executor = self.functions["executor"]
+        self.summarizer = self.functions["summarizer"]
+        self.finalize_failure = self.functions["finalize_failure"]
+        self.executor.add_environment("EGRESS_ALLOWED_PORTS", settings.executor_ports)
+        self.executor.add_environment(
+            "EGRESS_ALLOWED_CIDRS", ",".join(str(c) for c in settings.private_cidrs)
+        )
+        for fn in (self.planner, self.summarizer):
+            fn.add_environment("LLM_PROVIDER", settings.llm_provider)
+            fn.add_environment("LLM_MODEL", settings.model)
+
+    def _function(self, spec: FunctionSpec, settings: DeploySettings) -> lambda_.Function:
+        ident = "".join(part.title() for part in spec.name.split("_"))
+        name = f"{settings.prefix}-{spec.name.replace('_', '-')}"
+        log_group = logs.LogGroup(
+            self,
+            f"{ident}Logs",
+            log_group_name=f"/aws/lambda/{name}",
+            retention=retention(settings.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # Its own role, no managed policy: logs to its own group only; X-Ray is added by `tracing`.
+        role = iam.Role(
+            self,
+            f"{ident}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"cronpilot {spec.name} function ({settings.stage})",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        fn = lambda_.Function(
+            self,
+            ident,
+            function_name=name,
+            description=spec.description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.lambda_handler",
+            code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / spec.name), exclude=["__pycache__", "*.pyc"]),
+            layers=[self.package_layer, self.deps_layer],
+            timeout=spec.timeout,
+            memory_size=spec.memory_mb,
+            tracing=lambda_.Tracing.ACTIVE,
+            role=role,
+            log_group=log_group,
+            environment=dict(self.environment),
+            reserved_concurrent_executions=_reserved(spec.name, settings),
+        )
+        self.log_groups[spec.name] = log_group
+        return fn
+
+
+def _reserved(name: str, settings: DeploySettings) -> int | None:
+    """Discovery: one tick at a time. Executor: caps the fan-out of every running job together, so a
+    burst of runs can neither starve the account's other functions nor flood the endpoints. Planner
+    and summarizer: cap concurrent LLM calls (rate limits, spend). Finalize-failure stays unreserved:
+    it must never be throttled."""
+    if not settings.reserved_concurrency:
+        return None
+    return {
+        "discovery": 1,
+        "executor": settings.executor_concurrency,
+        "planner": settings.llm_concurrency,
+        "summarizer": settings.llm_concurrency,
+    }.get(name)
+
+
+RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """CloudWatch Logs accepts only some retention periods; these are the ones the settings allow."""
+    if days not in RETENTION:
+        raise ValueError(f"log_retention_days {days}: one of {sorted(RETENTION)}")
+    return RETENTION[days]

@@ -1,0 +1,115 @@
+"""Lambda functions and layers: runtime, architecture, tracing, logs, sizing, environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import functions_by_name, resources
+
+EXPECTED = {
+    # name: (timeout s, memory MB, reserved concurrency with defaults)
+    "discovery": (60, 512, 1),
+    "planner": (180, 1024, 10),
+    "executor": (300, 512, 50),
+    "summarizer": (180, 1024, 10),
+    "finalize_failure": (60, 256, None),
+}
+
+
+def test_every_function_folder_is_deployed(template_json: dict[str, Any], repo_root) -> None:
+    # Given the functions/ folders, When synthesized, Then each is one Lambda function
+    folders = {p.name for p in (repo_root / "functions").iterdir() if (p / "handler.py").is_file()}
+    assert set(functions_by_name(template_json)) == folders == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_function_runtime_architecture_tracing_and_size(template_json: dict[str, Any], name: str) -> None:
+    props = functions_by_name(template_json)[name]["Properties"]
+    timeout, memory, reserved = EXPECTED[name]
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["Handler"] == "handler.lambda_handler"
+    assert props["Timeout"] == timeout
+    assert props["MemorySize"] == memory
+    assert props.get("ReservedConcurrentExecutions") == reserved
+    assert len(props["Layers"]) == 2
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_function_logs_to_its_own_group_with_retention(template_json: dict[str, Any], name: str) -> None:
+    props = functions_by_name(template_json)[name]["Properties"]
+    group_id = props["LoggingConfig"]["LogGroup"]["Ref"]
+    group = template_json["Resources"][group_id]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == 30
+    assert group["Properties"]["LogGroupName"] == f"/aws/lambda/{props['FunctionName']}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_function_environment(template_json: dict[str, Any], name: str) -> None:
+    env = functions_by_name(template_json)[name]["Properties"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "cronpilot-dev"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "cronpilot"
+    assert env["STAGE"] == "dev"
+    assert "Ref" in env["TABLE_NAME"]
+
+
+def test_role_specific_environment(template_json: dict[str, Any]) -> None:
+    fns = functions_by_name(template_json)
+    env = {name: fn["Properties"]["Environment"]["Variables"] for name, fn in fns.items()}
+    machine_id = next(iter(resources(template_json, "AWS::StepFunctions::StateMachine")))
+    assert env["discovery"]["STATE_MACHINE_ARN"] == {"Ref": machine_id}
+    assert env["executor"]["EGRESS_ALLOWED_PORTS"] == "80,443"
+    assert env["executor"]["EGRESS_ALLOWED_CIDRS"] == ""
+    secret_id = next(iter(resources(template_json, "AWS::SecretsManager::Secret")))
+    for name in ("planner", "summarizer"):
+        assert env[name]["LLM_PROVIDER"] == "anthropic"
+        assert env[name]["LLM_MODEL"] == "claude-haiku-4-5"
+        assert env[name]["ANTHROPIC_SECRET_ARN"] == {"Ref": secret_id}
+    for name in ("discovery", "executor", "finalize_failure"):
+        assert "LLM_PROVIDER" not in env[name]
+        assert "ANTHROPIC_SECRET_ARN" not in env[name]
+
+
+def test_bedrock_variant_has_no_secret_and_no_reserved_concurrency(bedrock_json: dict[str, Any]) -> None:
+    fns = functions_by_name(bedrock_json)
+    assert not resources(bedrock_json, "AWS::SecretsManager::Secret")
+    for fn in fns.values():
+        assert "ReservedConcurrentExecutions" not in fn["Properties"]
+    planner = fns["planner"]["Properties"]["Environment"]["Variables"]
+    assert planner["LLM_PROVIDER"] == "bedrock"
+    assert planner["LLM_MODEL"] == "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    assert "ANTHROPIC_SECRET_ARN" not in planner
+    executor = fns["executor"]["Properties"]["Environment"]["Variables"]
+    assert executor["EGRESS_ALLOWED_CIDRS"] == "10.20.0.0/16,192.168.1.0/24"
+
+
+def test_layers_are_arm64_python313(template_json: dict[str, Any]) -> None:
+    layers = resources(template_json, "AWS::Lambda::LayerVersion")
+    assert len(layers) == 2
+    for layer in layers.values():
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+        assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    for fn in resources(template_json, "AWS::Lambda::Function").values():
+        assert sorted(ref["Ref"] for ref in fn["Properties"]["Layers"]) == sorted(layers)
+
+
+def test_each_lambda_timeout_covers_its_task_timeout_in_the_asl(template_json: dict) -> None:
+    import json
+
+    from cronpilot.local.cloud import ASL_PATH
+
+    asl = json.loads(ASL_PATH.read_text())
+    execute = asl["States"]["Waves"]["ItemProcessor"]["States"]["Steps"]["ItemProcessor"]["States"]["Execute"]
+    task_timeouts = {
+        "planner": asl["States"]["Plan"]["TimeoutSeconds"],
+        "summarizer": asl["States"]["Summarize"]["TimeoutSeconds"],
+        "executor": execute["TimeoutSeconds"],
+        "finalize_failure": asl["States"]["FinalizeFailure"]["TimeoutSeconds"],
+    }
+    for name, (timeout, _memory, _reserved) in EXPECTED.items():
+        if name in task_timeouts:
+            assert timeout >= task_timeouts[name], name

@@ -1,0 +1,157 @@
+"""Each function's role: exactly the actions it uses, on the resources it uses them on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cronpilot import idempotency
+
+from tests.infra.conftest import (
+    NO_RESOURCE_LEVEL,
+    functions_by_name,
+    grants,
+    resources,
+    role_statements,
+)
+
+ITEMS = {
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+}
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def _ids(template: dict[str, Any]) -> dict[str, str]:
+    def one(kind: str) -> str:
+        (found,) = resources(template, kind)
+        return found
+
+    return {
+        "table": one("AWS::DynamoDB::Table"),
+        "machine": one("AWS::StepFunctions::StateMachine"),
+    }
+
+
+def _function_grants(template: dict[str, Any], name: str) -> dict[str, list[Any]]:
+    role = functions_by_name(template)[name]["Properties"]["Role"]
+    return grants(role_statements(template, role))
+
+
+def _table_arn(ids: dict[str, str]) -> dict[str, Any]:
+    return {"Fn::GetAtt": [ids["table"], "Arn"]}
+
+
+def _log_group_arn(template: dict[str, Any], name: str) -> dict[str, Any]:
+    group = functions_by_name(template)[name]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    return {"Fn::GetAtt": [group, "Arn"]}
+
+
+def test_each_function_has_its_own_role_without_managed_policies(template_json: dict[str, Any]) -> None:
+    roles = [fn["Properties"]["Role"]["Fn::GetAtt"][0] for fn in functions_by_name(template_json).values()]
+    assert len(set(roles)) == len(roles) == 5
+    for role in roles:
+        props = template_json["Resources"][role]["Properties"]
+        assert "ManagedPolicyArns" not in props
+        (statement,) = props["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+
+
+@pytest.mark.parametrize("name", ["discovery", "planner", "executor", "summarizer", "finalize_failure"])
+def test_common_grants_logs_to_own_group_xray_and_table_items(
+    template_json: dict[str, Any], name: str
+) -> None:
+    got = _function_grants(template_json, name)
+    ids = _ids(template_json)
+    for action in LOGS:
+        assert got[action] == [_log_group_arn(template_json, name)]
+    for action in XRAY:
+        assert got[action] == ["*"]
+    for action in ITEMS - {"dynamodb:Query"}:
+        assert got[action] == [_table_arn(ids)], action
+    assert _table_arn(ids) in got["dynamodb:Query"]
+    for forbidden in ("dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:*"):
+        assert forbidden not in got
+    assert ("dynamodb:DeleteItem" in got) == (name == "executor")
+
+
+def test_executor_deletes_only_its_idempotency_records(template_json: dict[str, Any]) -> None:
+    role = functions_by_name(template_json)["executor"]["Properties"]["Role"]
+    (statement,) = [s for s in role_statements(template_json, role) if s["Action"] == "dynamodb:DeleteItem"]
+    assert statement["Resource"] == _table_arn(_ids(template_json))
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [idempotency.EXECUTOR_PARTITION]}
+    }
+
+
+def test_discovery_queries_the_due_index_and_starts_the_state_machine(template_json: dict[str, Any]) -> None:
+    got = _function_grants(template_json, "discovery")
+    ids = _ids(template_json)
+    index = {"Fn::Join": ["", [{"Fn::GetAtt": [ids["table"], "Arn"]}, "/index/due"]]}
+    assert sorted(map(str, got["dynamodb:Query"])) == sorted(map(str, [_table_arn(ids), index]))
+    assert got["states:StartExecution"] == [{"Ref": ids["machine"]}]
+    assert set(got) == LOGS | XRAY | ITEMS | {"states:StartExecution"}
+
+
+def test_executor_reads_only_job_secrets_under_the_prefix(template_json: dict[str, Any]) -> None:
+    got = _function_grants(template_json, "executor")
+    assert set(got) == LOGS | XRAY | ITEMS | {
+        "secretsmanager:GetSecretValue",
+        "ssm:GetParameter",
+        "dynamodb:DeleteItem",
+    }
+    (secret,) = got["secretsmanager:GetSecretValue"]
+    (parameter,) = got["ssm:GetParameter"]
+    assert secret["Fn::Join"][1][-1] == ":secret:cronpilot/dev/*"
+    assert parameter["Fn::Join"][1][-1] == ":parameter/cronpilot/dev/*"
+
+
+@pytest.mark.parametrize("name", ["planner", "summarizer"])
+def test_llm_functions_read_only_the_anthropic_secret(template_json: dict[str, Any], name: str) -> None:
+    got = _function_grants(template_json, name)
+    (secret,) = resources(template_json, "AWS::SecretsManager::Secret")
+    assert got["secretsmanager:GetSecretValue"] == [{"Ref": secret}]
+    assert set(got) == LOGS | XRAY | ITEMS | {"secretsmanager:GetSecretValue"}
+
+
+@pytest.mark.parametrize("name", ["planner", "summarizer"])
+def test_bedrock_variant_invokes_only_the_configured_model(bedrock_json: dict[str, Any], name: str) -> None:
+    got = _function_grants(bedrock_json, name)
+    assert set(got) == LOGS | XRAY | ITEMS | {"bedrock:InvokeModel"}
+    arns = [str(arn) for arn in got["bedrock:InvokeModel"]]
+    assert len(arns) == 2
+    assert any(":inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0" in arn for arn in arns)
+    assert any(":bedrock:*::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0" in arn for arn in arns)
+
+
+def test_finalize_failure_touches_only_the_table(template_json: dict[str, Any]) -> None:
+    assert set(_function_grants(template_json, "finalize_failure")) == LOGS | XRAY | ITEMS
+
+
+def test_state_machine_invokes_exactly_the_four_task_functions(template_json: dict[str, Any]) -> None:
+    (machine,) = resources(template_json, "AWS::StepFunctions::StateMachine").values()
+    got = grants(role_statements(template_json, machine["Properties"]["RoleArn"]))
+    fns = functions_by_name(template_json)
+    ids = {
+        name: next(k for k, v in template_json["Resources"].items() if v is fn) for name, fn in fns.items()
+    }
+    expected = [
+        {"Fn::GetAtt": [ids[n], "Arn"]} for n in ("planner", "executor", "summarizer", "finalize_failure")
+    ]
+    assert got["lambda:InvokeFunction"] == expected
+    assert set(got) - {"lambda:InvokeFunction"} <= NO_RESOURCE_LEVEL
+
+
+@pytest.mark.parametrize("stack", ["template_json", "bedrock_json"])
+def test_no_wildcard_resource_where_a_specific_arn_exists(stack: str, request: pytest.FixtureRequest) -> None:
+    template = request.getfixturevalue(stack)
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        for action, found in grants(policy["Properties"]["PolicyDocument"]["Statement"]).items():
+            if "*" in found:
+                assert action in NO_RESOURCE_LEVEL, action
+            assert not action.endswith(":*"), action
