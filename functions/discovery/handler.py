@@ -24,6 +24,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=len(result.skipped))
     metrics.add_metric(name="ClaimConflicts", unit=MetricUnit.Count, value=result.conflicts)
     metrics.add_metric(name="StartFailures", unit=MetricUnit.Count, value=result.start_failures)
+    metrics.add_metric(name="LeasesStuck", unit=MetricUnit.Count, value=result.leases_stuck)
     metrics.add_metric(name="DiscoveryLagSeconds", unit=MetricUnit.Seconds, value=result.max_lag_seconds)
     logger.info(
         "discovery tick",

@@ -81,7 +81,8 @@ def test_expired_lease_is_reclaimed_and_stale_holder_is_fenced(store, clock, sta
     clock.advance(LEASE_DURATION + timedelta(minutes=1))
     # When discovery ticks again
     result = Discovery(store, starter, clock, owner="new").tick()
-    # Then the job is re-claimed with a higher epoch
+    # Then the stuck lease is counted (it feeds the LeasesStuck alarm) and the job re-claimed
+    assert result.leases_stuck == 1
     assert len(result.claimed) == 1
     record = store.get_job("stuck")
     assert record.state.epoch == 2

@@ -113,3 +113,42 @@ def test_a_stale_epoch_is_fenced_everywhere(deployed):
     assert invoke("finalize_failure", stale) == {"status": "fenced"}
     with pytest.raises(Exception, match="epoch"):
         invoke("planner", {**load_event("planner"), "epoch": 0})
+
+
+def emf_metrics(output: str) -> dict[str, list]:
+    import json
+
+    found: dict[str, list] = {}
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            document = json.loads(line)
+            for definition in document["_aws"]["CloudWatchMetrics"]:
+                for metric in definition["Metrics"]:
+                    found[metric["Name"]] = document[metric["Name"]]
+    return found
+
+
+def test_handlers_emit_the_metrics_the_dashboard_and_alarms_read(deployed, monkeypatch, capsys):
+    # Given metrics enabled (the fixture disables them for the other tests)
+    from cronpilot.observability import metrics
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    metrics.clear_metrics()  # drop what earlier tests buffered while metrics were disabled
+    capsys.readouterr()
+    # When a run goes through discovery, executor and summarizer
+    invoke("discovery", load_event("discovery"))
+    discovery = emf_metrics(capsys.readouterr().out)
+    invoke("planner", load_event("planner"))
+    capsys.readouterr()
+    invoke("executor", load_event("executor"))
+    executor = emf_metrics(capsys.readouterr().out)
+    invoke("summarizer", load_event("summarizer"))
+    summarizer = emf_metrics(capsys.readouterr().out)
+    # Then each emits its metrics under the names the CDK monitoring construct uses
+    assert discovery["RunsClaimed"] == [1.0]
+    assert discovery["JobsDue"] == [1.0]
+    assert discovery["LeasesStuck"] == [0.0]
+    assert "DiscoveryLagSeconds" in discovery
+    assert executor["EndpointFailures"] == [1.0]
+    assert executor["EndpointLatency"][0] >= 0
+    assert summarizer["RunsFailed"] == [1.0]

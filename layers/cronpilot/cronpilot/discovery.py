@@ -66,6 +66,7 @@ class DiscoveryResult:
     conflicts: int = 0
     already_started: int = 0
     start_failures: int = 0
+    leases_stuck: int = 0  # due jobs whose run never released its lease before it expired
     max_lag_seconds: float = 0.0
 
 
@@ -118,6 +119,8 @@ class Discovery:
         if slot is None:
             return True
         result.due += 1
+        if state.current_run_id and state.lease_expires_at and state.lease_expires_at <= now:
+            result.leases_stuck += 1
         lag = now - slot
         result.max_lag_seconds = max(result.max_lag_seconds, lag.total_seconds())
         after_slot = self._next_after(record, now)

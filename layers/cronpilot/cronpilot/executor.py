@@ -81,6 +81,7 @@ class StepExecutor:
         self.send = send
         self.resolver = resolver
         self.breaker = breaker
+        self.last_result: StepResult | None = None  # the result this invocation wrote, for metrics
 
     def execute(self, task: StepTask) -> StepOutcome:
         step = task.step
@@ -96,6 +97,7 @@ class StepExecutor:
         result.started_at = started
         result.finished_at = self.clock.now()
         self.store.put_step_result(task.job_id, task.run_id, task.epoch, result, result.finished_at)
+        self.last_result = result
         return StepOutcome(step_id=step.step_id, status=result.status)
 
     def _call(self, task: StepTask, endpoint: Endpoint) -> StepResult:
