@@ -19,6 +19,19 @@ def apply(store: Store, job_id: str, when=START, **fields) -> None:
     store.put_job(make_job(job_id, **fields), next_run_at=when, source="baseline", reason="test", now=when)
 
 
+def complete_current_run(store: Store, job_id: str, next_run_at) -> None:
+    """What the summarizer does at the end of a run: record success, set the next run, release."""
+    run = store.get_run(store.get_job(job_id).state.current_run_id)
+    run.status = RunStatus.SUCCEEDED
+    store.finish_run(
+        run,
+        next_run_at=next_run_at,
+        next_run_source="baseline",
+        next_run_reason="test",
+        consecutive_failures=0,
+    )
+
+
 def test_fresh_due_job_is_claimed_once_with_epoch_and_lease(store, clock, starter):
     # Given a job due now
     apply(store, "fresh")
@@ -150,16 +163,7 @@ def test_run_history_is_newest_first_and_paginated(store, clock, starter):
     apply(store, "hist", schedule={"rate": "5m"})
     for _ in range(5):
         Discovery(store, starter, clock, owner="a").tick()
-        record = store.get_job("hist")
-        run = store.get_run(record.state.current_run_id)
-        run.status = RunStatus.SUCCEEDED
-        store.finish_run(
-            run,
-            next_run_at=clock.now() + timedelta(minutes=5),
-            next_run_source="baseline",
-            next_run_reason="t",
-            consecutive_failures=0,
-        )
+        complete_current_run(store, "hist", clock.now() + timedelta(minutes=5))
         clock.advance(timedelta(minutes=5))
     first, token = store.list_runs("hist", limit=3)
     second, end = store.list_runs("hist", limit=3, after=token)
@@ -208,16 +212,7 @@ def test_claim_race_every_run_claimed_exactly_once(store, clock):
             claims.update(claimed)
         # Release every lease so the next round's slots are claimable
         for job_id in jobs:
-            record = store.get_job(job_id)
-            run = store.get_run(record.state.current_run_id)
-            run.status = RunStatus.SUCCEEDED
-            store.finish_run(
-                run,
-                next_run_at=clock.now() + timedelta(minutes=5),
-                next_run_source="baseline",
-                next_run_reason="race",
-                consecutive_failures=0,
-            )
+            complete_current_run(store, job_id, clock.now() + timedelta(minutes=5))
         clock.advance(timedelta(minutes=5))
     # Then every run was claimed exactly once: 0 duplicates, 0 missed
     expected = {
