@@ -63,6 +63,12 @@ def test_apply_list_show_pause_resume_trigger_and_runs(cli, tmp_path, target):
     assert shown["job"]["status"] == "paused"
     assert shown["paused_until"] == "2030-01-01T00:00:00Z"
     assert "paused" in cli("jobs", "trigger", "cli-job", expect=EXIT_INVALID).output
+    # re-applying the file (goal changed) keeps the operator's pause and its end date
+    changed = job_file(tmp_path, target, goal="exercise the CLI again")
+    assert "updated cli-job" in cli("jobs", "apply", str(changed)).output
+    shown = json.loads(cli("jobs", "show", "cli-job", "-o", "json").output)
+    assert shown["job"]["status"] == "paused"
+    assert shown["paused_until"] == "2030-01-01T00:00:00Z"
     cli("jobs", "resume", "cli-job")
 
     # trigger runs it on the next tick, recorded as manual

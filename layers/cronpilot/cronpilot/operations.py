@@ -36,6 +36,12 @@ def apply_job(store: Store, job: Job, now: datetime) -> ApplyResult:
         current = store.get_job(job.id)
     except JobNotFound:
         current = None
+    # An operator's pause (or the AI's pause-until) outlives re-applying the file: resume is explicit.
+    kept_paused = (
+        current is not None and current.job.status == JobStatus.PAUSED and job.status == JobStatus.ACTIVE
+    )
+    if kept_paused:
+        job = job.model_copy(update={"status": JobStatus.PAUSED})
     if current is not None and current.job == job:
         return ApplyResult(job.id, "unchanged", "", current.state.next_run_at)
     before = _pretty(current.job) if current else []
@@ -44,6 +50,16 @@ def apply_job(store: Store, job: Job, now: datetime) -> ApplyResult:
     next_run = current.state.next_run_at if keep_slot and current else first_run_at(job, now)
     reason = "schedule unchanged" if keep_slot else "first slot of the schedule"
     store.put_job(job, next_run_at=next_run, source="baseline", reason=reason, now=now)
+    if kept_paused and current is not None:
+        store.set_job_schedule_state(
+            job.id,
+            status=JobStatus.PAUSED,
+            next_run_at=next_run,
+            source="paused",
+            reason=current.state.next_run_reason,
+            paused_until=current.state.paused_until,
+            now=now,
+        )
     return ApplyResult(job.id, "updated" if current else "created", diff, next_run)
 
 
