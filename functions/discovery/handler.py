@@ -2,11 +2,10 @@
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.discovery import Discovery, StepFunctionsStarter
 from cronpilot.models.run import ScheduledEvent
-from cronpilot.observability import logger, metrics, tracer
+from cronpilot.observability import logger, metrics, record_discovery, tracer
 from cronpilot.runtime import get_runtime
 
 
@@ -19,13 +18,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     starter = StepFunctionsStarter(runtime.sfn, runtime.settings.state_machine_arn)
     result = Discovery(runtime.store, starter, runtime.clock, owner=context.aws_request_id).tick()
 
-    metrics.add_metric(name="JobsDue", unit=MetricUnit.Count, value=result.due)
-    metrics.add_metric(name="RunsClaimed", unit=MetricUnit.Count, value=len(result.claimed))
-    metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=len(result.skipped))
-    metrics.add_metric(name="ClaimConflicts", unit=MetricUnit.Count, value=result.conflicts)
-    metrics.add_metric(name="StartFailures", unit=MetricUnit.Count, value=result.start_failures)
-    metrics.add_metric(name="LeasesStuck", unit=MetricUnit.Count, value=result.leases_stuck)
-    metrics.add_metric(name="DiscoveryLagSeconds", unit=MetricUnit.Seconds, value=result.max_lag_seconds)
+    record_discovery(result)
     logger.info(
         "discovery tick",
         tick_time=tick.time.isoformat(),

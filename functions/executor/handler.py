@@ -3,10 +3,9 @@
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.circuit import CircuitBreaker
-from cronpilot.executor import CIRCUIT_OPEN, StepExecutor
+from cronpilot.executor import StepExecutor
 from cronpilot.idempotency import Handler, idempotent_executor
 from cronpilot.models.run import StepTask
 from cronpilot.observability import logger, metrics, tracer
@@ -33,14 +32,6 @@ def execute_step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     breaker = CircuitBreaker.for_store(runtime.store, runtime.clock)
     executor = StepExecutor(runtime.store, runtime.clock, http_client().send, breaker=breaker)
     outcome = executor.execute(task)
-    result = executor.last_result
-    if result is not None and result.attempts:
-        metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=result.latency_ms)
-        metrics.add_metric(
-            name="EndpointFailures", unit=MetricUnit.Count, value=int(result.status == "failed")
-        )
-    if result is not None and result.skip_reason == CIRCUIT_OPEN:
-        metrics.add_metric(name="CircuitsOpen", unit=MetricUnit.Count, value=1)
     logger.info("step done", run_id=task.run_id, step_id=task.step.step_id, status=outcome.status)
     return outcome.model_dump()
 

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.models.run import FailureEvent
 from cronpilot.observability import logger, metrics, tracer
@@ -17,7 +16,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     failure = FailureEvent.model_validate(event)
     runtime = get_runtime()
     outcome = finalize_failure(runtime.store, runtime.clock, failure)
-    metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
     logger.warning(
         "run failed", run_id=failure.run_id, error=failure.error.get("Error"), outcome=outcome["status"]
     )

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.models.run import RunRef
 from cronpilot.observability import logger, metrics, tracer
@@ -18,10 +17,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     ref = RunRef.model_validate(event)
     runtime = get_runtime()
     outcome = summarize_run(runtime.store, runtime.clock, ref, summary_strategy(runtime))
-    metric = {"succeeded": "RunsSucceeded", "partial": "RunsPartial", "failed": "RunsFailed"}.get(
-        outcome["status"]
-    )
-    if metric:
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     logger.info("run summarized", run_id=ref.run_id, status=outcome["status"])
     return outcome

@@ -259,7 +259,7 @@ class Discovery:
         if until is None or until > now:
             return
         self.store.set_job_schedule_state(
-            record.job_id,
+            record,
             status=JobStatus.ACTIVE,
             next_run_at=first_run_at(record.job, now) if record.job.schedule.rate is None else now,
             source="baseline",

@@ -11,6 +11,7 @@ from cronpilot.circuit import CircuitBreaker, Permit
 from cronpilot.clock import Clock
 from cronpilot.models.job import Endpoint, SecretRef
 from cronpilot.models.run import StepOutcome, StepResult, StepStatus, StepTask
+from cronpilot.observability import record_step
 from cronpilot.safehttp import HttpOutcome, RequestSpec
 from cronpilot.store import Store
 
@@ -81,23 +82,23 @@ class StepExecutor:
         self.send = send
         self.resolver = resolver
         self.breaker = breaker
-        self.last_result: StepResult | None = None  # the result this invocation wrote, for metrics
 
     def execute(self, task: StepTask) -> StepOutcome:
         step = task.step
-        done = self.store.get_step_results(task.run_id, [step.step_id])
-        if step.step_id in done:  # re-invoked by a retry: the call already happened
-            return StepOutcome(step_id=step.step_id, status=done[step.step_id].status)
+        # One read for this step's own result (a retry after the call) and its dependencies' results.
+        known = self.store.get_step_results(task.run_id, [step.step_id, *step.depends_on])
+        if step.step_id in known:  # re-invoked by a retry: the call already happened
+            return StepOutcome(step_id=step.step_id, status=known[step.step_id].status)
         job = self.store.get_job(task.job_id).job
         endpoint = job.endpoint(step.endpoint_id)
         started = self.clock.now()
-        result = self._blocked_by_dependency(task, endpoint)
+        result = self._blocked_by_dependency(task, endpoint, known)
         if result is None:
             result = self._call(task, endpoint)
         result.started_at = started
         result.finished_at = self.clock.now()
         self.store.put_step_result(task.job_id, task.run_id, task.epoch, result, result.finished_at)
-        self.last_result = result
+        record_step(result, circuit_open=result.skip_reason == CIRCUIT_OPEN)
         return StepOutcome(step_id=step.step_id, status=result.status)
 
     def _call(self, task: StepTask, endpoint: Endpoint) -> StepResult:
@@ -129,10 +130,11 @@ class StepExecutor:
             body_truncated=outcome.body_truncated,
         )
 
-    def _blocked_by_dependency(self, task: StepTask, endpoint: Endpoint) -> StepResult | None:
-        if not task.step.depends_on or endpoint.on_dependency_failure == "continue":
+    def _blocked_by_dependency(
+        self, task: StepTask, endpoint: Endpoint, deps: dict[str, StepResult]
+    ) -> StepResult | None:
+        if endpoint.on_dependency_failure == "continue":
             return None
-        deps = self.store.get_step_results(task.run_id, task.step.depends_on)
         for dep in task.step.depends_on:
             status = deps[dep].status if dep in deps else "missing"
             if status != StepStatus.SUCCEEDED:

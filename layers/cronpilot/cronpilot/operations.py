@@ -9,7 +9,7 @@ from datetime import datetime
 
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.scheduling import first_run_at
-from cronpilot.store import JobNotFound, Store
+from cronpilot.store import JobNotFound, JobRecord, Store
 
 
 class OperationError(Exception):
@@ -52,7 +52,7 @@ def apply_job(store: Store, job: Job, now: datetime) -> ApplyResult:
     store.put_job(job, next_run_at=next_run, source="baseline", reason=reason, now=now)
     if kept_paused and current is not None:
         store.set_job_schedule_state(
-            job.id,
+            JobRecord(job=job, state=current.state),
             status=JobStatus.PAUSED,
             next_run_at=next_run,
             source="paused",
@@ -67,7 +67,7 @@ def pause_job(store: Store, job_id: str, now: datetime, until: datetime | None =
     record = store.get_job(job_id)
     reason = f"paused by operator until {until.isoformat()}" if until else "paused by operator"
     store.set_job_schedule_state(
-        job_id,
+        record,
         status=JobStatus.PAUSED,
         next_run_at=record.state.next_run_at,
         source="paused",
@@ -81,7 +81,7 @@ def resume_job(store: Store, job_id: str, now: datetime) -> datetime | None:
     record = store.get_job(job_id)
     next_run = first_run_at(record.job, now)
     store.set_job_schedule_state(
-        job_id,
+        record,
         status=JobStatus.ACTIVE,
         next_run_at=next_run,
         source="baseline",
@@ -98,7 +98,7 @@ def trigger_job(store: Store, job_id: str, now: datetime) -> None:
     if record.job.status == JobStatus.PAUSED:
         raise OperationError(f"job {job_id!r} is paused: resume it first (cronpilot jobs resume {job_id})")
     store.set_job_schedule_state(
-        job_id,
+        record,
         status=record.job.status,
         next_run_at=now,
         source="manual",

@@ -152,6 +152,65 @@ def _run_from_item(item: dict[str, Any]) -> RunRecord:
     return RunRecord.model_validate_json(_de(item)["doc"])
 
 
+class _JobUpdate:
+    """One UpdateExpression on a job item. Every write path builds it here, so the sparse due index
+    (a job is in it exactly while it has a due time) is maintained the same way everywhere."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.sets: list[str] = []
+        self.removes: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def set(self, attribute: str, value: Any) -> _JobUpdate:
+        # Attribute names go through placeholders: several ("status") are DynamoDB reserved words.
+        self.names[f"#{attribute}"] = attribute
+        self.values[f":{attribute}"] = value
+        self.sets.append(f"#{attribute} = :{attribute}")
+        return self
+
+    def set_if_absent(self, attribute: str, value: Any) -> _JobUpdate:
+        self.names[f"#{attribute}"] = attribute
+        self.values[f":{attribute}"] = value
+        self.sets.append(f"#{attribute} = if_not_exists(#{attribute}, :{attribute})")
+        return self
+
+    def remove(self, *attributes: str) -> _JobUpdate:
+        for attribute in attributes:
+            self.names[f"#{attribute}"] = attribute
+            self.removes.append(f"#{attribute}")
+        return self
+
+    def next_run(self, at: datetime | None) -> _JobUpdate:
+        return self.set("next_run_at", to_iso(at)) if at is not None else self.remove("next_run_at")
+
+    def due(self, due_at: datetime | None) -> _JobUpdate:
+        if due_at is None:
+            return self.remove(schema.DUE_INDEX_PK, schema.DUE_INDEX_SK)
+        self.set(schema.DUE_INDEX_PK, schema.due_shard(self.job_id))
+        return self.set(schema.DUE_INDEX_SK, f"{to_iso(due_at)}#{self.job_id}")
+
+    def request(
+        self, table_name: str, condition: str | None = None, condition_values: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        expression = "SET " + ", ".join(self.sets)
+        if self.removes:
+            expression += " REMOVE " + ", ".join(self.removes)
+        request: dict[str, Any] = {
+            "TableName": table_name,
+            "Key": _ser(schema.job_key(self.job_id)),
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": dict(self.names),
+            "ExpressionAttributeValues": _ser({**self.values, **(condition_values or {})}),
+        }
+        if condition is not None:
+            request["ConditionExpression"] = condition
+            if "#status" in condition:
+                request["ExpressionAttributeNames"]["#status"] = "status"
+        return request
+
+
 class Store:
     def __init__(self, table_name: str, client: DynamoDBClient) -> None:
         self.table_name = table_name
@@ -163,50 +222,20 @@ class Store:
         self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime
     ) -> None:
         """Create or replace a job's definition; scheduling state other than the next run is kept."""
-        active = job.status == JobStatus.ACTIVE and next_run_at is not None
-        values: dict[str, Any] = {
-            ":definition": job.model_dump_json(exclude_defaults=False),
-            ":job_id": job.id,
-            ":status": job.status.value,
-            ":source": source,
-            ":reason": reason,
-            ":now": to_iso(now),
-            ":zero": 0,
-        }
-        sets = [
-            "job_doc = :definition",
-            "job_id = :job_id",
-            "kind = :kind",
-            "#status = :status",
-            "next_run_source = :source",
-            "next_run_reason = :reason",
-            "updated_at = :now",
-            "epoch = if_not_exists(epoch, :zero)",
-        ]
-        values[":kind"] = "job"
-        removes: list[str] = []
-        if next_run_at is not None:
-            sets.append("next_run_at = :next")
-            values[":next"] = to_iso(next_run_at)
-        else:
-            removes.append("next_run_at")
-        if active:
-            assert next_run_at is not None
-            sets += [f"{schema.DUE_INDEX_PK} = :shard", f"{schema.DUE_INDEX_SK} = :due"]
-            values[":shard"] = schema.due_shard(job.id)
-            values[":due"] = f"{to_iso(next_run_at)}#{job.id}"
-        else:
-            removes += [schema.DUE_INDEX_PK, schema.DUE_INDEX_SK]
-        expression = "SET " + ", ".join(sets)
-        if removes:
-            expression += " REMOVE " + ", ".join(removes)
-        self.client.update_item(
-            TableName=self.table_name,
-            Key=_ser(schema.job_key(job.id)),
-            UpdateExpression=expression,
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_ser(values),
+        update = (
+            _JobUpdate(job.id)
+            .set("job_doc", job.model_dump_json(exclude_defaults=False))
+            .set("job_id", job.id)
+            .set("kind", "job")
+            .set("status", job.status.value)
+            .set("next_run_source", source)
+            .set("next_run_reason", reason)
+            .set("updated_at", to_iso(now))
+            .set_if_absent("epoch", 0)
+            .next_run(next_run_at)
+            .due(next_run_at if job.status == JobStatus.ACTIVE else None)
         )
+        self.client.update_item(**update.request(self.table_name))
 
     def get_job(self, job_id: str) -> JobRecord:
         response = self.client.get_item(
@@ -245,7 +274,7 @@ class Store:
 
     def set_job_schedule_state(
         self,
-        job_id: str,
+        record: JobRecord,
         *,
         status: JobStatus,
         next_run_at: datetime | None,
@@ -254,50 +283,25 @@ class Store:
         paused_until: datetime | None,
         now: datetime,
     ) -> None:
-        """Pause, resume or re-point a job. Paused jobs leave the due index."""
-        record = self.get_job(job_id)
+        """Pause, resume or re-point a job the caller has read. Paused jobs leave the due index,
+        except that a pause with an end date stays indexed at that date so discovery resumes it."""
         job = record.job.model_copy(update={"status": status})
-        values: dict[str, Any] = {
-            ":definition": job.model_dump_json(),
-            ":status": status.value,
-            ":source": source,
-            ":reason": reason,
-            ":now": to_iso(now),
-        }
-        sets = [
-            "job_doc = :definition",
-            "#status = :status",
-            "next_run_source = :source",
-            "next_run_reason = :reason",
-            "updated_at = :now",
-        ]
-        removes = []
-        if next_run_at is not None:
-            sets.append("next_run_at = :next")
-            values[":next"] = to_iso(next_run_at)
-        if paused_until is not None:
-            sets.append("paused_until = :until")
-            values[":until"] = to_iso(paused_until)
-        else:
-            removes.append("paused_until")
-        # Due-index membership: active jobs always; a paused job with an end date stays indexed at
-        # that date so discovery resumes it (the claim path checks status first).
-        due_at = next_run_at if status == JobStatus.ACTIVE else paused_until
-        if due_at is not None:
-            sets += [f"{schema.DUE_INDEX_PK} = :shard", f"{schema.DUE_INDEX_SK} = :due"]
-            values[":shard"] = schema.due_shard(job_id)
-            values[":due"] = f"{to_iso(due_at)}#{job_id}"
-        else:
-            removes += [schema.DUE_INDEX_PK, schema.DUE_INDEX_SK]
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        self.client.update_item(
-            TableName=self.table_name,
-            Key=_ser(schema.job_key(job_id)),
-            UpdateExpression=expression,
-            ConditionExpression="attribute_exists(PK)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_ser(values),
+        update = (
+            _JobUpdate(job.id)
+            .set("job_doc", job.model_dump_json())
+            .set("status", status.value)
+            .set("next_run_source", source)
+            .set("next_run_reason", reason)
+            .set("updated_at", to_iso(now))
+            .due(next_run_at if status == JobStatus.ACTIVE else paused_until)
         )
+        if next_run_at is not None:
+            update.next_run(next_run_at)
+        if paused_until is not None:
+            update.set("paused_until", to_iso(paused_until))
+        else:
+            update.remove("paused_until")
+        self.client.update_item(**update.request(self.table_name, "attribute_exists(PK)"))
 
     # ------------------------------------------------------------ discovery
 
@@ -330,14 +334,6 @@ class Store:
         values[":seen_next"] = to_iso(seen.state.next_run_at)
         return "epoch = :seen_epoch AND next_run_at = :seen_next"
 
-    def _due_sets(self, job_id: str, next_run_at: datetime | None, values: dict[str, Any]) -> tuple[str, str]:
-        if next_run_at is None:
-            return "REMOVE next_run_at, due_shard, due_at", ""
-        values[":next"] = to_iso(next_run_at)
-        values[":shard"] = schema.due_shard(job_id)
-        values[":due"] = f"{to_iso(next_run_at)}#{job_id}"
-        return "", "next_run_at = :next, due_shard = :shard, due_at = :due"
-
     def claim(
         self,
         seen: JobRecord,
@@ -351,42 +347,27 @@ class Store:
         next_run_reason: str,
     ) -> None:
         """Take the lease and create the run in one transaction; raise ClaimConflict if anything moved."""
-        values: dict[str, Any] = {
-            ":owner": owner,
-            ":lease": _epoch_seconds(lease_until),
-            ":now_s": _epoch_seconds(now),
-            ":new_epoch": run.epoch,
-            ":run_id": run.run_id,
-            ":source": next_run_source,
-            ":reason": next_run_reason,
-            ":false": False,
-            ":active": JobStatus.ACTIVE.value,
-        }
+        update = (
+            _JobUpdate(seen.job_id)
+            .set("lease_owner", owner)
+            .set("lease_expires_at", _epoch_seconds(lease_until))
+            .set("epoch", run.epoch)
+            .set("current_run_id", run.run_id)
+            .set("next_run_source", next_run_source)
+            .set("next_run_reason", next_run_reason)
+            .set("buffered", False)
+            .next_run(next_run_at)
+            .due(next_run_at)
+        )
+        condition_values: dict[str, Any] = {":now_s": _epoch_seconds(now), ":active": JobStatus.ACTIVE.value}
         condition = (
-            self._seen_condition(seen, values)
+            self._seen_condition(seen, condition_values)
             + " AND #status = :active"
             + " AND (attribute_not_exists(lease_expires_at) OR lease_expires_at < :now_s)"
         )
-        remove, due_sets = self._due_sets(seen.job_id, next_run_at, values)
-        update = (
-            "SET lease_owner = :owner, lease_expires_at = :lease, epoch = :new_epoch, "
-            "current_run_id = :run_id, "
-            "next_run_source = :source, next_run_reason = :reason, buffered = :false"
-            + (", " + due_sets if due_sets else "")
-            + (" " + remove if remove else "")
-        )
         self._transact(
             [
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": _ser(schema.job_key(seen.job_id)),
-                        "UpdateExpression": update,
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": _ser(values),
-                    }
-                },
+                {"Update": update.request(self.table_name, condition, condition_values)},
                 {
                     "Put": {
                         "TableName": self.table_name,
@@ -412,22 +393,19 @@ class Store:
         buffer: bool = False,
     ) -> None:
         """Record a skipped slot and move the job on, conditional on the job being as seen."""
-        values: dict[str, Any] = {":source": next_run_source, ":reason": next_run_reason, ":buffer": buffer}
-        condition = self._seen_condition(seen, values)
-        remove, due_sets = self._due_sets(seen.job_id, next_run_at, values)
-        update = "SET next_run_source = :source, next_run_reason = :reason, buffered = :buffer"
-        update += (", " + due_sets if due_sets else "") + (" " + remove if remove else "")
+        update = (
+            _JobUpdate(seen.job_id)
+            .set("next_run_source", next_run_source)
+            .set("next_run_reason", next_run_reason)
+            .set("buffered", buffer)
+            .next_run(next_run_at)
+            .due(next_run_at)
+        )
+        condition_values: dict[str, Any] = {}
+        condition = self._seen_condition(seen, condition_values)
         self._transact(
             [
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": _ser(schema.job_key(seen.job_id)),
-                        "UpdateExpression": update,
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeValues": _ser(values),
-                    }
-                },
+                {"Update": update.request(self.table_name, condition, condition_values)},
                 {
                     "Put": {
                         "TableName": self.table_name,
@@ -531,44 +509,20 @@ class Store:
         `pause_until` pauses the job (the AI's pause-until uses the operator's mechanism); `index_due`
         is False when an operator paused the job while it ran, so it stays out of the due index.
         """
-        values: dict[str, Any] = {
-            ":epoch": run.epoch,
-            ":source": next_run_source,
-            ":reason": next_run_reason,
-            ":failures": consecutive_failures,
-        }
-        sets = ["next_run_source = :source", "next_run_reason = :reason", "consecutive_failures = :failures"]
-        removes = ["lease_owner", "lease_expires_at", "current_run_id"]
-        names: dict[str, str] = {}
-        if next_run_at is not None:
-            sets.append("next_run_at = :next")
-            values[":next"] = to_iso(next_run_at)
-        else:
-            removes.append("next_run_at")
-        due_at = pause_until or next_run_at
-        if pause_until is not None:
-            names["#status"] = "status"
-            sets += ["#status = :paused", "paused_until = :until"]
-            values[":paused"] = JobStatus.PAUSED.value
-            values[":until"] = to_iso(pause_until)
-        if due_at is not None and index_due:
-            sets += [f"{schema.DUE_INDEX_PK} = :shard", f"{schema.DUE_INDEX_SK} = :due"]
-            values[":shard"] = schema.due_shard(run.job_id)
-            values[":due"] = f"{to_iso(due_at)}#{run.job_id}"
-        else:
-            removes += [schema.DUE_INDEX_PK, schema.DUE_INDEX_SK]
-        job_update: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": _ser(schema.job_key(run.job_id)),
-            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
-            "ConditionExpression": "epoch = :epoch",
-            "ExpressionAttributeValues": _ser(values),
-        }
-        if names:
-            job_update["ExpressionAttributeNames"] = names
-        self._transact(
-            [{"Update": job_update}, {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}]
+        update = (
+            _JobUpdate(run.job_id)
+            .set("next_run_source", next_run_source)
+            .set("next_run_reason", next_run_reason)
+            .set("consecutive_failures", consecutive_failures)
+            .remove("lease_owner", "lease_expires_at", "current_run_id")
+            .next_run(next_run_at)
+            .due((pause_until or next_run_at) if index_due else None)
         )
+        if pause_until is not None:
+            update.set("status", JobStatus.PAUSED.value).set("paused_until", to_iso(pause_until))
+        job_update = update.request(self.table_name, "epoch = :fence_epoch", {":fence_epoch": run.epoch})
+        put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
+        self._transact([{"Update": job_update}, put])
 
     # -------------------------------------------------------------- helpers
 

@@ -9,6 +9,7 @@ from typing import Any
 from cronpilot.clock import Clock
 from cronpilot.models.job import JobStatus
 from cronpilot.models.run import FailureEvent, NextRunDecision, RunRecord, RunRef, RunStatus, StepStatus
+from cronpilot.observability import record_run_outcome
 from cronpilot.planner import load_fenced_run
 from cronpilot.scheduling import clamp_next_run, failure_backoff
 from cronpilot.store import JobRecord, LeaseLost, Store
@@ -45,6 +46,7 @@ def summarize_run(store: Store, clock: Clock, ref: RunRef, strategy: SummaryStra
     decision = decide_next_run(record, run, proposal, failures, now)
     run.next_run = decision
     _finish(store, record, run, decision, failures, proposal)
+    record_run_outcome(run.status)
     return {"status": run.status}
 
 
@@ -158,6 +160,7 @@ def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[st
         _finish(store, record, run, decision, failures)
     except LeaseLost:
         return {"status": "fenced"}
+    record_run_outcome(run.status)
     return {"status": run.status}
 
 
