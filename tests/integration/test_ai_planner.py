@@ -4,12 +4,10 @@ every failure classified and recorded, and the run always gets a valid plan."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from anthropic._constants import ANTHROPIC_API_VERSION
-from cronpilot.ai.client import clear_clients
 from cronpilot.ai.prompts import PLAN_TOOL
 from cronpilot.clock import FixedClock
 from cronpilot.models.run import RunRecord, TokenUsage
@@ -54,19 +52,6 @@ def _job(**fields):
     }
     doc.update(fields)
     return make_job("ai-job", **doc)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-    clear_clients()
-
-
-@pytest.fixture
-def env(monkeypatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
 
 
 def _plan(store: Store, fake: FakeAnthropic, job, *, at=START, **settings) -> RunRecord:

@@ -3,11 +3,9 @@ next run, code clamps it; response bodies are fenced untrusted data and cannot m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from cronpilot.ai.client import clear_clients
 from cronpilot.ai.prompts import SUMMARY_TOOL
 from cronpilot.clock import FixedClock
 from cronpilot.models.job import JobStatus
@@ -45,19 +43,6 @@ def _job(**fields):
     }
     doc.update(fields)
     return make_job("sum-job", **doc)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-    clear_clients()
-
-
-@pytest.fixture
-def env(monkeypatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
 
 
 def _result(step_id: str, body: str = '{"ok": true}', status: StepStatus = StepStatus.SUCCEEDED):
