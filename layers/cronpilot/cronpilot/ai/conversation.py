@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cronpilot.ai.failures import REPAIRABLE, FailureClass, LlmCallError, record_failure, record_tokens
 from cronpilot.ai.prompts import estimate_tokens
@@ -82,6 +82,35 @@ def tool_input(response: Any, tool_name: str) -> Any:
 
 def _as_object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+class StrictAnswer(BaseModel):
+    """Base of the tool answers: unknown fields and loose types are schema errors, not guesses."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+@dataclass(kw_only=True)
+class ModelStrategy:
+    """What the AI planner and summarizer share: the model, its client, usage accounting, the clock."""
+
+    model: str
+    client_factory: Callable[[], Any]
+    usage_store: UsageStore | None
+    clock: Clock
+    max_repairs: int
+
+    def conversation(self, *, phase: str, job: Job, tool_name: str, run_tokens: TokenUsage) -> Conversation:
+        return Conversation(
+            phase=phase,
+            job=job,
+            tool_name=tool_name,
+            client_factory=self.client_factory,
+            usage_store=self.usage_store,
+            clock=self.clock,
+            run_tokens=run_tokens,
+            max_repairs=self.max_repairs,
+        )
 
 
 class Conversation:

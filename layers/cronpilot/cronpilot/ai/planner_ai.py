@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from cronpilot.ai.conversation import Conversation
+from cronpilot.ai.conversation import ModelStrategy, StrictAnswer
 from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import PLAN_TOOL, plan_request
-from cronpilot.clock import Clock
 from cronpilot.models.job import Job
 from cronpilot.models.run import PlanRecord, PlanStep
 from cronpilot.planning import find_cycle, topological_waves
 from cronpilot.strategies import PlanContext, PlanDecision, deterministic_plan
-from cronpilot.usage_store import UsageStore
 
 MAX_REPAIRS = 2
 PLAN_MAX_TOKENS = 1024
 MAX_RATIONALE_CHARS = 1000
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class PlanStepAnswer(_Answer):
+class PlanStepAnswer(StrictAnswer):
     endpoint_id: str
     depends_on: list[str]
 
 
-class PlanAnswer(_Answer):
+class PlanAnswer(StrictAnswer):
     rationale: str
     steps: list[PlanStepAnswer]
 
@@ -91,25 +83,12 @@ def validate_plan(job: Job, answer: PlanAnswer) -> list[PlanStep]:
     return [PlanStep(step_id=i, endpoint_id=i, depends_on=graph[i]) for i in ids]
 
 
-class AiPlanner:
+@dataclass(kw_only=True)
+class AiPlanner(ModelStrategy):
     """A PlanStrategy. On any failure (or over budget) the deterministic plan, source `fallback`."""
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        client_factory: Callable[[], Any],
-        usage_store: UsageStore | None,
-        clock: Clock,
-        decided_by: str = "ai",
-        max_repairs: int = MAX_REPAIRS,
-    ) -> None:
-        self.model = model
-        self.client_factory = client_factory
-        self.usage_store = usage_store
-        self.clock = clock
-        self.decided_by = decided_by
-        self.max_repairs = max_repairs
+    max_repairs: int = MAX_REPAIRS
+    decided_by: str = "ai"
 
     def request(self, job: Job, context: PlanContext) -> dict[str, Any]:
         return plan_request(
@@ -122,15 +101,8 @@ class AiPlanner:
         )
 
     def plan(self, job: Job, context: PlanContext) -> PlanDecision:
-        conversation = Conversation(
-            phase="plan",
-            job=job,
-            tool_name=PLAN_TOOL,
-            client_factory=self.client_factory,
-            usage_store=self.usage_store,
-            clock=self.clock,
-            run_tokens=context.run.tokens,
-            max_repairs=self.max_repairs,
+        conversation = self.conversation(
+            phase="plan", job=job, tool_name=PLAN_TOOL, run_tokens=context.run.tokens
         )
 
         def parse(value: Any) -> tuple[PlanAnswer, list[PlanStep]]:

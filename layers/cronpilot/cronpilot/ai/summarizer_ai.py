@@ -6,20 +6,16 @@ pause-until and applies the failure backoff (cronpilot.summarizer.decide_next_ru
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from cronpilot.ai.conversation import Conversation
+from cronpilot.ai.conversation import ModelStrategy, StrictAnswer
 from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import SUMMARY_TOOL, summary_request
-from cronpilot.clock import Clock
 from cronpilot.models.job import Job
 from cronpilot.scheduling import next_slot, with_jitter
 from cronpilot.strategies import DeterministicSummarizer, Proposal, SummaryContext
-from cronpilot.usage_store import UsageStore
 
 MAX_REPAIRS = 1
 SUMMARY_MAX_TOKENS = 1024
@@ -28,18 +24,14 @@ MAX_REASON_CHARS = 500
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class NextRunAnswer(_Answer):
+class NextRunAnswer(StrictAnswer):
     kind: Literal["interval", "at", "pause_until"]
     interval_seconds: int | None
     at: str | None
     reason: str
 
 
-class SummaryAnswer(_Answer):
+class SummaryAnswer(StrictAnswer):
     summary: str
     next_run: NextRunAnswer
     rationale: str
@@ -90,23 +82,11 @@ def to_proposal(job: Job, answer: SummaryAnswer, now: datetime) -> Proposal:
     return Proposal(summary=summary, at=until, source="ai", reason=reason, pause_until=until)
 
 
-class AiSummarizer:
+@dataclass(kw_only=True)
+class AiSummarizer(ModelStrategy):
     """A SummaryStrategy. On any failure (or over budget) the baseline proposal, source `fallback`."""
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        client_factory: Callable[[], Any],
-        usage_store: UsageStore | None,
-        clock: Clock,
-        max_repairs: int = MAX_REPAIRS,
-    ) -> None:
-        self.model = model
-        self.client_factory = client_factory
-        self.usage_store = usage_store
-        self.clock = clock
-        self.max_repairs = max_repairs
+    max_repairs: int = MAX_REPAIRS
 
     def request(self, job: Job, context: SummaryContext) -> dict[str, Any]:
         baseline = next_slot(job.schedule, after=context.now, previous=context.run.scheduled_at)
@@ -121,15 +101,8 @@ class AiSummarizer:
         )
 
     def propose(self, job: Job, context: SummaryContext) -> Proposal:
-        conversation = Conversation(
-            phase="summarize",
-            job=job,
-            tool_name=SUMMARY_TOOL,
-            client_factory=self.client_factory,
-            usage_store=self.usage_store,
-            clock=self.clock,
-            run_tokens=context.run.tokens,
-            max_repairs=self.max_repairs,
+        conversation = self.conversation(
+            phase="summarize", job=job, tool_name=SUMMARY_TOOL, run_tokens=context.run.tokens
         )
         outcome = conversation.run(
             self.request(job, context),
