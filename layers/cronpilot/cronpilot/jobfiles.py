@@ -76,15 +76,11 @@ def load_job_file(path: Path | str) -> Job:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise JobFileError(path, [f"cannot read the file: {exc.strerror}"]) from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+    import yaml
 
-            data = yaml.safe_load(text)
-    except (ValueError, Exception) as exc:  # yaml.YAMLError and json.JSONDecodeError
-        raise JobFileError(
-            path, [f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"]
-        ) from None
+    is_json = path.suffix.lower() == ".json"
+    try:
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError is a ValueError
+        raise JobFileError(path, [f"not valid {'JSON' if is_json else 'YAML'}: {exc}"]) from None
     return parse_job_data(data, path)

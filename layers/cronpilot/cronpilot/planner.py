@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from cronpilot.circuit import endpoint_health
 from cronpilot.clock import Clock
-from cronpilot.models.run import PlanOutput, RunRecord, RunRef, RunStatus
-from cronpilot.store import LeaseLost, Store
+from cronpilot.models.run import PlanOutput, RunRef, RunStatus
+from cronpilot.store import Store
 from cronpilot.strategies import PlanContext, PlanStrategy
 
 HISTORY_RUNS = 10
 
 
-def load_fenced_run(store: Store, ref: RunRef) -> RunRecord:
-    run = store.get_run(ref.run_id)
-    if run.epoch != ref.epoch:
-        raise LeaseLost(f"run {ref.run_id} has epoch {run.epoch}, this execution holds {ref.epoch}")
-    return run
-
-
 def plan_run(store: Store, clock: Clock, ref: RunRef, strategy: PlanStrategy) -> PlanOutput:
     record = store.get_job(ref.job_id)
-    run = load_fenced_run(store, ref)
+    run = store.get_fenced_run(ref.run_id, ref.epoch)
     if run.plan is None:  # a retried invocation reuses the plan it already recorded
         history, _ = store.list_runs(ref.job_id, limit=HISTORY_RUNS + 1)
         context = PlanContext(

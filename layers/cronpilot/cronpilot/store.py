@@ -428,6 +428,13 @@ class Store:
             raise RunNotFound(f"no run with id {run_id!r}")
         return _run_from_item(response["Item"])
 
+    def get_fenced_run(self, run_id: str, epoch: int) -> RunRecord:
+        """The run, if the caller still holds it: a stale epoch raises LeaseLost."""
+        run = self.get_run(run_id)
+        if run.epoch != epoch:
+            raise LeaseLost(f"run {run_id} has epoch {run.epoch}, this execution holds {epoch}")
+        return run
+
     def list_runs(
         self, job_id: str, *, limit: int = 20, after: str | None = None
     ) -> tuple[list[RunRecord], str | None]:

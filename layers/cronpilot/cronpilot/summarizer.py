@@ -10,7 +10,6 @@ from cronpilot.clock import Clock
 from cronpilot.models.job import JobStatus
 from cronpilot.models.run import FailureEvent, NextRunDecision, RunRecord, RunRef, RunStatus, StepStatus
 from cronpilot.observability import record_run_outcome
-from cronpilot.planner import load_fenced_run
 from cronpilot.scheduling import clamp_next_run, failure_backoff
 from cronpilot.store import JobRecord, LeaseLost, Store
 from cronpilot.strategies import Proposal, SummaryContext, SummaryStrategy
@@ -28,7 +27,7 @@ def _outcome_status(counts: Counter[str]) -> RunStatus:
 
 def summarize_run(store: Store, clock: Clock, ref: RunRef, strategy: SummaryStrategy) -> dict[str, Any]:
     record = store.get_job(ref.job_id)
-    run = load_fenced_run(store, ref)
+    run = store.get_fenced_run(ref.run_id, ref.epoch)
     if RunStatus(run.status).is_final:  # a retried invocation after the outcome was recorded
         return {"status": run.status}
     now = clock.now()
@@ -136,7 +135,7 @@ def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[st
     """The Catch target: record the failure, back off, release the lease. Never raises for a stale run."""
     try:
         record = store.get_job(event.job_id)
-        run = load_fenced_run(store, event)
+        run = store.get_fenced_run(event.run_id, event.epoch)
     except LeaseLost:
         return {"status": "fenced"}
     if RunStatus(run.status).is_final:
