@@ -217,3 +217,32 @@ def test_local_run_refuses_loopback_unless_allowed(tmp_path, target):
     [run] = json.loads(report_path.read_text())["runs"]
     assert run["steps"][0]["status"] == "failed"
     assert target.server.counts == {}
+
+
+def test_overlap_allow_runs_two_executions_at_once(cloud, store, clock, target):
+    # Given a job allowed to overlap, whose run outlasts the interval between its slots
+    job = make_job(
+        "overlapping",
+        schedule={"rate": "1m"},
+        guardrails={"overlap": "allow", "max_concurrent_runs": 2},
+        endpoints=[{"id": "report", "url": f"{target.base_url}/slow?ms=1500"}],
+    )
+    apply_jobs(store, [job], clock.now())
+    # When the next slot's tick comes while the first run is still calling its endpoint
+    claimed = []
+    for _ in range(2):
+        clock.jump_to(store.get_job("overlapping").state.next_run_at)
+        claimed += cloud.tick()["claimed"]
+    assert len(claimed) == 2
+    assert store.get_job("overlapping").state.runs_in_flight(clock.now()) == claimed
+    cloud.wait_idle()
+    # Then both executions ran to the end; the newer one decided the next run, the older deferred to it
+    older, newer = sorted(store.list_runs("overlapping")[0], key=lambda r: r.scheduled_at)
+    assert [cloud.describe_execution(r.run_id)["status"] for r in (older, newer)] == ["SUCCEEDED"] * 2
+    assert (older.status, newer.status) == (RunStatus.SUCCEEDED, RunStatus.SUCCEEDED)
+    assert older.next_run.source == "superseded"
+    assert newer.next_run.source == "baseline"
+    state = store.get_job("overlapping").state
+    assert state.runs_in_flight(clock.now()) == []
+    assert state.lease_owner is None
+    assert state.next_run_at == newer.next_run.at

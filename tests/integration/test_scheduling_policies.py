@@ -6,8 +6,9 @@ from datetime import timedelta
 
 import pytest
 from cronpilot.discovery import Discovery
-from cronpilot.models.run import RunRef, RunStatus
+from cronpilot.models.run import RunRef, RunStatus, StepResult, StepStatus
 from cronpilot.operations import pause_job, resume_job, trigger_job
+from cronpilot.store import LeaseLost
 from cronpilot.strategies import DeterministicSummarizer
 from cronpilot.summarizer import summarize_run
 
@@ -138,6 +139,127 @@ def test_manual_trigger_is_recorded_and_honours_overlap(store, clock, starter):
     assert store.get_run(claimed).trigger == "manual"
 
 
-def test_allow_overlap_is_refused_until_supported():
-    with pytest.raises(ValueError, match="'allow' is not supported yet"):
-        make_job(guardrails={"overlap": "allow"})
+def finish_run(store, clock, run_id):
+    run = store.get_run(run_id)
+    summarize_run(
+        store, clock, RunRef(run_id=run_id, job_id=run.job_id, epoch=run.epoch), DeterministicSummarizer()
+    )
+    return store.get_run(run_id)
+
+
+def test_overlap_allow_claims_each_slot_with_its_own_lease(store, clock, starter):
+    apply(store, "parallel", guardrails={"overlap": "allow"})
+    tick(store, starter, clock)
+    clock.advance(timedelta(minutes=10))
+    result = tick(store, starter, clock)
+    # The 09:10 slot starts beside the 09:00 run; both hold a lease of their own
+    assert result.claimed == ["parallel.20261122T091000Z"]
+    assert result.skipped == []
+    state = store.get_job("parallel").state
+    assert state.runs_in_flight(clock.now()) == ["parallel.20261122T090000Z", "parallel.20261122T091000Z"]
+    assert state.current_run_id == "parallel.20261122T091000Z"
+    assert [r.concurrent for r in store.list_runs("parallel")[0]] == [True, True]
+
+
+def test_overlap_allow_older_run_finishing_leaves_the_next_run_to_the_newest(store, clock, starter):
+    apply(store, "parallel", guardrails={"overlap": "allow"})
+    tick(store, starter, clock)
+    clock.advance(timedelta(minutes=10))
+    tick(store, starter, clock)
+    clock.advance(timedelta(minutes=2))
+    # The older run ends first: its outcome is recorded, the schedule is not moved back
+    older = finish_run(store, clock, "parallel.20261122T090000Z")
+    assert older.status == RunStatus.SUCCEEDED
+    assert older.next_run.source == "superseded"
+    assert "parallel.20261122T091000Z" in older.next_run.reason
+    state = store.get_job("parallel").state
+    assert state.next_run_at == START + timedelta(minutes=20)
+    assert state.runs_in_flight(clock.now()) == ["parallel.20261122T091000Z"]
+    assert state.lease_live(clock.now())
+    # The newest run's end decides the next run and releases the job
+    newest = finish_run(store, clock, "parallel.20261122T091000Z")
+    assert newest.next_run.source == "baseline"
+    state = store.get_job("parallel").state
+    assert state.runs_in_flight(clock.now()) == []
+    assert state.current_run_id is None
+    assert state.next_run_at == newest.next_run.at
+
+
+def test_overlap_allow_skips_slots_beyond_max_concurrent_runs(store, clock, starter):
+    apply(store, "capped", guardrails={"overlap": "allow", "max_concurrent_runs": 2})
+    tick(store, starter, clock)
+    clock.advance(timedelta(minutes=10))
+    tick(store, starter, clock)
+    clock.advance(timedelta(minutes=10))
+    result = tick(store, starter, clock)
+    [(run_id, reason)] = result.skipped
+    assert (run_id, reason) == ("capped.20261122T092000Z", "overlap")
+    assert "2 runs in flight, max_concurrent_runs is 2" in store.get_run(run_id).error
+    # A run ending frees a place for the next slot
+    finish_run(store, clock, "capped.20261122T090000Z")
+    clock.advance(timedelta(minutes=10))
+    assert tick(store, starter, clock).claimed == ["capped.20261122T093000Z"]
+
+
+def test_overlap_allow_abandoned_run_is_fenced_by_the_next_claim(store, clock, starter):
+    apply(store, "zombie", guardrails={"overlap": "allow"})
+    tick(store, starter, clock)
+    clock.advance(timedelta(minutes=10))
+    tick(store, starter, clock)
+    # Both leases run out (30 min) while the runs' holders are silent; the due 09:20 slot is claimed
+    clock.advance(timedelta(minutes=30))
+    result = tick(store, starter, clock)
+    assert result.leases_stuck == 2
+    assert result.claimed == ["zombie.20261122T092000Z"]
+    state = store.get_job("zombie").state
+    assert state.runs_in_flight(clock.now()) == ["zombie.20261122T092000Z"]
+    assert state.abandoned_runs(clock.now()) == []
+    # Every write of the abandoned holders is now rejected
+    step = StepResult(step_id="a", endpoint_id="a", status=StepStatus.SUCCEEDED)
+    for stale_id in ("zombie.20261122T090000Z", "zombie.20261122T091000Z"):
+        stale = store.get_run(stale_id)
+        with pytest.raises(LeaseLost):
+            store.put_step_result("zombie", stale.run_id, stale.epoch, step, clock.now())
+        with pytest.raises(LeaseLost):
+            finish_run(store, clock, stale_id)
+    # while the live run writes as usual
+    current = store.get_run("zombie.20261122T092000Z")
+    store.put_step_result("zombie", current.run_id, current.epoch, step, clock.now())
+
+
+class ClaimsTheNextSlotWhileThinking(DeterministicSummarizer):
+    """A summarizer slow enough that discovery claims the job's next slot before it writes."""
+
+    def __init__(self, store, starter, clock):
+        self.store, self.starter, self.clock = store, starter, clock
+
+    def propose(self, job, context):
+        self.clock.advance(timedelta(minutes=10))
+        tick(self.store, self.starter, self.clock)
+        return super().propose(job, context)
+
+
+def test_overlap_allow_finish_that_loses_the_race_to_a_new_claim_is_superseded(store, clock, starter):
+    apply(store, "racer", guardrails={"overlap": "allow"})
+    tick(store, starter, clock)
+    run = store.get_run("racer.20261122T090000Z")
+    # The summarizer reads the job while its run is the newest, then the 09:10 slot is claimed
+    summarize_run(
+        store,
+        clock,
+        RunRef(run_id=run.run_id, job_id="racer", epoch=run.epoch),
+        ClaimsTheNextSlotWhileThinking(store, starter, clock),
+    )
+    # Its first write loses the race; it looks again and defers to the newer run
+    recorded = store.get_run(run.run_id)
+    assert recorded.status == RunStatus.SUCCEEDED
+    assert recorded.next_run.source == "superseded"
+    state = store.get_job("racer").state
+    assert state.next_run_at == START + timedelta(minutes=20)
+    assert state.runs_in_flight(clock.now()) == ["racer.20261122T091000Z"]
+
+
+@pytest.mark.parametrize("policy", ["skip", "buffer_one"])
+def test_max_concurrent_runs_needs_overlap_allow(policy):
+    with pytest.raises(ValueError, match="max_concurrent_runs only applies to overlap 'allow'"):
+        make_job(guardrails={"overlap": policy, "max_concurrent_runs": 5})

@@ -298,6 +298,8 @@ def jobs_show(ctx: typer.Context, job_id: str, output: Output = "table") -> None
             "epoch": state.epoch,
         },
         "current_run_id": state.current_run_id,
+        # overlap `allow`: every concurrent run and when its own lease expires
+        "runs_in_flight": {run_id: _iso(until) for run_id, until in (state.inflight or {}).items()},
         "consecutive_failures": state.consecutive_failures,
         "paused_until": _iso(state.paused_until),
     }
@@ -312,9 +314,8 @@ def jobs_show(ctx: typer.Context, job_id: str, output: Output = "table") -> None
     console.print(f"next run: {_iso(state.next_run_at)} ({state.next_run_source}: {state.next_run_reason})")
     if state.paused_until:
         console.print(f"paused until: {_iso(state.paused_until)}")
-    console.print(
-        f"failing runs in a row: {state.consecutive_failures}; running: {state.current_run_id or '-'}"
-    )
+    running = ", ".join(sorted(state.inflight)) if state.inflight else state.current_run_id
+    console.print(f"failing runs in a row: {state.consecutive_failures}; running: {running or '-'}")
     table = Table(title="endpoints")
     for column in ("id", "method", "url", "depends on"):
         table.add_column(column)

@@ -119,13 +119,27 @@ class Discovery:
         if slot is None:
             return True
         result.due += 1
-        if state.current_run_id and state.lease_expires_at and state.lease_expires_at <= now:
+        concurrent = job.guardrails.overlap == OverlapPolicy.ALLOW
+        if state.inflight is not None:
+            result.leases_stuck += len(state.abandoned_runs(now))
+        elif state.current_run_id and state.lease_expires_at and state.lease_expires_at <= now:
             result.leases_stuck += 1
         lag = now - slot
         result.max_lag_seconds = max(result.max_lag_seconds, lag.total_seconds())
         after_slot = self._next_after(record, now)
         try:
-            if state.lease_live(now) and job.guardrails.overlap != OverlapPolicy.ALLOW:
+            if concurrent and len(state.runs_in_flight(now)) >= job.guardrails.max_concurrent_runs:
+                self._skip(
+                    record,
+                    slot,
+                    now,
+                    after_slot,
+                    "overlap",
+                    result,
+                    f"{len(state.runs_in_flight(now))} runs in flight, "
+                    f"max_concurrent_runs is {job.guardrails.max_concurrent_runs}",
+                )
+            elif state.lease_live(now) and not concurrent:
                 self._skip_overlap(record, slot, now, after_slot, result)
             elif lag > job.guardrails.max_lateness:
                 self._skip(
@@ -159,7 +173,8 @@ class Discovery:
     ) -> None:
         state = record.state
         trigger = "catch-up" if now - slot > CATCH_UP_AFTER else _trigger_of(state.next_run_source)
-        run = RunRecord.claimed(record.job_id, slot, state.epoch + 1, trigger, now)
+        concurrent = record.job.guardrails.overlap == OverlapPolicy.ALLOW
+        run = RunRecord.claimed(record.job_id, slot, state.epoch + 1, trigger, now, concurrent=concurrent)
         self.store.claim(
             record,
             run,

@@ -4,6 +4,11 @@ Guarantees (DESIGN.md): a claim is one transaction — a conditional update of t
 what discovery saw, no live lease, epoch unchanged) that takes the lease and bumps the fencing epoch,
 plus the creation of the run item. Every later write for that run is conditional on the epoch, so a
 holder whose lease expired and was re-claimed can no longer write.
+
+Jobs with overlap `allow` run concurrently, so one epoch cannot fence them all: each concurrent run
+also holds its own lease in the job's `inflight` map (run id -> lease expiry). A run may write while
+the epoch is still its own or while it is in that map; a claim drops expired entries, which fences
+their stale holders exactly as a re-claim does for a single run.
 """
 
 from __future__ import annotations
@@ -65,9 +70,18 @@ class JobState:
     paused_until: datetime | None = None
     buffered: bool = False
     updated_at: datetime | None = None
+    # Concurrent runs (overlap `allow`) and their own leases; None until the first concurrent claim.
+    inflight: dict[str, datetime] | None = None
 
     def lease_live(self, now: datetime) -> bool:
         return self.lease_expires_at is not None and self.lease_expires_at > now
+
+    def runs_in_flight(self, now: datetime) -> list[str]:
+        return sorted(run_id for run_id, until in (self.inflight or {}).items() if until > now)
+
+    def abandoned_runs(self, now: datetime) -> list[str]:
+        """Concurrent runs whose lease expired without their finish: the next claim fences them."""
+        return sorted(run_id for run_id, until in (self.inflight or {}).items() if until <= now)
 
 
 @dataclass
@@ -111,6 +125,7 @@ def _is_condition_failure(exc: ClientError) -> bool:
 def _job_from_item(item: dict[str, Any]) -> JobRecord:
     data = _de(item)
     lease = data.get("lease_expires_at")
+    inflight = data.get("inflight")
     state = JobState(
         next_run_at=from_iso(data["next_run_at"]) if data.get("next_run_at") else None,
         next_run_source=data.get("next_run_source", "baseline"),
@@ -123,6 +138,11 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
         paused_until=from_iso(data["paused_until"]) if data.get("paused_until") else None,
         buffered=bool(data.get("buffered", False)),
         updated_at=from_iso(data["updated_at"]) if data.get("updated_at") else None,
+        inflight=(
+            {run_id: datetime.fromtimestamp(int(until), UTC) for run_id, until in inflight.items()}
+            if inflight is not None
+            else None
+        ),
     )
     job = Job.model_validate_json(data["job_doc"])
     # The status attribute is authoritative: pauses (operator or AI pause-until) change it alone.
@@ -185,6 +205,25 @@ class _JobUpdate:
     def next_run(self, at: datetime | None) -> _JobUpdate:
         return self.set("next_run_at", to_iso(at)) if at is not None else self.remove("next_run_at")
 
+    def run_path(self, run_id: str) -> str:
+        """The document path of one run's entry in the job's map of concurrent runs."""
+        self.names["#inflight"] = "inflight"
+        placeholder = next((k for k, v in self.names.items() if k.startswith("#run") and v == run_id), None)
+        if placeholder is None:
+            placeholder = f"#run{sum(k.startswith('#run') for k in self.names)}"
+            self.names[placeholder] = run_id
+        return f"#inflight.{placeholder}"
+
+    def lease_run(self, run_id: str, until: datetime) -> _JobUpdate:
+        path = self.run_path(run_id)
+        self.values[f":{path[len('#inflight.#') :]}"] = _epoch_seconds(until)
+        self.sets.append(f"{path} = :{path[len('#inflight.#') :]}")
+        return self
+
+    def release_run(self, run_id: str) -> _JobUpdate:
+        self.removes.append(self.run_path(run_id))
+        return self
+
     def due(self, due_at: datetime | None) -> _JobUpdate:
         if due_at is None:
             return self.remove(schema.DUE_INDEX_PK, schema.DUE_INDEX_SK)
@@ -194,16 +233,21 @@ class _JobUpdate:
     def request(
         self, table_name: str, condition: str | None = None, condition_values: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        expression = "SET " + ", ".join(self.sets)
+        clauses = []
+        if self.sets:
+            clauses.append("SET " + ", ".join(self.sets))
         if self.removes:
-            expression += " REMOVE " + ", ".join(self.removes)
+            clauses.append("REMOVE " + ", ".join(self.removes))
+        expression = " ".join(clauses)
         request: dict[str, Any] = {
             "TableName": table_name,
             "Key": _ser(schema.job_key(self.job_id)),
             "UpdateExpression": expression,
             "ExpressionAttributeNames": dict(self.names),
-            "ExpressionAttributeValues": _ser({**self.values, **(condition_values or {})}),
         }
+        values = {**self.values, **(condition_values or {})}
+        if values:  # DynamoDB rejects an empty map here
+            request["ExpressionAttributeValues"] = _ser(values)
         if condition is not None:
             request["ConditionExpression"] = condition
             if "#status" in condition:
@@ -346,7 +390,10 @@ class Store:
         next_run_source: str,
         next_run_reason: str,
     ) -> None:
-        """Take the lease and create the run in one transaction; raise ClaimConflict if anything moved."""
+        """Take the lease and create the run in one transaction; raise ClaimConflict if anything moved.
+
+        A concurrent run (overlap `allow`) is claimed beside live runs and gets its own lease entry;
+        every claim drops the entries whose lease expired, fencing their stale holders."""
         update = (
             _JobUpdate(seen.job_id)
             .set("lease_owner", owner)
@@ -359,12 +406,16 @@ class Store:
             .next_run(next_run_at)
             .due(next_run_at)
         )
+        for abandoned in seen.state.abandoned_runs(now):
+            update.release_run(abandoned)
+        if run.concurrent and seen.state.inflight is None:
+            update.set("inflight", {run.run_id: _epoch_seconds(lease_until)})
+        elif run.concurrent:
+            update.lease_run(run.run_id, lease_until)
         condition_values: dict[str, Any] = {":now_s": _epoch_seconds(now), ":active": JobStatus.ACTIVE.value}
-        condition = (
-            self._seen_condition(seen, condition_values)
-            + " AND #status = :active"
-            + " AND (attribute_not_exists(lease_expires_at) OR lease_expires_at < :now_s)"
-        )
+        condition = self._seen_condition(seen, condition_values) + " AND #status = :active"
+        if not run.concurrent:
+            condition += " AND (attribute_not_exists(lease_expires_at) OR lease_expires_at < :now_s)"
         self._transact(
             [
                 {"Update": update.request(self.table_name, condition, condition_values)},
@@ -458,7 +509,7 @@ class Store:
     def save_run(self, run: RunRecord) -> None:
         """Write the run record, fenced by its epoch: rejected once another claim bumped the job's epoch."""
         put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
-        self._transact([self._fence(run.job_id, run.epoch), put])
+        self._transact([self._fence(run.job_id, run.run_id, run.epoch), put])
 
     def put_step_result(
         self, job_id: str, run_id: str, epoch: int, result: StepResult, now: datetime
@@ -470,7 +521,7 @@ class Store:
             schema.TTL_ATTRIBUTE: _epoch_seconds(now + RUN_RETENTION),
         }
         put = {"Put": {"TableName": self.table_name, "Item": _ser(item)}}
-        self._transact([self._fence(job_id, epoch), put])
+        self._transact([self._fence(job_id, run_id, epoch), put])
 
     def get_step_results(self, run_id: str, step_ids: list[str] | None = None) -> dict[str, StepResult]:
         results: dict[str, StepResult] = {}
@@ -510,12 +561,21 @@ class Store:
         consecutive_failures: int,
         pause_until: datetime | None = None,
         index_due: bool = True,
+        latest: bool = True,
     ) -> None:
         """Record the outcome, set the next run and release the lease: one transaction, fenced by the epoch.
 
         `pause_until` pauses the job (the AI's pause-until uses the operator's mechanism); `index_due`
         is False when an operator paused the job while it ran, so it stays out of the due index.
+        `latest` is False for a concurrent run that a newer run overtook: the newest run decides the
+        next run, so this one only records its outcome and gives back its own lease.
         """
+        put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
+        if not latest:
+            release = _JobUpdate(run.job_id).release_run(run.run_id)
+            still_held = f"attribute_exists({release.run_path(run.run_id)})"
+            self._transact([{"Update": release.request(self.table_name, still_held)}, put])
+            return
         update = (
             _JobUpdate(run.job_id)
             .set("next_run_source", next_run_source)
@@ -527,18 +587,22 @@ class Store:
         )
         if pause_until is not None:
             update.set("status", JobStatus.PAUSED.value).set("paused_until", to_iso(pause_until))
+        if run.concurrent:
+            update.release_run(run.run_id)
         job_update = update.request(self.table_name, "epoch = :fence_epoch", {":fence_epoch": run.epoch})
-        put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
         self._transact([{"Update": job_update}, put])
 
     # -------------------------------------------------------------- helpers
 
-    def _fence(self, job_id: str, epoch: int) -> dict[str, Any]:
+    def _fence(self, job_id: str, run_id: str, epoch: int) -> dict[str, Any]:
+        """The run still holds the job: its epoch is current, or it is a concurrent run whose own
+        lease has not been dropped by a later claim."""
         return {
             "ConditionCheck": {
                 "TableName": self.table_name,
                 "Key": _ser(schema.job_key(job_id)),
-                "ConditionExpression": "epoch = :epoch",
+                "ConditionExpression": "epoch = :epoch OR attribute_exists(#inflight.#run)",
+                "ExpressionAttributeNames": {"#inflight": "inflight", "#run": run_id},
                 "ExpressionAttributeValues": _ser({":epoch": epoch}),
             }
         }

@@ -15,6 +15,8 @@ from cronpilot.store import JobRecord, LeaseLost, Store
 from cronpilot.strategies import Proposal, SummaryContext, SummaryStrategy
 
 MAX_ERROR_CHARS = 1000
+# A concurrent run's finish races newer claims; each lost race re-reads the job once.
+FINISH_ATTEMPTS = 3
 
 
 def _outcome_status(counts: Counter[str]) -> RunStatus:
@@ -119,16 +121,35 @@ def _finish(
     failures: int,
     proposal: Proposal | None = None,
 ) -> None:
-    pause_until = proposal.pause_until if proposal and decision.source == "paused" else None
-    store.finish_run(
-        run,
-        next_run_at=decision.at,
-        next_run_source=decision.source,
-        next_run_reason=decision.reason,
-        consecutive_failures=failures,
-        pause_until=pause_until,
-        index_due=record.job.status == JobStatus.ACTIVE,
-    )
+    """Write the outcome. A concurrent run that a newer run overtook (even while this one was being
+    summarized) records its decision as superseded: the newest run in flight sets the next run."""
+    for _ in range(FINISH_ATTEMPTS):
+        latest = record.state.epoch == run.epoch
+        if not latest and run.concurrent:
+            run.next_run = NextRunDecision(
+                at=record.state.next_run_at,
+                source="superseded",
+                reason=f"run {record.state.current_run_id} started later and decides the next run",
+                proposed_at=decision.at,
+            )
+        pause_until = proposal.pause_until if proposal and decision.source == "paused" else None
+        try:
+            store.finish_run(
+                run,
+                next_run_at=decision.at,
+                next_run_source=decision.source,
+                next_run_reason=decision.reason,
+                consecutive_failures=failures,
+                pause_until=pause_until,
+                index_due=record.job.status == JobStatus.ACTIVE,
+                latest=latest or not run.concurrent,
+            )
+            return
+        except LeaseLost:
+            if not (run.concurrent and latest):
+                raise
+            record = store.get_job(run.job_id)  # a newer run was claimed meanwhile: look again
+    raise LeaseLost(f"run {run.run_id} kept losing the race to finish against newer runs")
 
 
 def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[str, Any]:

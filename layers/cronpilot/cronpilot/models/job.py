@@ -20,6 +20,9 @@ ENDPOINT_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62})$"
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
+DEFAULT_MAX_CONCURRENT_RUNS = 3
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -106,6 +109,8 @@ class Guardrails(Strict):
     max_lateness: Duration = timedelta(hours=1)
     jitter: Duration = timedelta(0)
     overlap: OverlapPolicy = OverlapPolicy.SKIP
+    # With overlap `allow`, how many runs may be in flight at once; a slot beyond it is skipped (overlap).
+    max_concurrent_runs: int = Field(default=DEFAULT_MAX_CONCURRENT_RUNS, ge=1, le=20)
 
     @model_validator(mode="after")
     def _interval_order(self) -> Self:
@@ -114,9 +119,13 @@ class Guardrails(Strict):
                 f"min_interval ({self.min_interval}) is greater than max_interval ({self.max_interval}): "
                 "make min_interval <= max_interval"
             )
-        if self.overlap == OverlapPolicy.ALLOW:
-            # Concurrent runs need per-run leases and fencing; until then, refuse rather than pretend.
-            raise ValueError("overlap 'allow' is not supported yet: use 'skip' (default) or 'buffer_one'")
+        # Compared with the default, not model_fields_set: stored job documents carry every default.
+        concurrency_set = self.max_concurrent_runs != DEFAULT_MAX_CONCURRENT_RUNS
+        if concurrency_set and self.overlap != OverlapPolicy.ALLOW:
+            raise ValueError(
+                f"max_concurrent_runs only applies to overlap 'allow' (this job has '{self.overlap.value}'): "
+                "set overlap: allow, or remove max_concurrent_runs"
+            )
         if self.min_interval < timedelta(minutes=1):
             raise ValueError("min_interval must be at least 1m: the scheduler ticks once a minute")
         return self

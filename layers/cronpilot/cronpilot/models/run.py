@@ -104,7 +104,7 @@ class StepResult(Model):
 
 class NextRunDecision(Model):
     at: datetime | None  # None: the job has no further run (a one-off that ran)
-    source: str  # ai, clamped-min, clamped-max, baseline, backoff, paused, manual, fallback, ...
+    source: str  # ai, clamped-min, clamped-max, baseline, backoff, paused, manual, fallback, superseded, ...
     reason: str
     proposed_at: datetime | None = None
     shadow: NextRunDecision | None = None
@@ -122,6 +122,7 @@ class RunRecord(Model):
     scheduled_at: datetime
     status: RunStatus
     epoch: int = 0
+    concurrent: bool = False  # claimed under overlap `allow`: it holds its own lease beside other runs
     trigger: str = "schedule"  # why the run happened at this time
     claimed_at: datetime | None = None
     started_at: datetime | None = None
@@ -136,8 +137,18 @@ class RunRecord(Model):
     llm_failures: list[LlmFailure] = Field(default_factory=list)
 
     @classmethod
-    def claimed(cls, job_id: str, scheduled_at: datetime, epoch: int, trigger: str, now: datetime) -> Self:
+    def claimed(
+        cls,
+        job_id: str,
+        scheduled_at: datetime,
+        epoch: int,
+        trigger: str,
+        now: datetime,
+        *,
+        concurrent: bool = False,
+    ) -> Self:
         return cls(
+            concurrent=concurrent,
             run_id=make_run_id(job_id, scheduled_at),
             job_id=job_id,
             scheduled_at=scheduled_at,
