@@ -92,6 +92,9 @@ class CronpilotFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": settings.service,
             "POWERTOOLS_METRICS_NAMESPACE": "cronpilot",
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            # pydantic otherwise scans every installed distribution's entry points for plugins on the
+            # first model build, on every cold start; cronpilot uses none.
+            "PYDANTIC_DISABLE_PLUGINS": "1",
         }
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}

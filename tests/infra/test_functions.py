@@ -52,6 +52,7 @@ def test_function_logs_to_its_own_group_with_retention(template_json: dict[str, 
 def test_function_environment(template_json: dict[str, Any], name: str) -> None:
     env = functions_by_name(template_json)[name]["Properties"]["Environment"]["Variables"]
     assert env["POWERTOOLS_SERVICE_NAME"] == "cronpilot-dev"
+    assert env["PYDANTIC_DISABLE_PLUGINS"] == "1"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "cronpilot"
     assert env["STAGE"] == "dev"
     assert "Ref" in env["TABLE_NAME"]
