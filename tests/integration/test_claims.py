@@ -7,9 +7,10 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from cronpilot import schema
 from cronpilot.discovery import LEASE_DURATION, Discovery
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, StepStatus
-from cronpilot.store import LeaseLost, Store
+from cronpilot.store import ClaimConflict, LeaseLost, Store
 
 from tests.integration.conftest import START, RecordingStarter
 from tests.support.factories import make_job
@@ -116,6 +117,39 @@ def test_expired_lease_is_reclaimed_and_stale_holder_is_fenced(store, clock, sta
             consecutive_failures=0,
         )
     assert store.get_job("stuck").state.lease_owner == "new"
+    # And the silent run is recorded as abandoned, with why, instead of looking in flight forever
+    abandoned = store.get_run(stale_run.run_id)
+    assert abandoned.status == RunStatus.ABANDONED
+    assert abandoned.finished_at == clock.now()
+    assert "lease expired" in abandoned.error
+    assert f"fenced when {result.claimed[0]} was claimed" in abandoned.error
+
+
+def test_run_finishing_after_discovery_read_it_as_expired_is_not_marked_abandoned(store, clock, starter):
+    # Given a run past its lease, that discovery reads as abandoned
+    apply(store, "late", schedule={"rate": "5m"})
+    Discovery(store, starter, clock, owner="old").tick()
+    clock.advance(LEASE_DURATION + timedelta(minutes=1))
+    [seen] = next(store.query_due(schema.due_shard("late"), clock.now())).records
+    assert seen.state.abandoned_runs(clock.now()) == ["late.20261122T090000Z"]
+    # When the run finishes just before the claim is written
+    complete_current_run(store, "late", next_run_at=clock.now())
+    # Then the claim built on that read conflicts, and the finished run keeps its outcome
+    run = RunRecord.claimed("late", seen.state.next_run_at, seen.state.epoch + 1, "schedule", clock.now())
+    with pytest.raises(ClaimConflict):
+        store.claim(
+            seen,
+            run,
+            owner="new",
+            lease_until=clock.now() + LEASE_DURATION,
+            now=clock.now(),
+            next_run_at=None,
+            next_run_source="baseline",
+            next_run_reason="test",
+        )
+    assert store.get_run("late.20261122T090000Z").status == RunStatus.SUCCEEDED
+    # And the next tick, reading afresh, claims the job normally
+    assert Discovery(store, starter, clock, owner="new").tick().claimed == ["late.20261122T093100Z"]
 
 
 def test_live_lease_with_overlap_skip_records_a_skipped_run(store, clock, starter):

@@ -221,7 +221,8 @@ def test_overlap_allow_abandoned_run_is_fenced_by_the_next_claim(store, clock, s
         with pytest.raises(LeaseLost):
             store.put_step_result("zombie", stale.run_id, stale.epoch, step, clock.now())
         with pytest.raises(LeaseLost):
-            finish_run(store, clock, stale_id)
+            store.save_run(stale)
+        assert store.get_run(stale_id).status == RunStatus.ABANDONED
     # while the live run writes as usual
     current = store.get_run("zombie.20261122T092000Z")
     store.put_step_result("zombie", current.run_id, current.epoch, step, clock.now())

@@ -120,10 +120,7 @@ class Discovery:
             return True
         result.due += 1
         concurrent = job.guardrails.overlap == OverlapPolicy.ALLOW
-        if state.inflight is not None:
-            result.leases_stuck += len(state.abandoned_runs(now))
-        elif state.current_run_id and state.lease_expires_at and state.lease_expires_at <= now:
-            result.leases_stuck += 1
+        result.leases_stuck += len(state.abandoned_runs(now))
         lag = now - slot
         result.max_lag_seconds = max(result.max_lag_seconds, lag.total_seconds())
         after_slot = self._next_after(record, now)

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from cronpilot import schema
 from cronpilot.clock import from_iso, to_iso
 from cronpilot.models.job import Job, JobStatus
-from cronpilot.models.run import RunRecord, StepResult, parse_run_id
+from cronpilot.models.run import RunRecord, RunStatus, StepResult, parse_run_id
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -80,8 +80,11 @@ class JobState:
         return sorted(run_id for run_id, until in (self.inflight or {}).items() if until > now)
 
     def abandoned_runs(self, now: datetime) -> list[str]:
-        """Concurrent runs whose lease expired without their finish: the next claim fences them."""
-        return sorted(run_id for run_id, until in (self.inflight or {}).items() if until <= now)
+        """Runs whose lease expired before they finished: the next claim fences them and records why."""
+        expired = {run_id for run_id, until in (self.inflight or {}).items() if until <= now}
+        if self.current_run_id and self.lease_expires_at is not None and self.lease_expires_at <= now:
+            expired.add(self.current_run_id)
+        return sorted(expired)
 
 
 @dataclass
@@ -169,7 +172,37 @@ def _run_to_item(run: RunRecord) -> dict[str, Any]:
 
 
 def _run_from_item(item: dict[str, Any]) -> RunRecord:
-    return RunRecord.model_validate_json(_de(item)["doc"])
+    data = _de(item)
+    run = RunRecord.model_validate_json(data["doc"])
+    # A claim marks a fenced run's status attribute alone (its stale holder can no longer write the doc).
+    if data.get("status") == RunStatus.ABANDONED and not RunStatus(run.status).is_final:
+        run.status = RunStatus.ABANDONED
+        run.finished_at = from_iso(data["abandoned_at"])
+        run.error = data.get("abandoned_reason")
+    return run
+
+
+def _abandon(table_name: str, run_id: str, now: datetime, *, fenced_by: str) -> dict[str, Any]:
+    """Mark a run whose lease expired; conditional on it not having finished meanwhile."""
+    job_id, stamp = parse_run_id(run_id)
+    return {
+        "Update": {
+            "TableName": table_name,
+            "Key": _ser(schema.run_key(job_id, stamp)),
+            "UpdateExpression": "SET #status = :abandoned, abandoned_at = :now, abandoned_reason = :why",
+            "ConditionExpression": "#status IN (:claimed, :running)",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": _ser(
+                {
+                    ":abandoned": RunStatus.ABANDONED.value,
+                    ":now": to_iso(now),
+                    ":why": f"its lease expired before it finished; fenced when {fenced_by} was claimed",
+                    ":claimed": RunStatus.CLAIMED.value,
+                    ":running": RunStatus.RUNNING.value,
+                }
+            ),
+        }
+    }
 
 
 class _JobUpdate:
@@ -392,8 +425,10 @@ class Store:
     ) -> None:
         """Take the lease and create the run in one transaction; raise ClaimConflict if anything moved.
 
-        A concurrent run (overlap `allow`) is claimed beside live runs and gets its own lease entry;
-        every claim drops the entries whose lease expired, fencing their stale holders."""
+        A concurrent run (overlap `allow`) is claimed beside live runs and gets its own lease entry.
+        Runs whose lease expired are fenced (their entries dropped, the epoch bumped) and recorded as
+        abandoned in the same transaction; one that finished after discovery read the job makes the
+        claim conflict, and the next read no longer sees it."""
         update = (
             _JobUpdate(seen.job_id)
             .set("lease_owner", owner)
@@ -406,8 +441,10 @@ class Store:
             .next_run(next_run_at)
             .due(next_run_at)
         )
-        for abandoned in seen.state.abandoned_runs(now):
-            update.release_run(abandoned)
+        abandoned = seen.state.abandoned_runs(now)
+        for run_id in abandoned:
+            if seen.state.inflight and run_id in seen.state.inflight:
+                update.release_run(run_id)
         if run.concurrent and seen.state.inflight is None:
             update.set("inflight", {run.run_id: _epoch_seconds(lease_until)})
         elif run.concurrent:
@@ -429,6 +466,7 @@ class Store:
                         "ExpressionAttributeValues": _ser({":start_failed": "start_failed"}),
                     }
                 },
+                *(_abandon(self.table_name, run_id, now, fenced_by=run.run_id) for run_id in abandoned),
             ],
             conflict=ClaimConflict,
         )

@@ -40,6 +40,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     START_FAILED = "start_failed"
+    ABANDONED = "abandoned"  # its holder went silent past the lease; the next claim fenced it
 
     @property
     def is_final(self) -> bool:
