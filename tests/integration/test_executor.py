@@ -19,7 +19,7 @@ from cronpilot.idempotency import EXECUTOR_PARTITION, EXPIRES_AFTER
 from cronpilot.local.cloud import LambdaContext, load_handler
 from cronpilot.models.run import PlanStep, StepStatus, StepTask, make_run_id
 from cronpilot.safehttp import EgressPolicy, SafeHttpClient
-from cronpilot.store import Store
+from cronpilot.store import JobNotFound, Store
 
 from tests.integration.conftest import START, TABLE
 from tests.integration.http_servers import LoopbackHTTPServer, RecordedRequest, Reply
@@ -94,6 +94,16 @@ def test_a_missing_dependency_result_skips_the_step(store, job, executor, server
     assert outcome.status == StepStatus.SKIPPED
     assert store.get_step_results(RUN_ID, ["b"])["b"].skip_reason == "dependency a missing"
     assert server.paths() == []
+
+
+def test_a_step_whose_job_was_deleted_fails_without_calling_and_records_nothing(store, job, executor, server):
+    store.delete_job("job-1")
+
+    with pytest.raises(JobNotFound):
+        executor.execute(task("a"))
+
+    assert server.paths() == []
+    assert store.get_step_results(RUN_ID) == {}
 
 
 def test_on_dependency_failure_continue_calls_the_endpoint_anyway(store, job, executor, server):

@@ -85,12 +85,12 @@ class StepExecutor:
 
     def execute(self, task: StepTask) -> StepOutcome:
         step = task.step
-        # One read for this step's own result (a retry after the call) and its dependencies' results.
-        known = self.store.get_step_results(task.run_id, [step.step_id, *step.depends_on])
+        # One read: the job, this step's own result (a retry after the call) and its dependencies'.
+        wanted = [step.step_id, *step.depends_on]
+        record, known = self.store.get_step_context(task.job_id, task.run_id, wanted)
         if step.step_id in known:  # re-invoked by a retry: the call already happened
             return StepOutcome(step_id=step.step_id, status=known[step.step_id].status)
-        job = self.store.get_job(task.job_id).job
-        endpoint = job.endpoint(step.endpoint_id)
+        endpoint = record.job.endpoint(step.endpoint_id)
         started = self.clock.now()
         result = self._blocked_by_dependency(task, endpoint, known)
         if result is None:

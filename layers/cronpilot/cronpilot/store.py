@@ -179,6 +179,11 @@ def _run_to_item(run: RunRecord) -> dict[str, Any]:
     return _ser(item)
 
 
+def _step_results(items: list[dict[str, Any]]) -> dict[str, StepResult]:
+    results = (StepResult.model_validate_json(_de(item)["doc"]) for item in items)
+    return {result.step_id: result for result in results}
+
+
 def _run_from_item(item: dict[str, Any]) -> RunRecord:
     data = _de(item)
     run = RunRecord.model_validate_json(data["doc"])
@@ -569,19 +574,21 @@ class Store:
         put = {"Put": {"TableName": self.table_name, "Item": _ser(item)}}
         self._transact([self._fence(job_id, run_id, epoch), put])
 
+    def get_step_context(
+        self, job_id: str, run_id: str, step_ids: list[str]
+    ) -> tuple[JobRecord, dict[str, StepResult]]:
+        """The job and the results of these steps that exist, in one consistent batch read (the
+        executor's only read before its call)."""
+        items = self._batch_get([schema.job_key(job_id), *(schema.step_key(run_id, s) for s in step_ids)])
+        jobs = [item for item in items if item["kind"]["S"] == "job"]
+        if not jobs:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return _job_from_item(jobs[0]), _step_results([item for item in items if item["kind"]["S"] == "step"])
+
     def get_step_results(self, run_id: str, step_ids: list[str] | None = None) -> dict[str, StepResult]:
-        results: dict[str, StepResult] = {}
         if step_ids is not None:
-            for start in range(0, len(step_ids), 100):
-                keys = [_ser(schema.step_key(run_id, s)) for s in step_ids[start : start + 100]]
-                request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
-                while request:
-                    response = self.client.batch_get_item(RequestItems=request)
-                    for item in response.get("Responses", {}).get(self.table_name, []):
-                        result = StepResult.model_validate_json(_de(item)["doc"])
-                        results[result.step_id] = result
-                    request = response.get("UnprocessedKeys") or {}
-            return results
+            return _step_results(self._batch_get([schema.step_key(run_id, s) for s in step_ids]))
+        results: dict[str, StepResult] = {}
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :step)",
@@ -639,6 +646,17 @@ class Store:
         self._transact([{"Update": job_update}, put])
 
     # -------------------------------------------------------------- helpers
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):  # BatchGetItem's limit
+            chunk = [_ser(key) for key in keys[start : start + 100]]
+            request: dict[str, Any] = {self.table_name: {"Keys": chunk, "ConsistentRead": True}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                items += response.get("Responses", {}).get(self.table_name, [])
+                request = response.get("UnprocessedKeys") or {}
+        return items
 
     def _fence(self, job_id: str, run_id: str, epoch: int) -> dict[str, Any]:
         """The run still holds the job: its epoch is current, or it is a concurrent run whose own
