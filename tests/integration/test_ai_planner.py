@@ -219,6 +219,35 @@ def test_over_the_daily_budget_makes_no_api_call(store, fake, env):
     assert "max_tokens_per_day" in run.llm_failures[0].detail
 
 
+def test_calls_in_flight_hold_the_daily_budget_so_concurrent_runs_cannot_overrun_it(store, fake, env):
+    # Given a concurrent run of the job whose call holds most of today's budget (nothing used yet)
+    job = _job(guardrails={"max_tokens_per_day": 5_000})
+    usage = UsageStore(TABLE, store.client)
+    held = usage.reserve(job.id, START, 4_900, job.guardrails.max_tokens_per_day)
+    assert held is not None
+    assert usage.today(job.id, START).total == 0
+    # When this run is planned, it may not spend what the other call holds
+    run = _plan(store, fake, job)
+    assert fake.requests == []
+    assert _classes(run) == ["over_budget"]
+    assert "4900 used or held by calls in flight" in run.llm_failures[0].detail
+    # And once that call settles to what it really used, the rest of the budget is free again
+    usage.settle(held, START, TokenUsage(input=1_000, output=100))
+    assert usage.committed(job.id, START) == 1_100
+    fake.push(plan_reply([("ping", [])]))
+    run = _plan(store, fake, job, at=START + timedelta(minutes=5))
+    assert run.plan.source == "ai"
+    assert usage.committed(job.id, START) == usage.today(job.id, START).total
+
+
+def test_a_failed_call_gives_its_hold_back(store, fake, env):
+    job = _job(guardrails={"max_tokens_per_day": 50_000})
+    fake.push(error_reply(500))
+    run = _plan(store, fake, job, llm_max_retries=0)
+    assert _classes(run) == ["api_error"]
+    assert UsageStore(TABLE, store.client).committed(job.id, START) == 0
+
+
 def test_over_the_per_run_cap_makes_no_api_call(store, fake, env):
     run = _plan(store, fake, _job(guardrails={"max_tokens_per_run": 100}))
     assert fake.requests == []

@@ -20,7 +20,7 @@ from cronpilot.clock import Clock
 from cronpilot.models.job import Job
 from cronpilot.models.run import LlmFailure, TokenUsage
 from cronpilot.observability import logger
-from cronpilot.usage_store import UsageStore
+from cronpilot.usage_store import Reservation, UsageStore
 
 ENUM_ERRORS = frozenset({"literal_error", "enum"})
 MAX_ERRORS_FED_BACK = 10
@@ -150,12 +150,16 @@ class Conversation:
                         FailureClass.TIMEOUT,
                         f"no repair started after {self.deadline_seconds:.0f}s of this conversation",
                     )
-                self._check_budget(request, outcome.tokens)
-                response = self._call(request)
+                reservation = self._reserve_budget(request, outcome.tokens)
+                try:
+                    response = self._call(request)
+                except LlmCallError:
+                    self._release(reservation)
+                    raise
                 outcome.calls += 1
                 usage = usage_of(response)
                 outcome.tokens = outcome.tokens + usage
-                self._account(usage)
+                self._account(usage, reservation)
                 value = tool_input(response, self.tool_name)
                 outcome.answer = self._parse(value, parse)
                 outcome.repaired = attempt > 0
@@ -182,7 +186,8 @@ class Conversation:
         if outcome.failure_class is None:
             outcome.failure_class = failure_class
 
-    def _check_budget(self, request: dict[str, Any], spent: TokenUsage) -> None:
+    def _reserve_budget(self, request: dict[str, Any], spent: TokenUsage) -> Reservation | None:
+        """Check the run's budget, then hold this call's estimate against the job's daily budget."""
         guardrails = self.job.guardrails
         estimate = estimate_tokens(request)
         run_total = self.run_tokens.total + spent.total
@@ -192,17 +197,29 @@ class Conversation:
                 f"run budget: {run_total} used + ~{estimate} for this call > max_tokens_per_run "
                 f"{guardrails.max_tokens_per_run}",
             )
-        if self.usage_store is not None:
-            try:
-                today = self.usage_store.today(self.job.id, self.clock.now()).total
-            except Exception as exc:  # an unknown spend is not a licence to spend: no call
-                raise LlmCallError(FailureClass.API_ERROR, f"daily usage unreadable: {exc}") from exc
-            if today + estimate > guardrails.max_tokens_per_day:
-                raise LlmCallError(
-                    FailureClass.OVER_BUDGET,
-                    f"daily budget: {today} used today + ~{estimate} for this call > max_tokens_per_day "
-                    f"{guardrails.max_tokens_per_day}",
-                )
+        if self.usage_store is None:
+            return None
+        now = self.clock.now()
+        try:
+            reservation = self.usage_store.reserve(self.job.id, now, estimate, guardrails.max_tokens_per_day)
+            committed = self.usage_store.committed(self.job.id, now) if reservation is None else 0
+        except Exception as exc:  # an unknown spend is not a licence to spend: no call
+            raise LlmCallError(FailureClass.API_ERROR, f"daily usage unreadable: {exc}") from exc
+        if reservation is None:
+            raise LlmCallError(
+                FailureClass.OVER_BUDGET,
+                f"daily budget: {committed} used or held by calls in flight today + ~{estimate} for this "
+                f"call > max_tokens_per_day {guardrails.max_tokens_per_day}",
+            )
+        return reservation
+
+    def _release(self, reservation: Reservation | None) -> None:
+        if self.usage_store is None or reservation is None:
+            return
+        try:
+            self.usage_store.release(reservation, self.clock.now())
+        except Exception:  # the hold then lapses with the day; never fail the run over it
+            logger.exception("token reservation not released", job_id=self.job.id, phase=self.phase)
 
     def _call(self, request: dict[str, Any]) -> Any:
         try:
@@ -223,12 +240,12 @@ class Conversation:
         except Exception as exc:  # configuration, credentials: the run still goes on without the LLM
             raise LlmCallError(FailureClass.API_ERROR, f"{type(exc).__name__}: {exc}") from exc
 
-    def _account(self, usage: TokenUsage) -> None:
+    def _account(self, usage: TokenUsage, reservation: Reservation | None) -> None:
         record_tokens(self.phase, usage)
-        if self.usage_store is None:
+        if self.usage_store is None or reservation is None:
             return
         try:
-            self.usage_store.add(self.job.id, self.clock.now(), usage)
+            self.usage_store.settle(reservation, self.clock.now(), usage)
         except Exception:  # accounting must never fail the run; the run record keeps the usage too
             logger.exception("token usage not recorded", job_id=self.job.id, phase=self.phase)
 
