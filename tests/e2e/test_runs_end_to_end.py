@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from cronpilot.cli import app
 from cronpilot.local.runner import apply_jobs, tick_until
 from cronpilot.models.run import RunStatus, StepStatus
+from cronpilot.operations import OperationError, delete_job
 from typer.testing import CliRunner
 
 from tests.support.factories import make_job
@@ -246,3 +248,26 @@ def test_overlap_allow_runs_two_executions_at_once(cloud, store, clock, target):
     assert state.runs_in_flight(clock.now()) == []
     assert state.lease_owner is None
     assert state.next_run_at == newer.next_run.at
+
+
+def test_deleting_a_job_mid_run_needs_force_and_the_run_is_recorded_as_failed(cloud, store, clock, target):
+    # Given a run in flight
+    job = make_job(
+        "doomed",
+        schedule={"rate": "10m"},
+        endpoints=[{"id": "slow", "url": f"{target.base_url}/slow?ms=1500"}],
+    )
+    apply_jobs(store, [job], clock.now())
+    clock.jump_to(store.get_job("doomed").state.next_run_at)
+    [run_id] = cloud.tick()["claimed"]
+    # When an operator deletes the job, it is refused without --force
+    with pytest.raises(OperationError, match=r"in flight .*--force"):
+        delete_job(store, "doomed", clock.now())
+    delete_job(store, "doomed", clock.now(), force=True)
+    cloud.wait_idle()
+    # Then the run's late writes are fenced, and its record says what happened instead of "running"
+    run = store.get_run(run_id)
+    assert run.status == RunStatus.FAILED
+    assert run.error.startswith("job deleted while the run was in flight")
+    assert cloud.describe_execution(run_id)["status"] == "FAILED"
+    assert store.get_step_results(run_id) == {}

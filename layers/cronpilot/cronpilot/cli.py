@@ -370,12 +370,16 @@ def jobs_trigger(ctx: typer.Context, job_id: str) -> None:
 
 @jobs_app.command("delete")
 @one_line_errors
-def jobs_delete(ctx: typer.Context, job_id: str) -> None:
+def jobs_delete(
+    ctx: typer.Context,
+    job_id: str,
+    force: Annotated[bool, typer.Option(help="Delete even while runs are in flight.")] = False,
+) -> None:
     """Delete a job (its run history expires by TTL)."""
     from cronpilot.operations import delete_job
 
     with target(ctx) as chosen:
-        delete_job(chosen.store, job_id)
+        delete_job(chosen.store, job_id, chosen.clock.now(), force=force)
     console.print(f"deleted {job_id}")
 
 

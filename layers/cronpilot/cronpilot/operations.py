@@ -108,5 +108,13 @@ def trigger_job(store: Store, job_id: str, now: datetime) -> None:
     )
 
 
-def delete_job(store: Store, job_id: str) -> None:
+def delete_job(store: Store, job_id: str, now: datetime, *, force: bool = False) -> None:
+    """Refuse while runs are in flight unless forced: their remaining writes are then discarded and
+    each is recorded as failed when its execution ends."""
+    in_flight = store.get_job(job_id).state.runs_in_flight(now)
+    if in_flight and not force:
+        raise OperationError(
+            f"job {job_id!r} has run(s) in flight ({', '.join(in_flight)}): wait for them to finish, "
+            "or pass --force to delete it anyway"
+        )
     store.delete_job(job_id)

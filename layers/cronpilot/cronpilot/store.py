@@ -78,7 +78,11 @@ class JobState:
         return self.lease_expires_at is not None and self.lease_expires_at > now
 
     def runs_in_flight(self, now: datetime) -> list[str]:
-        return sorted(run_id for run_id, until in (self.inflight or {}).items() if until > now)
+        """Runs holding a live lease: the concurrent ones, and the current run."""
+        live = {run_id for run_id, until in (self.inflight or {}).items() if until > now}
+        if self.current_run_id and self.lease_live(now):
+            live.add(self.current_run_id)
+        return sorted(live)
 
     def abandoned_runs(self, now: datetime) -> list[str]:
         """Runs whose lease expired before they finished: the next claim fences them and records why."""
@@ -349,6 +353,19 @@ class Store:
             if "LastEvaluatedKey" not in page:
                 return sorted(records, key=lambda r: r.job_id)
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def close_orphaned_run(self, run: RunRecord) -> None:
+        """Record the outcome of a run whose job was deleted while it ran. Fenced on the job being gone:
+        nothing can claim a job that does not exist, so no other holder can write this run."""
+        gone = {
+            "ConditionCheck": {
+                "TableName": self.table_name,
+                "Key": _ser(schema.job_key(run.job_id)),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+        put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
+        self._transact([gone, put])
 
     def delete_job(self, job_id: str) -> None:
         try:

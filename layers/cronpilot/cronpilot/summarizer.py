@@ -11,7 +11,7 @@ from cronpilot.models.job import JobStatus
 from cronpilot.models.run import FailureEvent, NextRunDecision, RunRecord, RunRef, RunStatus, StepStatus
 from cronpilot.observability import record_run_outcome
 from cronpilot.scheduling import clamp_next_run, failure_backoff
-from cronpilot.store import JobRecord, LeaseLost, Store
+from cronpilot.store import JobNotFound, JobRecord, LeaseLost, Store
 from cronpilot.strategies import Proposal, SummaryContext, SummaryStrategy
 
 MAX_ERROR_CHARS = 1000
@@ -155,10 +155,12 @@ def _finish(
 def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[str, Any]:
     """The Catch target: record the failure, back off, release the lease. Never raises for a stale run."""
     try:
-        record = store.get_job(event.job_id)
         run = store.get_fenced_run(event.run_id, event.epoch)
+        record = store.get_job(event.job_id)
     except LeaseLost:
         return {"status": "fenced"}
+    except JobNotFound:  # deleted (with --force) while the run was in flight
+        return _close_orphaned_run(store, clock, run, event)
     if RunStatus(run.status).is_final:
         return {"status": run.status}
     now = clock.now()
@@ -179,6 +181,20 @@ def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[st
     try:
         _finish(store, record, run, decision, failures)
     except LeaseLost:
+        return {"status": "fenced"}
+    record_run_outcome(run.status)
+    return {"status": run.status}
+
+
+def _close_orphaned_run(store: Store, clock: Clock, run: RunRecord, event: FailureEvent) -> dict[str, Any]:
+    if RunStatus(run.status).is_final:
+        return {"status": run.status}
+    run.status = RunStatus.FAILED
+    run.finished_at = clock.now()
+    run.error = f"job deleted while the run was in flight ({describe_error(event.error)})"[:MAX_ERROR_CHARS]
+    try:
+        store.close_orphaned_run(run)
+    except LeaseLost:  # the job exists again (re-applied): its own runs own the schedule now
         return {"status": "fenced"}
     record_run_outcome(run.status)
     return {"status": run.status}
