@@ -257,17 +257,22 @@ class _JobUpdate:
 
     def run_path(self, run_id: str) -> str:
         """The document path of one run's entry in the job's map of concurrent runs."""
+        return f"#inflight.#{self._run_name(run_id)}"
+
+    def _run_name(self, run_id: str) -> str:
+        """A placeholder name per run id (run ids contain '.', which a path would read as nesting)."""
         self.names["#inflight"] = "inflight"
-        placeholder = next((k for k, v in self.names.items() if k.startswith("#run") and v == run_id), None)
-        if placeholder is None:
-            placeholder = f"#run{sum(k.startswith('#run') for k in self.names)}"
-            self.names[placeholder] = run_id
-        return f"#inflight.{placeholder}"
+        for placeholder, value in self.names.items():
+            if placeholder.startswith("#run") and value == run_id:
+                return placeholder[1:]
+        name = f"run{sum(p.startswith('#run') for p in self.names)}"
+        self.names[f"#{name}"] = run_id
+        return name
 
     def lease_run(self, run_id: str, until: datetime) -> _JobUpdate:
-        path = self.run_path(run_id)
-        self.values[f":{path[len('#inflight.#') :]}"] = _epoch_seconds(until)
-        self.sets.append(f"{path} = :{path[len('#inflight.#') :]}")
+        name = self._run_name(run_id)
+        self.values[f":{name}"] = _epoch_seconds(until)
+        self.sets.append(f"#inflight.#{name} = :{name}")
         return self
 
     def release_run(self, run_id: str) -> _JobUpdate:
