@@ -208,7 +208,8 @@ def test_an_answer_slower_than_the_timeout_is_a_timeout(store, fake, env):
 def test_over_the_daily_budget_makes_no_api_call(store, fake, env):
     # Given a job that already spent most of today's budget
     job = _job(guardrails={"max_tokens_per_day": 5_000})
-    UsageStore(TABLE, store.client).add(job.id, START, TokenUsage(input=4_900))
+    usage = UsageStore(TABLE, store.client)
+    usage.settle(usage.reserve(job.id, START, 0, 5_000), START, TokenUsage(input=4_900))
     # When the run is planned
     run = _plan(store, fake, job)
     # Then the deterministic plan runs, over_budget is recorded, and the API was never called

@@ -65,7 +65,8 @@ class UsageStore:
         return reservation
 
     def settle(self, reservation: Reservation, now: datetime, usage: TokenUsage, calls: int = 1) -> None:
-        """The call ended: count what it used and give back the rest of what it held."""
+        """The call ended: count what it used and give back the rest of what it held (ADD is atomic:
+        concurrent calls never lose a count)."""
         counters = {name: getattr(usage, name) for name in _FIELDS}
         counters.update(calls=calls, committed=usage.total - reservation.tokens)
         self._update(reservation.job_id, reservation.day, now, counters)
@@ -73,10 +74,6 @@ class UsageStore:
     def release(self, reservation: Reservation, now: datetime) -> None:
         """The call failed before using tokens."""
         self._update(reservation.job_id, reservation.day, now, {"committed": -reservation.tokens})
-
-    def add(self, job_id: str, now: datetime, usage: TokenUsage, calls: int = 1) -> None:
-        """Count usage that had no reservation. ADD is atomic: concurrent calls never lose a count."""
-        self.settle(Reservation(job_id, usage_day(now), 0), now, usage, calls)
 
     def committed(self, job_id: str, now: datetime) -> int:
         item = self._item(job_id, usage_day(now))
