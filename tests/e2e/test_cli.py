@@ -90,6 +90,10 @@ def test_apply_list_show_pause_resume_trigger_and_runs(cli, tmp_path, target):
     assert "wave 1: first" in human
     assert "next run:" in human
     assert json.loads(cli("runs", "list", "cli-job", "--status", "failed", "-o", "json").output) == []
+    assert len(json.loads(cli("runs", "list", "cli-job", "--status", "succeeded", "-o", "json").output)) == 1
+    # a status that does not exist is a usage error that lists the ones that do
+    typo = cli("runs", "list", "cli-job", "--status", "sucess", expect=2).output
+    assert "abandoned" in typo
 
     # delete, then every command says "not found" with its exit code
     cli("jobs", "delete", "cli-job")

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cronpilot.jobfiles import JobFileError, load_job_file
 from cronpilot.models.job import Job
+from cronpilot.models.run import RunStatus
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="cronpilot: an AI-piloted job scheduler.")
 local_app = typer.Typer(
@@ -392,7 +393,7 @@ def runs_list(
     ctx: typer.Context,
     job_id: str,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
     output: Output = "table",
 ) -> None:
     """A job's runs, newest first."""
