@@ -26,13 +26,17 @@ def tick(store, starter, clock):
     return Discovery(store, starter, clock, owner=f"tick-{clock.now():%H%M}").tick()
 
 
-def finish(store, clock, job_id):
-    record = store.get_job(job_id)
-    run = store.get_run(record.state.current_run_id)
+def finish_run(store, clock, run_id):
+    """What the state machine's Summarize stage does at the end of a run."""
+    run = store.get_run(run_id)
     summarize_run(
-        store, clock, RunRef(run_id=run.run_id, job_id=job_id, epoch=run.epoch), DeterministicSummarizer()
+        store, clock, RunRef(run_id=run_id, job_id=run.job_id, epoch=run.epoch), DeterministicSummarizer()
     )
-    return store.get_run(run.run_id)
+    return store.get_run(run_id)
+
+
+def finish(store, clock, job_id):
+    return finish_run(store, clock, store.get_job(job_id).state.current_run_id)
 
 
 def test_overlap_skip_records_each_slot_that_arrives_during_a_run(store, clock, starter):
@@ -137,14 +141,6 @@ def test_manual_trigger_is_recorded_and_honours_overlap(store, clock, starter):
     trigger_job(store, "manual", clock.now())
     [claimed] = tick(store, starter, clock).claimed
     assert store.get_run(claimed).trigger == "manual"
-
-
-def finish_run(store, clock, run_id):
-    run = store.get_run(run_id)
-    summarize_run(
-        store, clock, RunRef(run_id=run_id, job_id=run.job_id, epoch=run.epoch), DeterministicSummarizer()
-    )
-    return store.get_run(run_id)
 
 
 def test_overlap_allow_claims_each_slot_with_its_own_lease(store, clock, starter):
