@@ -10,7 +10,7 @@ import pytest
 from cronpilot import schema
 from cronpilot.discovery import LEASE_DURATION, Discovery
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, StepStatus
-from cronpilot.store import ClaimConflict, LeaseLost, Store
+from cronpilot.store import ClaimConflict, JobNotFound, LeaseLost, Store
 
 from tests.integration.conftest import START, RecordingStarter
 from tests.support.factories import make_job
@@ -165,6 +165,32 @@ def test_live_lease_with_overlap_skip_records_a_skipped_run(store, clock, starte
     assert skipped.status == RunStatus.SKIPPED
     assert skipped.skip_reason == "overlap"
     assert store.get_job("busy").state.next_run_at == START + timedelta(minutes=10)
+
+
+def test_a_job_deleted_and_recreated_under_its_id_still_fences_the_old_runs(store, clock, starter):
+    # Given a run of a job that an operator deletes (forced) and re-creates at once under the same id
+    apply(store, "reborn", schedule={"rate": "5m"})
+    Discovery(store, starter, clock, owner="a").tick()
+    old_run = store.get_run("reborn.20261122T090000Z")
+    store.delete_job("reborn", clock.now())
+    with pytest.raises(JobNotFound):
+        store.get_job("reborn")
+    assert store.list_jobs() == []
+    apply(store, "reborn", when=clock.now() + timedelta(minutes=1), schedule={"rate": "5m"})
+    # When the new job's first run is claimed
+    clock.advance(timedelta(minutes=1))
+    [new_run_id] = Discovery(store, starter, clock, owner="b").tick().claimed
+    # Then the epochs keep counting past the deleted job's, so the old run's writes are still refused
+    new_run = store.get_run(new_run_id)
+    assert new_run.epoch > old_run.epoch + 1
+    step = StepResult(step_id="a", endpoint_id="a", status=StepStatus.SUCCEEDED)
+    with pytest.raises(LeaseLost):
+        store.put_step_result("reborn", old_run.run_id, old_run.epoch, step, clock.now())
+    store.put_step_result("reborn", new_run.run_id, new_run.epoch, step, clock.now())
+    # And the re-created job is a job again: no leftover expiry from the tombstone
+    key = {name: {"S": value} for name, value in schema.job_key("reborn").items()}
+    item = store.client.get_item(TableName=store.table_name, Key=key)["Item"]
+    assert schema.TTL_ATTRIBUTE not in item
 
 
 def test_paused_job_leaves_the_due_index(store, clock, starter):

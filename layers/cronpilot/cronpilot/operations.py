@@ -117,4 +117,4 @@ def delete_job(store: Store, job_id: str, now: datetime, *, force: bool = False)
             f"job {job_id!r} has run(s) in flight ({', '.join(in_flight)}): wait for them to finish, "
             "or pass --force to delete it anyway"
         )
-    store.delete_job(job_id)
+    store.delete_job(job_id, now)

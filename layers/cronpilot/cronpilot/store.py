@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 RUN_RETENTION = timedelta(days=90)
+# A deleted job leaves this tombstone; it outlives any execution of the job (25-minute timeout).
+DELETED = "deleted-job"
+TOMBSTONE_RETENTION = timedelta(days=1)
+DELETE_ATTEMPTS = 3
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -330,7 +334,8 @@ class Store:
             .set("next_run_source", source)
             .set("next_run_reason", reason)
             .set("updated_at", to_iso(now))
-            .set_if_absent("epoch", 0)
+            .set_if_absent("epoch", 0)  # a re-created job continues from its tombstone's epoch
+            .remove(schema.TTL_ATTRIBUTE)
             .next_run(next_run_at)
             .due(next_run_at if job.status == JobStatus.ACTIVE else None)
         )
@@ -340,7 +345,7 @@ class Store:
         response = self.client.get_item(
             TableName=self.table_name, Key=_ser(schema.job_key(job_id)), ConsistentRead=True
         )
-        if "Item" not in response:
+        if response.get("Item", {}).get("kind") != {"S": "job"}:  # absent, or a deleted job's tombstone
             raise JobNotFound(f"no job with id {job_id!r}")
         return _job_from_item(response["Item"])
 
@@ -366,23 +371,37 @@ class Store:
             "ConditionCheck": {
                 "TableName": self.table_name,
                 "Key": _ser(schema.job_key(run.job_id)),
-                "ConditionExpression": "attribute_not_exists(PK)",
+                "ConditionExpression": "attribute_not_exists(PK) OR kind = :deleted",
+                "ExpressionAttributeValues": _ser({":deleted": DELETED}),
             }
         }
         put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
         self._transact([gone, put])
 
-    def delete_job(self, job_id: str) -> None:
-        try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key=_ser(schema.job_key(job_id)),
-                ConditionExpression="attribute_exists(PK)",
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                raise JobNotFound(f"no job with id {job_id!r}") from exc
-            raise
+    def delete_job(self, job_id: str, now: datetime) -> None:
+        """Replace the job with a tombstone that keeps its fencing epoch, one past the last claim, for a
+        day: a run of the deleted job can then never write to a job re-created under the same id."""
+        for _ in range(DELETE_ATTEMPTS):
+            epoch = self.get_job(job_id).state.epoch
+            tombstone = {
+                **schema.job_key(job_id),
+                "kind": DELETED,
+                "job_id": job_id,
+                "epoch": epoch + 1,
+                schema.TTL_ATTRIBUTE: _epoch_seconds(now + TOMBSTONE_RETENTION),
+            }
+            try:
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=_ser(tombstone),
+                    ConditionExpression="kind = :job AND epoch = :seen",
+                    ExpressionAttributeValues=_ser({":job": "job", ":seen": epoch}),
+                )
+                return
+            except ClientError as exc:
+                if not _is_condition_failure(exc):
+                    raise
+        raise ClaimConflict(f"job {job_id!r} kept changing while it was being deleted: try again")
 
     def set_job_schedule_state(
         self,
