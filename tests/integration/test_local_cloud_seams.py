@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from cronpilot.local.cloud import cache_interpreter_setup, cache_request_routing
+from datetime import UTC, datetime
+
+from cronpilot.clock import AcceleratedClock
+from cronpilot.local.cloud import LocalCloud, cache_interpreter_setup, cache_request_routing
 from moto import mock_aws
 from moto.core.base_backend import BaseBackend
 from moto.stepfunctions.parser.asl.component.common.path import result_path
@@ -48,11 +51,6 @@ def test_request_routing_is_built_once_per_backend_class_then_restored():
 
 
 def test_local_cloud_answers_through_cached_seams_and_undoes_them():
-    from datetime import UTC, datetime
-
-    from cronpilot.clock import AcceleratedClock
-    from cronpilot.local.cloud import LocalCloud
-
     original_urls = BaseBackend.__dict__["urls"]
     with LocalCloud(AcceleratedClock(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))) as cloud:
         assert cloud.client("stepfunctions") is cloud.client("stepfunctions")
