@@ -88,7 +88,9 @@ def synthesized(
 ) -> Iterator[Synthesized]:
     outdir = tmp_path_factory.mktemp("cdk.out")
     layers_dir = lambda_layers["deps"].parent
-    app = build_app(App(outdir=str(outdir), context={"layers_dir": str(layers_dir)}))
+    # cdk.json's context as `cdk deploy` reads it: the settings and the feature flags users deploy with
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    app = build_app(App(outdir=str(outdir), context={**context, "layers_dir": str(layers_dir)}))
     CronpilotStack(app, BEDROCK_STACK, settings=BEDROCK_SETTINGS, layers_dir=layers_dir, env=ENV)
     app.synth()
     return Synthesized(app=app, outdir=outdir, layers=lambda_layers)
