@@ -1,9 +1,10 @@
-"""Finalize-failure Lambda: the Catch target. Records the failure, backs off, releases the lease."""
+"""Finalize-failure Lambda: the Catch target, and the target of EventBridge's notice of an execution
+that timed out or was stopped (which no Catch sees). Records the failure, backs off, releases the lease."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from cronpilot.models.run import FailureEvent
+from cronpilot.models.run import EXECUTION_STATUS_CHANGE, ExecutionStatusChange, FailureEvent
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
 from cronpilot.summarizer import finalize_failure
@@ -13,7 +14,10 @@ from cronpilot.summarizer import finalize_failure
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    failure = FailureEvent.model_validate(event)
+    if event.get("detail-type") == EXECUTION_STATUS_CHANGE:
+        failure = ExecutionStatusChange.model_validate(event).failure()
+    else:
+        failure = FailureEvent.model_validate(event)
     runtime = get_runtime()
     outcome = finalize_failure(runtime.store, runtime.clock, failure)
     logger.warning(

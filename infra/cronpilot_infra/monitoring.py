@@ -110,7 +110,8 @@ class Monitoring(Construct):
                 period=FIVE_MINUTES, statistic="Maximum"
             ),
             threshold=1,
-            description="EventBridge could not deliver discovery ticks (see the tick dead-letter queue)",
+            description="EventBridge could not deliver discovery ticks or ended-execution notices "
+            "(see the events dead-letter queue)",
         )
         self.daily_spend = self.spend(Duration.days(1))
         self._alarm(

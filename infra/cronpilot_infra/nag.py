@@ -79,6 +79,6 @@ def acknowledge_findings(stack: CronpilotStack) -> None:
     _ack(
         stack.schedule.dead_letters,
         "AwsSolutions-SQS3",
-        "This queue is the dead-letter queue of the discovery tick rule's target (EventBridge "
+        "This queue is the dead-letter queue of the tick and ended-execution rules' targets (EventBridge "
         "DeadLetterConfig), which cdk-nag does not recognise as a DLQ; a DLQ needs no DLQ of its own.",
     )

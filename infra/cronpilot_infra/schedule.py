@@ -29,11 +29,12 @@ class DiscoverySchedule(Construct):
         self, scope: Construct, construct_id: str, *, settings: DeploySettings, discovery: lambda_.IFunction
     ) -> None:
         super().__init__(scope, construct_id)
-        # Ticks EventBridge could not deliver after its retries; kept 14 days for inspection.
+        # Events EventBridge could not deliver after its retries (ticks, and the notices of executions
+        # that ended abnormally: RunStateMachine.finalize_abnormal_ends); kept 14 days for inspection.
         self.dead_letters = sqs.Queue(
             self,
             "DeadLetters",
-            queue_name=f"{settings.prefix}-tick-dlq",
+            queue_name=f"{settings.prefix}-events-dlq",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),

@@ -40,6 +40,9 @@ class CronpilotStack(Stack):
         )
         machine = RunStateMachine(self, "Run", settings=settings, functions=functions)
         schedule = DiscoverySchedule(self, "Schedule", settings=settings, discovery=functions.discovery)
+        machine.finalize_abnormal_ends(
+            functions.finalize_failure, prefix=settings.prefix, dead_letters=schedule.dead_letters
+        )
 
         # discovery: due query, claims (transaction of run put + job update), start one execution per run.
         table.grant_due_query(functions.discovery)

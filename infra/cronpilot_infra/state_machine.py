@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from .functions import CronpilotFunctions, retention
 from .paths import ASL_PATH
 from .settings import DeploySettings
+
+DELIVERY_RETRIES = 2
 
 
 def substitutions(functions: CronpilotFunctions) -> dict[str, str]:
@@ -63,6 +69,32 @@ class RunStateMachine(Construct):
                     )
                 ],
             )
+        )
+
+    def finalize_abnormal_ends(
+        self, finalize: lambda_.IFunction, *, prefix: str, dead_letters: sqs.IQueue
+    ) -> events.Rule:
+        """An execution that times out or is stopped never reaches its Catch: EventBridge's status
+        change sends it to finalize-failure, which records the run and releases the lease at once
+        (instead of the lease expiring 30 minutes later and the run showing as running until then)."""
+        return events.Rule(
+            self,
+            "AbnormalEnds",
+            rule_name=f"{prefix}-run-ended-abnormally",
+            description="cronpilot: finalize runs whose execution timed out or was stopped",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "stateMachineArn": [self.state_machine.state_machine_arn],
+                    "status": ["TIMED_OUT", "ABORTED"],
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    finalize, dead_letter_queue=dead_letters, retry_attempts=DELIVERY_RETRIES
+                )
+            ],
         )
 
     def grant_start(self, grantee: iam.IGrantable) -> None:

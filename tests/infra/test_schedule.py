@@ -1,4 +1,4 @@
-"""The discovery tick: rate expression, delivery retries, dead-letter queue."""
+"""The discovery tick and the ended-execution rule: patterns, delivery retries, dead-letter queue."""
 
 from __future__ import annotations
 
@@ -9,10 +9,22 @@ import pytest
 from tests.infra.conftest import functions_by_name, resources
 
 
+def _rule(template: dict[str, Any], name_suffix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    (rule,) = [
+        r["Properties"]
+        for r in resources(template, "AWS::Events::Rule").values()
+        if r["Properties"]["Name"].endswith(name_suffix)
+    ]
+    (target,) = rule["Targets"]
+    return rule, target
+
+
 def _target(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    (rule,) = resources(template, "AWS::Events::Rule").values()
-    (target,) = rule["Properties"]["Targets"]
-    return rule["Properties"], target
+    return _rule(template, "-tick")
+
+
+def _function_id(template: dict[str, Any], name: str) -> str:
+    return next(k for k, v in template["Resources"].items() if v is functions_by_name(template)[name])
 
 
 @pytest.mark.parametrize(
@@ -29,10 +41,7 @@ def test_rule_ticks_discovery_with_retries_and_a_dead_letter_queue(
     rule, target = _target(template)
     assert rule["ScheduleExpression"] == expression
     assert rule["State"] == "ENABLED"
-    discovery_id = next(
-        k for k, v in template["Resources"].items() if v is functions_by_name(template)["discovery"]
-    )
-    assert target["Arn"] == {"Fn::GetAtt": [discovery_id, "Arn"]}
+    assert target["Arn"] == {"Fn::GetAtt": [_function_id(template, "discovery"), "Arn"]}
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": max_age}
     (queue_id,) = resources(template, "AWS::SQS::Queue")
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}
@@ -48,9 +57,11 @@ def test_dead_letter_queue_is_encrypted_and_tls_only(template_json: dict[str, An
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for s in statements
     )
-    (allow,) = [s for s in statements if s["Effect"] == "Allow"]
-    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
-    assert allow["Action"] == "sqs:SendMessage"
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    assert len(allows) == 2  # one per rule that dead-letters here: the tick, the ended executions
+    for allow in allows:
+        assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+        assert allow["Action"] == "sqs:SendMessage"
 
 
 def test_lambda_does_not_replay_a_failed_tick(template_json: dict[str, Any]) -> None:
@@ -58,3 +69,27 @@ def test_lambda_does_not_replay_a_failed_tick(template_json: dict[str, Any]) -> 
     (config,) = resources(template_json, "AWS::Lambda::EventInvokeConfig").values()
     assert config["Properties"]["MaximumRetryAttempts"] == 0
     assert config["Properties"]["MaximumEventAgeInSeconds"] == 60
+
+
+def test_executions_that_time_out_or_are_stopped_are_sent_to_finalize_failure(
+    template_json: dict[str, Any],
+) -> None:
+    # No Catch sees the state machine's own timeout or a StopExecution: this rule is their finalizer
+    rule, target = _rule(template_json, "-run-ended-abnormally")
+    (machine_id,) = resources(template_json, "AWS::StepFunctions::StateMachine")
+    assert rule["EventPattern"] == {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"stateMachineArn": [{"Ref": machine_id}], "status": ["TIMED_OUT", "ABORTED"]},
+    }
+    assert target["Arn"] == {"Fn::GetAtt": [_function_id(template_json, "finalize_failure"), "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    (queue_id,) = resources(template_json, "AWS::SQS::Queue")
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    # and EventBridge may invoke that function
+    permissions = resources(template_json, "AWS::Lambda::Permission").values()
+    assert any(
+        p["Properties"]["Principal"] == "events.amazonaws.com"
+        and p["Properties"]["FunctionName"] == target["Arn"]
+        for p in permissions
+    )

@@ -107,6 +107,23 @@ def test_finalize_failure_event_records_the_timeout(deployed):
     assert deployed.get_job("sample-job").state.lease_owner is None
 
 
+def test_an_execution_that_timed_out_past_its_catch_is_finalized_from_the_status_change(deployed):
+    # Given a run whose execution hit the state machine's own timeout (which no Catch sees)
+    invoke("discovery", load_event("discovery"))
+    # When EventBridge delivers the status change to finalize-failure
+    outcome = invoke("finalize_failure", load_event("finalize_failure_execution_timed_out"))
+    # Then the run is recorded as failed with why, and the lease is released at once
+    assert outcome == {"status": RunStatus.FAILED}
+    run = deployed.get_run("sample-job.20261122T090000Z")
+    assert run.error == "States.Timeout: the execution ran past the state machine's TimeoutSeconds"
+    assert deployed.get_job("sample-job").state.lease_owner is None
+    assert run.next_run.source == "backoff"
+    # And a second delivery of the same notice changes nothing
+    assert invoke("finalize_failure", load_event("finalize_failure_execution_timed_out")) == {
+        "status": RunStatus.FAILED
+    }
+
+
 def test_a_stale_epoch_is_fenced_everywhere(deployed):
     invoke("discovery", load_event("discovery"))
     stale = {**load_event("finalize_failure"), "epoch": 0}

@@ -195,3 +195,35 @@ class StepOutcome(Model):
 
 class FailureEvent(RunRef):
     error: dict[str, Any] = Field(default_factory=dict)
+
+
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+# How an execution that never reached its Catch ended, as the Catch would have described it.
+_ABNORMAL_ENDS = {
+    "TIMED_OUT": ("States.Timeout", "the execution ran past the state machine's TimeoutSeconds"),
+    "ABORTED": ("ExecutionAborted", "the execution was stopped (StopExecution)"),
+}
+
+
+class ExecutionDetail(Model):
+    status: str
+    input: str  # the execution's input document, as a JSON string
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionStatusChange(Model):
+    """EventBridge's notice that an execution ended. One that timed out or was stopped never reached
+    its Catch, so this notice is how finalize-failure still records its run and releases the lease."""
+
+    detail: ExecutionDetail
+
+    def failure(self) -> FailureEvent:
+        ref = RunRef.model_validate_json(self.detail.input)
+        name, cause = _ABNORMAL_ENDS.get(self.detail.status, ("Execution" + self.detail.status, ""))
+        return FailureEvent(
+            run_id=ref.run_id,
+            job_id=ref.job_id,
+            epoch=ref.epoch,
+            error={"Error": self.detail.error or name, "Cause": self.detail.cause or cause},
+        )
