@@ -119,37 +119,16 @@ class Discovery:
         if slot is None:
             return True
         result.due += 1
-        concurrent = job.guardrails.overlap == OverlapPolicy.ALLOW
         result.leases_stuck += len(state.abandoned_runs(now))
         lag = now - slot
         result.max_lag_seconds = max(result.max_lag_seconds, lag.total_seconds())
         after_slot = self._next_after(record, now)
+        skip = _overlap_skip(record, now) or _lateness_skip(record, lag)
         try:
-            if concurrent and len(state.runs_in_flight(now)) >= job.guardrails.max_concurrent_runs:
-                self._skip(
-                    record,
-                    slot,
-                    now,
-                    after_slot,
-                    "overlap",
-                    result,
-                    f"{len(state.runs_in_flight(now))} runs in flight, "
-                    f"max_concurrent_runs is {job.guardrails.max_concurrent_runs}",
-                )
-            elif state.lease_live(now) and not concurrent:
-                self._skip_overlap(record, slot, now, after_slot, result)
-            elif lag > job.guardrails.max_lateness:
-                self._skip(
-                    record,
-                    slot,
-                    now,
-                    after_slot,
-                    "too-late",
-                    result,
-                    f"{int(lag.total_seconds())}s late, more than max_lateness {job.guardrails.max_lateness}",
-                )
-            else:
+            if skip is None:
                 self._claim(record, slot, now, after_slot, result)
+            else:
+                self._skip(record, slot, now, after_slot, skip, result)
         except ClaimConflict:
             result.conflicts += 1
             return False
@@ -170,7 +149,7 @@ class Discovery:
     ) -> None:
         state = record.state
         trigger = "catch-up" if now - slot > CATCH_UP_AFTER else _trigger_of(state.next_run_source)
-        concurrent = record.job.guardrails.overlap == OverlapPolicy.ALLOW
+        concurrent = record.job.guardrails.allows_concurrent_runs
         run = RunRecord.claimed(record.job_id, slot, state.epoch + 1, trigger, now, concurrent=concurrent)
         self.store.claim(
             record,
@@ -201,48 +180,14 @@ class Discovery:
                     consecutive_failures=state.consecutive_failures,
                 )
 
-    def _skip_overlap(
-        self,
-        record: JobRecord,
-        slot: datetime,
-        now: datetime,
-        after_slot: datetime | None,
-        result: DiscoveryResult,
-    ) -> None:
-        policy = record.job.guardrails.overlap
-        if policy == OverlapPolicy.BUFFER_ONE and not record.state.buffered:
-            self._skip(
-                record,
-                slot,
-                now,
-                after_slot,
-                "overlap-buffered",
-                result,
-                f"run {record.state.current_run_id} still in flight; one run buffered for when it ends",
-                buffer=True,
-            )
-        else:
-            self._skip(
-                record,
-                slot,
-                now,
-                after_slot,
-                "overlap",
-                result,
-                f"run {record.state.current_run_id} still in flight",
-            )
-
     def _skip(
         self,
         record: JobRecord,
         slot: datetime,
         now: datetime,
         after_slot: datetime | None,
-        reason: str,
+        skip: Skip,
         result: DiscoveryResult,
-        detail: str,
-        *,
-        buffer: bool = False,
     ) -> None:
         skipped = RunRecord(
             run_id=make_run_id(record.job_id, slot),
@@ -253,18 +198,18 @@ class Discovery:
             trigger=_trigger_of(record.state.next_run_source),
             claimed_at=now,
             finished_at=now,
-            skip_reason=reason,
-            error=detail,
+            skip_reason=skip.reason,
+            error=skip.detail,
         )
         self.store.record_skip(
             record,
             skipped,
             next_run_at=after_slot,
             next_run_source="baseline",
-            next_run_reason=f"previous slot skipped ({reason})",
-            buffer=buffer or record.state.buffered,
+            next_run_reason=f"previous slot skipped ({skip.reason})",
+            buffer=skip.buffer or record.state.buffered,
         )
-        result.skipped.append((skipped.run_id, reason))
+        result.skipped.append((skipped.run_id, skip.reason))
 
     def _resume_if_pause_ended(self, record: JobRecord, now: datetime, result: DiscoveryResult) -> None:
         until = record.state.paused_until
@@ -280,6 +225,38 @@ class Discovery:
             now=now,
         )
         result.resumed.append(record.job_id)
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str  # recorded as the skipped run's skip_reason
+    detail: str
+    buffer: bool = False  # buffer_one: run once right after the current run ends
+
+
+def _overlap_skip(record: JobRecord, now: datetime) -> Skip | None:
+    """Why this slot cannot start beside the runs in flight, under the job's overlap policy."""
+    guardrails, state = record.job.guardrails, record.state
+    if guardrails.allows_concurrent_runs:
+        in_flight = len(state.runs_in_flight(now))
+        if in_flight < guardrails.max_concurrent_runs:
+            return None
+        return Skip(
+            "overlap", f"{in_flight} runs in flight, max_concurrent_runs is {guardrails.max_concurrent_runs}"
+        )
+    if not state.lease_live(now):
+        return None
+    running = f"run {state.current_run_id} still in flight"
+    if guardrails.overlap == OverlapPolicy.BUFFER_ONE and not state.buffered:
+        return Skip("overlap-buffered", f"{running}; one run buffered for when it ends", buffer=True)
+    return Skip("overlap", running)
+
+
+def _lateness_skip(record: JobRecord, lag: timedelta) -> Skip | None:
+    max_lateness = record.job.guardrails.max_lateness
+    if lag <= max_lateness:
+        return None
+    return Skip("too-late", f"{int(lag.total_seconds())}s late, more than max_lateness {max_lateness}")
 
 
 def _trigger_of(next_run_source: str) -> str:

@@ -112,6 +112,10 @@ class Guardrails(Strict):
     # With overlap `allow`, how many runs may be in flight at once; a slot beyond it is skipped (overlap).
     max_concurrent_runs: int = Field(default=DEFAULT_MAX_CONCURRENT_RUNS, ge=1, le=20)
 
+    @property
+    def allows_concurrent_runs(self) -> bool:
+        return self.overlap == OverlapPolicy.ALLOW
+
     @model_validator(mode="after")
     def _interval_order(self) -> Self:
         if self.min_interval > self.max_interval:
