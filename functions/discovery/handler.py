@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.discovery import Discovery, StepFunctionsStarter
 from cronpilot.models.run import ScheduledEvent
-from cronpilot.observability import logger, metrics, record_discovery, tracer
+from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
 
 
@@ -17,8 +17,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     runtime = get_runtime()
     starter = StepFunctionsStarter(runtime.sfn, runtime.settings.state_machine_arn)
     result = Discovery(runtime.store, starter, runtime.clock, owner=context.aws_request_id).tick()
-
-    record_discovery(result)
     logger.info(
         "discovery tick",
         tick_time=tick.time.isoformat(),
@@ -28,9 +26,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         conflicts=result.conflicts,
         items_read=result.scanned,
     )
-    return {
-        "due": result.due,
-        "claimed": result.claimed,
-        "skipped": [run_id for run_id, _ in result.skipped],
-        "conflicts": result.conflicts,
-    }
+    return result.output()

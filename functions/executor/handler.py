@@ -4,34 +4,16 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from cronpilot.circuit import CircuitBreaker
-from cronpilot.executor import StepExecutor
+from cronpilot.executor import step_executor
 from cronpilot.idempotency import Handler, idempotent_executor
 from cronpilot.models.run import StepTask
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
-from cronpilot.safehttp import EgressPolicy, SafeHttpClient
-
-
-@cache
-def http_client() -> SafeHttpClient:
-    settings = get_runtime().settings
-    policy = EgressPolicy.from_settings(
-        allowed_ports=settings.egress_allowed_ports, allowed_cidrs=settings.egress_allowed_cidrs
-    )
-    if policy.allowed_cidrs:
-        logger.warning(
-            "private networks reachable by the executor", cidrs=[str(c) for c in policy.allowed_cidrs]
-        )
-    return SafeHttpClient(policy)
 
 
 def execute_step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = StepTask.model_validate(event)
-    runtime = get_runtime()
-    breaker = CircuitBreaker.for_store(runtime.store, runtime.clock)
-    executor = StepExecutor(runtime.store, runtime.clock, http_client().send, breaker=breaker)
-    outcome = executor.execute(task)
+    outcome = step_executor(get_runtime()).execute(task)
     logger.info("step done", run_id=task.run_id, step_id=task.step.step_id, status=outcome.status)
     return outcome.model_dump()
 

@@ -4,7 +4,7 @@ that timed out or was stopped (which no Catch sees). Records the failure, backs 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from cronpilot.models.run import EXECUTION_STATUS_CHANGE, ExecutionStatusChange, FailureEvent
+from cronpilot.models.run import FailureEvent
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
 from cronpilot.summarizer import finalize_failure
@@ -14,10 +14,7 @@ from cronpilot.summarizer import finalize_failure
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if event.get("detail-type") == EXECUTION_STATUS_CHANGE:
-        failure = ExecutionStatusChange.model_validate(event).failure()
-    else:
-        failure = FailureEvent.model_validate(event)
+    failure = FailureEvent.from_event(event)
     runtime = get_runtime()
     outcome = finalize_failure(runtime.store, runtime.clock, failure)
     logger.warning(

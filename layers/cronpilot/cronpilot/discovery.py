@@ -11,13 +11,14 @@ import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
 
 from cronpilot.clock import Clock
 from cronpilot.models.job import JobStatus, OverlapPolicy
 from cronpilot.models.run import RunRecord, RunStatus, make_run_id
+from cronpilot.observability import record_discovery
 from cronpilot.scheduling import first_run_at, next_slot, with_jitter
 from cronpilot.schema import all_due_shards
 from cronpilot.store import ClaimConflict, JobRecord, LeaseLost, Store
@@ -69,6 +70,15 @@ class DiscoveryResult:
     leases_stuck: int = 0  # due jobs whose run never released its lease before it expired
     max_lag_seconds: float = 0.0
 
+    def output(self) -> dict[str, Any]:
+        """What the discovery Lambda returns: ids only."""
+        return {
+            "due": self.due,
+            "claimed": self.claimed,
+            "skipped": [run_id for run_id, _ in self.skipped],
+            "conflicts": self.conflicts,
+        }
+
 
 class Discovery:
     def __init__(self, store: Store, starter: ExecutionStarter, clock: Clock, owner: str) -> None:
@@ -87,6 +97,7 @@ class Discovery:
             for _ in range(MAX_REREADS + 1):
                 if not self._sweep(shard, now, result):
                     break
+        record_discovery(result)
         return result
 
     def _sweep(self, shard: str, now: datetime, result: DiscoveryResult) -> bool:

@@ -19,6 +19,8 @@ from cronpilot.store import Store
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
+    from cronpilot.safehttp import SafeHttpClient
+
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
 
 
@@ -34,6 +36,22 @@ class Runtime:
     @cached_property
     def sfn(self) -> SFNClient:
         return boto3.client("stepfunctions", config=_BOTO_CONFIG)
+
+    @cached_property
+    def http_client(self) -> SafeHttpClient:
+        """The executor's SSRF-safe client, kept for its connection pool. The private networks it may
+        reach are a deployment choice worth a line in the logs, once per container."""
+        from cronpilot.observability import logger
+        from cronpilot.safehttp import EgressPolicy, SafeHttpClient  # only the executor calls out
+
+        policy = EgressPolicy.from_settings(
+            allowed_ports=self.settings.egress_allowed_ports, allowed_cidrs=self.settings.egress_allowed_cidrs
+        )
+        if policy.allowed_cidrs:
+            logger.warning(
+                "private networks reachable by the executor", cidrs=[str(c) for c in policy.allowed_cidrs]
+            )
+        return SafeHttpClient(policy)
 
 
 _current: Runtime | None = None

@@ -194,7 +194,16 @@ class StepOutcome(Model):
 
 
 class FailureEvent(RunRef):
+    """Finalize-failure's input: the state machine's Catch output, or EventBridge's notice of an
+    execution that ended where no Catch sees it (see ExecutionStatusChange)."""
+
     error: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> FailureEvent:
+        if event.get("detail-type") == EXECUTION_STATUS_CHANGE:
+            return ExecutionStatusChange.model_validate(event).failure()
+        return cls.model_validate(event)
 
 
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
