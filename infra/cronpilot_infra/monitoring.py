@@ -80,7 +80,8 @@ class Monitoring(Construct):
             "ExecutionsTimedOut",
             machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum"),
             threshold=1,
-            description="Runs hit the state machine's 1500 s timeout: finalize-failure did not run for them",
+            description="Runs hit the state machine's 1500 s timeout (the ended-execution rule then "
+            "records them as failed): a stage hangs",
         )
         self._alarm(
             "DiscoveryErrors",

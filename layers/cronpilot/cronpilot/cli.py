@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from functools import wraps
@@ -202,23 +203,28 @@ def _run_local(jobs: list[Job], *, ticks: int, cidrs: str, ports: str) -> dict:
         return run_report(store, cloud, [job.id for job in jobs])
 
 
+def _status_cell(status: str, skip_reason: str | None) -> str:
+    return status + (f" ({skip_reason})" if skip_reason else "")
+
+
+def _counts_cell(counts: Mapping[str, int]) -> str:
+    """Steps ok/failed/skipped."""
+    return f"{counts.get('succeeded', 0)}/{counts.get('failed', 0)}/{counts.get('skipped', 0)}"
+
+
 def print_runs(runs: list[dict]) -> None:
     table = Table(title="runs", show_lines=False)
     for column in ("job", "run id", "status", "ok/failed/skipped", "duration", "next run", "source"):
         table.add_column(column)
     for run in runs:
-        counts = {
-            s: sum(1 for step in run["steps"] if step["status"] == s)
-            for s in ("succeeded", "failed", "skipped")
-        }
+        counts = Counter(str(step["status"]) for step in run["steps"])
         duration = f"{run['duration_ms'] / 1000:.2f}s" if run["duration_ms"] is not None else "-"
         next_run = run["next_run"] or {}
-        status = run["status"] + (f" ({run['skip_reason']})" if run.get("skip_reason") else "")
         table.add_row(
             run["job_id"],
             run["run_id"],
-            status,
-            f"{counts['succeeded']}/{counts['failed']}/{counts['skipped']}",
+            _status_cell(run["status"], run.get("skip_reason")),
+            _counts_cell(counts),
             duration,
             next_run.get("at") or "-",
             next_run.get("source") or "-",
@@ -426,12 +432,11 @@ def runs_list(
     for column in ("run id", "status", "why then", "ok/failed/skipped", "next run", "source"):
         table.add_column(column)
     for run in runs:
-        counts = run.step_counts
         table.add_row(
             run.run_id,
-            run.status + (f" ({run.skip_reason})" if run.skip_reason else ""),
+            _status_cell(run.status, run.skip_reason),
             run.trigger,
-            f"{counts.get('succeeded', 0)}/{counts.get('failed', 0)}/{counts.get('skipped', 0)}",
+            _counts_cell(run.step_counts),
             _iso(run.next_run.at) if run.next_run else "-",
             run.next_run.source if run.next_run else "-",
         )

@@ -3,7 +3,9 @@ deployment, overridable per job), the deterministic strategies otherwise, both i
 
 from __future__ import annotations
 
-from cronpilot.ai.client import LlmChoice, LlmConfigError, choose
+from typing import Any
+
+from cronpilot.ai.client import LlmChoice, LlmConfigError, choose, make_client
 from cronpilot.models.job import Job
 from cronpilot.observability import logger
 from cronpilot.runtime import Runtime
@@ -41,9 +43,15 @@ class _Pilot:
             logger.exception("LLM provider misconfigured: deterministic strategies", job_id=job.id)
             return None
 
-    def _usage_store(self) -> UsageStore:
+    def _model_args(self, choice: LlmChoice) -> dict[str, Any]:
+        """What every AI strategy is built with: the model, its client, usage accounting, the clock."""
         store = self.runtime.store
-        return UsageStore(store.table_name, store.client)
+        return {
+            "model": choice.model,
+            "client_factory": lambda: make_client(choice.provider, self.runtime.settings),
+            "usage_store": UsageStore(store.table_name, store.client),
+            "clock": self.runtime.clock,
+        }
 
 
 class PilotPlanner(_Pilot):
@@ -51,16 +59,9 @@ class PilotPlanner(_Pilot):
         choice = self._choice(job)
         if choice is None or not choice.enabled:
             return DeterministicPlanner().plan(job, context)
-        from cronpilot.ai.client import make_client
         from cronpilot.ai.planner_ai import AiPlanner
 
-        ai = AiPlanner(
-            model=choice.model,
-            client_factory=lambda: make_client(choice.provider, self.runtime.settings),
-            usage_store=self._usage_store(),
-            clock=self.runtime.clock,
-            decided_by=f"{choice.provider}:{choice.model}",
-        )
+        ai = AiPlanner(**self._model_args(choice), decided_by=f"{choice.provider}:{choice.model}")
         if not choice.shadow:
             return ai.plan(job, context)
         return shadow_plan(job, context, ai)
@@ -71,15 +72,9 @@ class PilotSummarizer(_Pilot):
         choice = self._choice(job)
         if choice is None or not choice.enabled:
             return DeterministicSummarizer().propose(job, context)
-        from cronpilot.ai.client import make_client
         from cronpilot.ai.summarizer_ai import AiSummarizer
 
-        ai = AiSummarizer(
-            model=choice.model,
-            client_factory=lambda: make_client(choice.provider, self.runtime.settings),
-            usage_store=self._usage_store(),
-            clock=self.runtime.clock,
-        )
+        ai = AiSummarizer(**self._model_args(choice))
         if not choice.shadow:
             return ai.propose(job, context)
         return shadow_proposal(job, context, ai)

@@ -214,14 +214,7 @@ def plan_request(
         f"{history_digest(history)}\n\n"
         f"Call {PLAN_TOOL} with the plan for this run."
     )
-    return {
-        "model": model,
-        "max_tokens": max_tokens,
-        "tools": [plan_tool()],
-        "tool_choice": {"type": "tool", "name": PLAN_TOOL},
-        "system": _system(PLANNER_SYSTEM, job),
-        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
-    }
+    return _tool_request(model, max_tokens, plan_tool(), _system(PLANNER_SYSTEM, job), text)
 
 
 def fence_results(results: list[StepResult]) -> str:
@@ -267,12 +260,19 @@ def summary_request(
         f"{fence_results(results)}\n\n"
         f"Call {SUMMARY_TOOL} with the summary and the next run."
     )
+    return _tool_request(model, max_tokens, summary_tool(), _system(SUMMARIZER_SYSTEM, job), text)
+
+
+def _tool_request(
+    model: str, max_tokens: int, tool: dict[str, Any], system: list[dict[str, Any]], text: str
+) -> dict[str, Any]:
+    """A Messages API request that must answer by calling `tool`."""
     return {
         "model": model,
         "max_tokens": max_tokens,
-        "tools": [summary_tool()],
-        "tool_choice": {"type": "tool", "name": SUMMARY_TOOL},
-        "system": _system(SUMMARIZER_SYSTEM, job),
+        "tools": [tool],
+        "tool_choice": {"type": "tool", "name": tool["name"]},
+        "system": system,
         "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
     }
 
