@@ -2,7 +2,9 @@
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,3 +34,15 @@ def load_event(name: str) -> dict:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture
+def fake() -> Iterator[Any]:
+    """A fake Messages API on 127.0.0.1 for the real anthropic SDK (a FakeAnthropic)."""
+    from cronpilot.ai.client import clear_clients
+
+    from tests.support.fake_anthropic import FakeAnthropic
+
+    with FakeAnthropic() as server:
+        yield server
+    clear_clients()

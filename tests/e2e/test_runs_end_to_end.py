@@ -115,6 +115,14 @@ def test_executor_that_raises_is_caught_into_finalize_failure(cloud, store, cloc
     assert [r.status for r in runs] == [RunStatus.SUCCEEDED, RunStatus.FAILED]
 
 
+def local_run(job_file, *options: str) -> dict:
+    """`cronpilot local run JOBFILE --report PATH OPTIONS...`, which must succeed; the report it wrote."""
+    report_path = job_file.parent / "report.json"
+    result = CliRunner().invoke(app, ["local", "run", str(job_file), "--report", str(report_path), *options])
+    assert result.exit_code == 0, result.output
+    return json.loads(report_path.read_text())
+
+
 def test_local_run_report_field_by_field(tmp_path, target):
     # Given a job file that names endpoints on the local target
     job_file = tmp_path / "job.yaml"
@@ -131,26 +139,10 @@ endpoints:
     depends_on: [first]
 """
     )
-    report_path = tmp_path / "report.json"
     # When `cronpilot local run` runs it with a report
-    result = CliRunner().invoke(
-        app,
-        [
-            "local",
-            "run",
-            str(job_file),
-            "--ticks",
-            "2",
-            "--report",
-            str(report_path),
-            "--allow-private",
-            "127.0.0.0/8",
-            "--allow-port",
-            str(target.port),
-        ],
+    report = local_run(
+        job_file, "--ticks", "2", "--allow-private", "127.0.0.0/8", "--allow-port", str(target.port)
     )
-    assert result.exit_code == 0, result.output
-    report = json.loads(report_path.read_text())
     # Then every run has the documented fields with the right values
     assert len(report["runs"]) == 2
     first = report["runs"][0]
@@ -199,24 +191,9 @@ def test_local_run_refuses_loopback_unless_allowed(tmp_path, target):
             }
         )
     )
-    report_path = tmp_path / "report.json"
-    result = CliRunner().invoke(
-        app,
-        [
-            "local",
-            "run",
-            str(job_file),
-            "--ticks",
-            "1",
-            "--report",
-            str(report_path),
-            "--allow-port",
-            str(target.port),
-        ],
-    )
+    report = local_run(job_file, "--ticks", "1", "--allow-port", str(target.port))
     # Then the executor refuses the address before connecting
-    assert result.exit_code == 0, result.output
-    [run] = json.loads(report_path.read_text())["runs"]
+    [run] = report["runs"]
     assert run["steps"][0]["status"] == "failed"
     assert target.server.counts == {}
 

@@ -15,8 +15,6 @@ from cronpilot.models.run import RunRecord
 from cronpilot.store import Store
 from moto import mock_aws
 
-from tests.support.fake_anthropic import FakeAnthropic
-
 TABLE = "cronpilot-test"
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -59,16 +57,6 @@ class RecordingStarter:
 @pytest.fixture
 def starter() -> RecordingStarter:
     return RecordingStarter()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    """A fake Messages API on 127.0.0.1 for the real anthropic SDK."""
-    from cronpilot.ai.client import clear_clients
-
-    with FakeAnthropic() as server:
-        yield server
-    clear_clients()
 
 
 @pytest.fixture
