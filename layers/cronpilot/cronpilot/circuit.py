@@ -26,11 +26,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cronpilot import schema
 from cronpilot.clock import Clock, SystemClock, from_iso, to_iso
+from cronpilot.dynamo import deserialize, epoch_seconds, is_condition_failure, serialize
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from cronpilot.safehttp import HttpOutcome
     from cronpilot.store import Store
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Outcomes that mean nothing about the endpoint's health: the request never left (or was malformed).
 _NEUTRAL_KINDS = frozenset({"egress-denied", "invalid-request"})
@@ -145,7 +143,7 @@ class CircuitBreaker:
 
     def health(self, origin: str) -> Health:
         response = self.client.get_item(
-            TableName=self.table_name, Key=_ser(schema.endpoint_health_key(origin)), ConsistentRead=True
+            TableName=self.table_name, Key=serialize(schema.endpoint_health_key(origin)), ConsistentRead=True
         )
         item = response.get("Item")
         return _health_from_item(origin, item) if item else Health(origin=origin)
@@ -247,21 +245,21 @@ class CircuitBreaker:
             **values,
             ":probe": permit.probe_id,
             ":one": 1,
-            ":expires": _epoch_seconds(now + HEALTH_RETENTION),
+            ":expires": epoch_seconds(now + HEALTH_RETENTION),
             ":half": CircuitState.HALF_OPEN.value,
         }
         expression = _add_to_set(expression, "version = version + :one, #ttl = :expires")
         try:
             self.client.update_item(
                 TableName=self.table_name,
-                Key=_ser(schema.endpoint_health_key(permit.origin)),
+                Key=serialize(schema.endpoint_health_key(permit.origin)),
                 UpdateExpression=expression,
                 ConditionExpression="#state = :half AND probe_id = :probe",
                 ExpressionAttributeNames={"#state": "state", "#ttl": schema.TTL_ATTRIBUTE},
-                ExpressionAttributeValues=_ser(values),
+                ExpressionAttributeValues=serialize(values),
             )
         except ClientError as exc:
-            if not _is_condition_failure(exc):
+            if not is_condition_failure(exc):
                 raise
             # Our probe was declared stale and replaced: the newer probe decides.
 
@@ -271,7 +269,7 @@ class CircuitBreaker:
             **values,
             ":version": seen.version + 1,
             ":origin": seen.origin,
-            ":expires": _epoch_seconds(now + HEALTH_RETENTION),
+            ":expires": epoch_seconds(now + HEALTH_RETENTION),
         }
         expression = _add_to_set(expression, "version = :version, origin = :origin, #ttl = :expires")
         names = {"#ttl": schema.TTL_ATTRIBUTE}
@@ -289,14 +287,14 @@ class CircuitBreaker:
         try:
             self.client.update_item(
                 TableName=self.table_name,
-                Key=_ser(schema.endpoint_health_key(seen.origin)),
+                Key=serialize(schema.endpoint_health_key(seen.origin)),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_ser(values),
+                ExpressionAttributeValues=serialize(values),
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 return False
             raise
         return True
@@ -329,20 +327,8 @@ def _add_to_set(expression: str, assignments: str) -> str:
     return f"SET {assignments} {expression}".rstrip()
 
 
-def _ser(value: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in value.items()}
-
-
-def _epoch_seconds(value: datetime) -> int:
-    return int(value.timestamp())
-
-
-def _is_condition_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code", "") == "ConditionalCheckFailedException"
-
-
 def _health_from_item(origin: str, item: dict[str, Any]) -> Health:
-    data = {k: _deserializer.deserialize(v) for k, v in item.items()}
+    data = deserialize(item)
     started = data.get("probe_started_at")
     return Health(
         origin=origin,

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from cronpilot import schema
 from cronpilot.clock import from_iso, to_iso
+from cronpilot.dynamo import deserialize, epoch_seconds, is_condition_failure, serialize
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, parse_run_id
 
@@ -36,8 +36,6 @@ RUN_RETENTION = timedelta(days=90)
 DELETED = "deleted-job"
 TOMBSTONE_RETENTION = timedelta(days=1)
 DELETE_ATTEMPTS = 3
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 class StoreError(Exception):
@@ -83,17 +81,18 @@ class JobState:
 
     def runs_in_flight(self, now: datetime) -> list[str]:
         """Runs holding a live lease: the concurrent ones, and the current run."""
-        live = {run_id for run_id, until in (self.inflight or {}).items() if until > now}
-        if self.current_run_id and self.lease_live(now):
-            live.add(self.current_run_id)
-        return sorted(live)
+        return sorted(run_id for run_id, until in self._leases().items() if until > now)
 
     def abandoned_runs(self, now: datetime) -> list[str]:
         """Runs whose lease expired before they finished: the next claim fences them and records why."""
-        expired = {run_id for run_id, until in (self.inflight or {}).items() if until <= now}
-        if self.current_run_id and self.lease_expires_at is not None and self.lease_expires_at <= now:
-            expired.add(self.current_run_id)
-        return sorted(expired)
+        return sorted(run_id for run_id, until in self._leases().items() if until <= now)
+
+    def _leases(self) -> dict[str, datetime]:
+        """Every unfinished run's lease expiry (the current run's is also in `inflight` when concurrent)."""
+        leases = dict(self.inflight or {})
+        if self.current_run_id and self.lease_expires_at is not None:
+            leases.setdefault(self.current_run_id, self.lease_expires_at)
+        return leases
 
 
 @dataclass
@@ -112,28 +111,6 @@ class DuePage:
     scanned: int
 
 
-def _ser(value: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in value.items()}
-
-
-def _de(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
-
-
-def _epoch_seconds(value: datetime) -> int:
-    return int(value.timestamp())
-
-
-def _is_condition_failure(exc: ClientError) -> bool:
-    code = exc.response.get("Error", {}).get("Code", "")
-    if code == "ConditionalCheckFailedException":
-        return True
-    if code == "TransactionCanceledException":
-        reasons = exc.response.get("CancellationReasons", [])
-        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons
-    return False
-
-
 @functools.lru_cache(maxsize=32)
 def _parse_job(job_doc: str) -> Job:
     """Jobs are frozen and change rarely: a warm container validates each stored version once (every
@@ -142,7 +119,7 @@ def _parse_job(job_doc: str) -> Job:
 
 
 def _job_from_item(item: dict[str, Any]) -> JobRecord:
-    data = _de(item)
+    data = deserialize(item)
     lease = data.get("lease_expires_at")
     inflight = data.get("inflight")
     state = JobState(
@@ -182,18 +159,18 @@ def _run_to_item(run: RunRecord) -> dict[str, Any]:
         "scheduled_at": to_iso(run.scheduled_at),
         "epoch": run.epoch,
         "doc": json.dumps(doc, separators=(",", ":")),
-        schema.TTL_ATTRIBUTE: _epoch_seconds(run.scheduled_at + RUN_RETENTION),
+        schema.TTL_ATTRIBUTE: epoch_seconds(run.scheduled_at + RUN_RETENTION),
     }
-    return _ser(item)
+    return serialize(item)
 
 
 def _step_results(items: list[dict[str, Any]]) -> dict[str, StepResult]:
-    results = (StepResult.model_validate_json(_de(item)["doc"]) for item in items)
+    results = (StepResult.model_validate_json(deserialize(item)["doc"]) for item in items)
     return {result.step_id: result for result in results}
 
 
 def _run_from_item(item: dict[str, Any]) -> RunRecord:
-    data = _de(item)
+    data = deserialize(item)
     run = RunRecord.model_validate_json(data["doc"])
     # A claim marks a fenced run's status attribute alone (its stale holder can no longer write the doc).
     if data.get("status") == RunStatus.ABANDONED and not RunStatus(run.status).is_final:
@@ -209,11 +186,11 @@ def _abandon(table_name: str, run_id: str, now: datetime, *, fenced_by: str) -> 
     return {
         "Update": {
             "TableName": table_name,
-            "Key": _ser(schema.run_key(job_id, stamp)),
+            "Key": serialize(schema.run_key(job_id, stamp)),
             "UpdateExpression": "SET #status = :abandoned, abandoned_at = :now, abandoned_reason = :why",
             "ConditionExpression": "#status IN (:claimed, :running)",
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": _ser(
+            "ExpressionAttributeValues": serialize(
                 {
                     ":abandoned": RunStatus.ABANDONED.value,
                     ":now": to_iso(now),
@@ -275,7 +252,7 @@ class _JobUpdate:
 
     def lease_run(self, run_id: str, until: datetime) -> _JobUpdate:
         name = self._run_name(run_id)
-        self.values[f":{name}"] = _epoch_seconds(until)
+        self.values[f":{name}"] = epoch_seconds(until)
         self.sets.append(f"#inflight.#{name} = :{name}")
         return self
 
@@ -300,13 +277,13 @@ class _JobUpdate:
         expression = " ".join(clauses)
         request: dict[str, Any] = {
             "TableName": table_name,
-            "Key": _ser(schema.job_key(self.job_id)),
+            "Key": serialize(schema.job_key(self.job_id)),
             "UpdateExpression": expression,
             "ExpressionAttributeNames": dict(self.names),
         }
         values = {**self.values, **(condition_values or {})}
         if values:  # DynamoDB rejects an empty map here
-            request["ExpressionAttributeValues"] = _ser(values)
+            request["ExpressionAttributeValues"] = serialize(values)
         if condition is not None:
             request["ConditionExpression"] = condition
             if "#status" in condition:
@@ -343,7 +320,7 @@ class Store:
 
     def get_job(self, job_id: str) -> JobRecord:
         response = self.client.get_item(
-            TableName=self.table_name, Key=_ser(schema.job_key(job_id)), ConsistentRead=True
+            TableName=self.table_name, Key=serialize(schema.job_key(job_id)), ConsistentRead=True
         )
         if response.get("Item", {}).get("kind") != {"S": "job"}:  # absent, or a deleted job's tombstone
             raise JobNotFound(f"no job with id {job_id!r}")
@@ -355,7 +332,7 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "FilterExpression": "kind = :job",
-            "ExpressionAttributeValues": _ser({":job": "job"}),
+            "ExpressionAttributeValues": serialize({":job": "job"}),
         }
         while True:
             page = self.client.scan(**kwargs)
@@ -370,9 +347,9 @@ class Store:
         gone = {
             "ConditionCheck": {
                 "TableName": self.table_name,
-                "Key": _ser(schema.job_key(run.job_id)),
+                "Key": serialize(schema.job_key(run.job_id)),
                 "ConditionExpression": "attribute_not_exists(PK) OR kind = :deleted",
-                "ExpressionAttributeValues": _ser({":deleted": DELETED}),
+                "ExpressionAttributeValues": serialize({":deleted": DELETED}),
             }
         }
         put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
@@ -388,18 +365,18 @@ class Store:
                 "kind": DELETED,
                 "job_id": job_id,
                 "epoch": epoch + 1,
-                schema.TTL_ATTRIBUTE: _epoch_seconds(now + TOMBSTONE_RETENTION),
+                schema.TTL_ATTRIBUTE: epoch_seconds(now + TOMBSTONE_RETENTION),
             }
             try:
                 self.client.put_item(
                     TableName=self.table_name,
-                    Item=_ser(tombstone),
+                    Item=serialize(tombstone),
                     ConditionExpression="kind = :job AND epoch = :seen",
-                    ExpressionAttributeValues=_ser({":job": "job", ":seen": epoch}),
+                    ExpressionAttributeValues=serialize({":job": "job", ":seen": epoch}),
                 )
                 return
             except ClientError as exc:
-                if not _is_condition_failure(exc):
+                if not is_condition_failure(exc):
                     raise
         raise ClaimConflict(f"job {job_id!r} kept changing while it was being deleted: try again")
 
@@ -444,7 +421,7 @@ class Store:
             "KeyConditionExpression": "#pk = :shard AND #sk <= :now",
             "ExpressionAttributeNames": {"#pk": schema.DUE_INDEX_PK, "#sk": schema.DUE_INDEX_SK},
             # "~" sorts after every job id character, so every job due at exactly `now` is included.
-            "ExpressionAttributeValues": _ser({":shard": shard, ":now": f"{to_iso(now)}#~"}),
+            "ExpressionAttributeValues": serialize({":shard": shard, ":now": f"{to_iso(now)}#~"}),
             "Limit": page_size,
         }
         while True:
@@ -486,7 +463,7 @@ class Store:
         update = (
             _JobUpdate(seen.job_id)
             .set("lease_owner", owner)
-            .set("lease_expires_at", _epoch_seconds(lease_until))
+            .set("lease_expires_at", epoch_seconds(lease_until))
             .set("epoch", run.epoch)
             .set("current_run_id", run.run_id)
             .set("next_run_source", next_run_source)
@@ -500,10 +477,10 @@ class Store:
             if seen.state.inflight and run_id in seen.state.inflight:
                 update.release_run(run_id)
         if run.concurrent and seen.state.inflight is None:
-            update.set("inflight", {run.run_id: _epoch_seconds(lease_until)})
+            update.set("inflight", {run.run_id: epoch_seconds(lease_until)})
         elif run.concurrent:
             update.lease_run(run.run_id, lease_until)
-        condition_values: dict[str, Any] = {":now_s": _epoch_seconds(now), ":active": JobStatus.ACTIVE.value}
+        condition_values: dict[str, Any] = {":now_s": epoch_seconds(now), ":active": JobStatus.ACTIVE.value}
         condition = self._seen_condition(seen, condition_values) + " AND #status = :active"
         if not run.concurrent:
             condition += " AND (attribute_not_exists(lease_expires_at) OR lease_expires_at < :now_s)"
@@ -517,7 +494,7 @@ class Store:
                         # A run that failed to start may be claimed again for the same slot.
                         "ConditionExpression": "attribute_not_exists(PK) OR #status = :start_failed",
                         "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": _ser({":start_failed": "start_failed"}),
+                        "ExpressionAttributeValues": serialize({":start_failed": "start_failed"}),
                     }
                 },
                 *(_abandon(self.table_name, run_id, now, fenced_by=run.run_id) for run_id in abandoned),
@@ -565,7 +542,7 @@ class Store:
     def get_run(self, run_id: str) -> RunRecord:
         job_id, stamp = parse_run_id(run_id)
         response = self.client.get_item(
-            TableName=self.table_name, Key=_ser(schema.run_key(job_id, stamp)), ConsistentRead=True
+            TableName=self.table_name, Key=serialize(schema.run_key(job_id, stamp)), ConsistentRead=True
         )
         if "Item" not in response:
             raise RunNotFound(f"no run with id {run_id!r}")
@@ -585,17 +562,17 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :run)",
-            "ExpressionAttributeValues": _ser({":pk": f"job#{job_id}", ":run": "run#"}),
+            "ExpressionAttributeValues": serialize({":pk": f"job#{job_id}", ":run": "run#"}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
         if after:
-            kwargs["ExclusiveStartKey"] = _ser(schema.run_key(job_id, after))
+            kwargs["ExclusiveStartKey"] = serialize(schema.run_key(job_id, after))
         page = self.client.query(**kwargs)
         runs = [_run_from_item(item) for item in page.get("Items", [])]
         token = None
         if "LastEvaluatedKey" in page:
-            token = _de(page["LastEvaluatedKey"])["SK"].removeprefix("run#")
+            token = deserialize(page["LastEvaluatedKey"])["SK"].removeprefix("run#")
         return runs, token
 
     def save_run(self, run: RunRecord) -> None:
@@ -610,9 +587,9 @@ class Store:
             **schema.step_key(run_id, result.step_id),
             "kind": "step",
             "doc": result.model_dump_json(),
-            schema.TTL_ATTRIBUTE: _epoch_seconds(now + RUN_RETENTION),
+            schema.TTL_ATTRIBUTE: epoch_seconds(now + RUN_RETENTION),
         }
-        put = {"Put": {"TableName": self.table_name, "Item": _ser(item)}}
+        put = {"Put": {"TableName": self.table_name, "Item": serialize(item)}}
         self._transact([self._fence(job_id, run_id, epoch), put])
 
     def get_step_context(
@@ -633,13 +610,13 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :step)",
-            "ExpressionAttributeValues": _ser({":pk": f"run#{run_id}", ":step": "step#"}),
+            "ExpressionAttributeValues": serialize({":pk": f"run#{run_id}", ":step": "step#"}),
             "ConsistentRead": True,
         }
         while True:
             page = self.client.query(**kwargs)
             for item in page.get("Items", []):
-                result = StepResult.model_validate_json(_de(item)["doc"])
+                result = StepResult.model_validate_json(deserialize(item)["doc"])
                 results[result.step_id] = result
             if "LastEvaluatedKey" not in page:
                 return results
@@ -691,7 +668,7 @@ class Store:
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for start in range(0, len(keys), 100):  # BatchGetItem's limit
-            chunk = [_ser(key) for key in keys[start : start + 100]]
+            chunk = [serialize(key) for key in keys[start : start + 100]]
             request: dict[str, Any] = {self.table_name: {"Keys": chunk, "ConsistentRead": True}}
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
@@ -705,10 +682,10 @@ class Store:
         return {
             "ConditionCheck": {
                 "TableName": self.table_name,
-                "Key": _ser(schema.job_key(job_id)),
+                "Key": serialize(schema.job_key(job_id)),
                 "ConditionExpression": "epoch = :epoch OR attribute_exists(#inflight.#run)",
                 "ExpressionAttributeNames": {"#inflight": "inflight", "#run": run_id},
-                "ExpressionAttributeValues": _ser({":epoch": epoch}),
+                "ExpressionAttributeValues": serialize({":epoch": epoch}),
             }
         }
 
@@ -716,6 +693,6 @@ class Store:
         try:
             self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 raise conflict(str(exc.response.get("Error", {}).get("Message", ""))) from exc
             raise

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from cronpilot import schema
+from cronpilot.dynamo import deserialize, epoch_seconds, is_condition_failure, serialize
 from cronpilot.models.run import TokenUsage
 
 if TYPE_CHECKING:
@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
 USAGE_RETENTION = timedelta(days=90)
 _FIELDS = ("input", "output", "cache_read", "cache_write")
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 def usage_day(now: datetime) -> str:
@@ -59,7 +57,7 @@ class UsageStore:
                 condition_values={":room": limit - tokens},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failure(exc):
                 return None
             raise
         return reservation
@@ -89,10 +87,10 @@ class UsageStore:
     def _item(self, job_id: str, day: str) -> dict[str, Any]:
         response = self.client.get_item(
             TableName=self.table_name,
-            Key={k: _serializer.serialize(v) for k, v in schema.usage_key(job_id, day).items()},
+            Key=serialize(schema.usage_key(job_id, day)),
             ConsistentRead=True,
         )
-        return {k: _deserializer.deserialize(v) for k, v in response.get("Item", {}).items()}
+        return deserialize(response.get("Item", {}))
 
     def _update(
         self,
@@ -105,9 +103,7 @@ class UsageStore:
         condition_values: dict[str, Any] | None = None,
     ) -> None:
         values: dict[str, Any] = {f":{name}": value for name, value in counters.items()}
-        values.update(
-            {":kind": "usage", ":job_id": job_id, ":expires": int((now + USAGE_RETENTION).timestamp())}
-        )
+        values.update({":kind": "usage", ":job_id": job_id, ":expires": epoch_seconds(now + USAGE_RETENTION)})
         values.update(condition_values or {})
         names = {f"#{name}": name for name in counters}
         names.update({"#kind": "kind", "#ttl": schema.TTL_ATTRIBUTE})
@@ -116,10 +112,10 @@ class UsageStore:
         adds = ", ".join(f"#{name} :{name}" for name in counters)
         request: dict[str, Any] = {
             "TableName": self.table_name,
-            "Key": {k: _serializer.serialize(v) for k, v in schema.usage_key(job_id, day).items()},
+            "Key": serialize(schema.usage_key(job_id, day)),
             "UpdateExpression": f"SET #kind = :kind, job_id = :job_id, #ttl = :expires ADD {adds}",
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": {k: _serializer.serialize(v) for k, v in values.items()},
+            "ExpressionAttributeValues": serialize(values),
         }
         if condition:
             request["ConditionExpression"] = condition
