@@ -172,7 +172,7 @@ def test_a_job_deleted_and_recreated_under_its_id_still_fences_the_old_runs(stor
     apply(store, "reborn", schedule={"rate": "5m"})
     Discovery(store, starter, clock, owner="a").tick()
     old_run = store.get_run("reborn.20261122T090000Z")
-    store.delete_job("reborn", clock.now())
+    store.delete_job(store.get_job("reborn"), clock.now())
     with pytest.raises(JobNotFound):
         store.get_job("reborn")
     assert store.list_jobs() == []

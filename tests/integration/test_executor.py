@@ -97,7 +97,7 @@ def test_a_missing_dependency_result_skips_the_step(store, job, executor, server
 
 
 def test_a_step_whose_job_was_deleted_fails_without_calling_and_records_nothing(store, job, executor, server):
-    store.delete_job("job-1", START)
+    store.delete_job(store.get_job("job-1"), START)
 
     with pytest.raises(JobNotFound):
         executor.execute(task("a"))

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.scheduling import first_run_at
-from cronpilot.store import JobNotFound, JobRecord, Store
+from cronpilot.store import ClaimConflict, JobNotFound, JobRecord, Store
 
 
 class OperationError(Exception):
@@ -111,10 +111,14 @@ def trigger_job(store: Store, job_id: str, now: datetime) -> None:
 def delete_job(store: Store, job_id: str, now: datetime, *, force: bool = False) -> None:
     """Refuse while runs are in flight unless forced: their remaining writes are then discarded and
     each is recorded as failed when its execution ends."""
-    in_flight = store.get_job(job_id).state.runs_in_flight(now)
+    record = store.get_job(job_id)
+    in_flight = record.state.runs_in_flight(now)
     if in_flight and not force:
         raise OperationError(
             f"job {job_id!r} has run(s) in flight ({', '.join(in_flight)}): wait for them to finish, "
             "or pass --force to delete it anyway"
         )
-    store.delete_job(job_id, now)
+    try:
+        store.delete_job(record, now)  # the version checked above, or nothing
+    except ClaimConflict as exc:
+        raise OperationError(f"{exc} (a run was just claimed): try again") from exc

@@ -35,7 +35,6 @@ RUN_RETENTION = timedelta(days=90)
 # A deleted job leaves this tombstone; it outlives any execution of the job (25-minute timeout).
 DELETED = "deleted-job"
 TOMBSTONE_RETENTION = timedelta(days=1)
-DELETE_ATTEMPTS = 3
 
 
 class StoreError(Exception):
@@ -355,30 +354,29 @@ class Store:
         put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
         self._transact([gone, put])
 
-    def delete_job(self, job_id: str, now: datetime) -> None:
-        """Replace the job with a tombstone that keeps its fencing epoch, one past the last claim, for a
-        day: a run of the deleted job can then never write to a job re-created under the same id."""
-        for _ in range(DELETE_ATTEMPTS):
-            epoch = self.get_job(job_id).state.epoch
-            tombstone = {
-                **schema.job_key(job_id),
-                "kind": DELETED,
-                "job_id": job_id,
-                "epoch": epoch + 1,
-                schema.TTL_ATTRIBUTE: epoch_seconds(now + TOMBSTONE_RETENTION),
-            }
-            try:
-                self.client.put_item(
-                    TableName=self.table_name,
-                    Item=serialize(tombstone),
-                    ConditionExpression="kind = :job AND epoch = :seen",
-                    ExpressionAttributeValues=serialize({":job": "job", ":seen": epoch}),
-                )
-                return
-            except ClientError as exc:
-                if not is_condition_failure(exc):
-                    raise
-        raise ClaimConflict(f"job {job_id!r} kept changing while it was being deleted: try again")
+    def delete_job(self, seen: JobRecord, now: datetime) -> None:
+        """Replace the job the caller read with a tombstone that keeps its fencing epoch, one past the
+        last claim, for a day: a run of the deleted job can then never write to a job re-created under
+        the same id. ClaimConflict if a run was claimed since the caller read the job."""
+        epoch = seen.state.epoch
+        tombstone = {
+            **schema.job_key(seen.job_id),
+            "kind": DELETED,
+            "job_id": seen.job_id,
+            "epoch": epoch + 1,
+            schema.TTL_ATTRIBUTE: epoch_seconds(now + TOMBSTONE_RETENTION),
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=serialize(tombstone),
+                ConditionExpression="kind = :job AND epoch = :seen",
+                ExpressionAttributeValues=serialize({":job": "job", ":seen": epoch}),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise ClaimConflict(f"job {seen.job_id!r} changed while it was being deleted") from exc
+            raise
 
     def set_job_schedule_state(
         self,
