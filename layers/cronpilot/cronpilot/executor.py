@@ -139,6 +139,9 @@ class StepExecutor:
             error=outcome.error,
             body=outcome.body,
             body_truncated=outcome.body_truncated,
+            error_kind=outcome.error_kind,
+            content_type=outcome.content_type,
+            body_bytes=outcome.body_bytes,
         )
 
     def _blocked_by_dependency(

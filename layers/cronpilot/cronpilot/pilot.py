@@ -60,8 +60,10 @@ class PilotPlanner(_Pilot):
         if choice is None or not choice.enabled:
             return DeterministicPlanner().plan(job, context)
         from cronpilot.ai.planner_ai import AiPlanner
+        from cronpilot.ai.standing import StandingPlanner
 
-        ai = AiPlanner(**self._model_args(choice), decided_by=f"{choice.provider}:{choice.model}")
+        model = AiPlanner(**self._model_args(choice), decided_by=f"{choice.provider}:{choice.model}")
+        ai = StandingPlanner(model, self.runtime.clock)
         if not choice.shadow:
             return ai.plan(job, context)
         return shadow_plan(job, context, ai)
@@ -72,9 +74,10 @@ class PilotSummarizer(_Pilot):
         choice = self._choice(job)
         if choice is None or not choice.enabled:
             return DeterministicSummarizer().propose(job, context)
+        from cronpilot.ai.standing import StandingSummarizer
         from cronpilot.ai.summarizer_ai import AiSummarizer
 
-        ai = AiSummarizer(**self._model_args(choice))
+        ai = StandingSummarizer(AiSummarizer(**self._model_args(choice)))
         if not choice.shadow:
             return ai.propose(job, context)
         return shadow_proposal(job, context, ai)
@@ -85,7 +88,13 @@ def shadow_plan(job: Job, context: PlanContext, ai: PlanStrategy) -> PlanDecisio
     executed = DeterministicPlanner().plan(job, context)
     proposed = ai.plan(job, context)
     executed.plan = executed.plan.model_copy(update={"shadow": proposed.plan})
-    return PlanDecision(plan=executed.plan, tokens=proposed.tokens, failures=proposed.failures)
+    return PlanDecision(
+        plan=executed.plan,
+        tokens=proposed.tokens,
+        failures=proposed.failures,
+        standing=proposed.standing,
+        consult=proposed.consult,
+    )
 
 
 def shadow_proposal(job: Job, context: SummaryContext, ai: SummaryStrategy) -> Proposal:
@@ -94,5 +103,7 @@ def shadow_proposal(job: Job, context: SummaryContext, ai: SummaryStrategy) -> P
     proposed = ai.propose(job, context)
     executed.tokens = proposed.tokens
     executed.failures = proposed.failures
+    executed.standing = proposed.standing
+    executed.consult = proposed.consult
     executed.shadow = proposed
     return executed

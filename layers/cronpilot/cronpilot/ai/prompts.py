@@ -26,6 +26,12 @@ MAX_BODIES_CHARS = 8_000  # all step bodies together
 MIN_BODY_CHARS = 200
 MAX_ERROR_CHARS = 300
 CACHE = {"type": "ephemeral"}
+# Decisions stand: later runs without news reuse them without asking the model (cronpilot.domain.news).
+VALID_FOR = {
+    "type": ["integer", "null"],
+    "description": "How many seconds this decision stays right if nothing changes (later runs without "
+    "news reuse it without asking you; the job's max_decision_age caps it); null for the maximum.",
+}
 
 PLANNER_SYSTEM = """\
 You are the planner of cronpilot, a job scheduler. Each run of a job calls some of the job's \
@@ -67,9 +73,10 @@ def plan_tool() -> dict[str, Any]:
         "input_schema": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["rationale", "steps"],
+            "required": ["rationale", "steps", "valid_for_seconds"],
             "properties": {
                 "rationale": {"type": "string", "description": "Why this plan, in one sentence."},
+                "valid_for_seconds": VALID_FOR,
                 "steps": {
                     "type": "array",
                     "description": "Endpoints to call this run.",
@@ -100,7 +107,7 @@ def summary_tool() -> dict[str, Any]:
         "input_schema": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["summary", "next_run", "rationale"],
+            "required": ["summary", "next_run", "rationale", "valid_for_seconds", "consult_again_at"],
             "properties": {
                 "summary": {"type": "string", "description": "What happened in this run, for an operator."},
                 "next_run": {
@@ -115,6 +122,12 @@ def summary_tool() -> dict[str, Any]:
                     },
                 },
                 "rationale": {"type": "string", "description": "Why this next run serves the goal."},
+                "valid_for_seconds": VALID_FOR,
+                "consult_again_at": {
+                    "type": ["string", "null"],
+                    "description": "ISO-8601 UTC time at which you want to be asked again even if nothing "
+                    "changes, or null.",
+                },
             },
         },
     }
