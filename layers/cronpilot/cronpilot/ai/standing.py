@@ -137,8 +137,10 @@ def standing_proposal(job: Job, context: SummaryContext, proposal: Proposal) -> 
     now = context.now.replace(microsecond=0)
     until = valid_until(job, now, proposal.valid_for)
     interval = None
-    if proposal.pause_until is not None:
-        until = min(until, proposal.pause_until)
+    pause_until = proposal.pause_until
+    if pause_until is not None:  # clamped as the summarizer will clamp it
+        pause_until = min(pause_until, now + job.guardrails.max_pause)
+        until = min(until, pause_until)
     elif proposal.at is not None:
         interval = max(int((proposal.at - now).total_seconds()), 0)
     return StandingDecision(
@@ -150,7 +152,7 @@ def standing_proposal(job: Job, context: SummaryContext, proposal: Proposal) -> 
         inputs=context.inputs or DecisionInputs(job=""),
         next_run=StandingProposal(
             interval_seconds=interval,
-            pause_until=proposal.pause_until,
+            pause_until=pause_until,
             summary=proposal.summary,
             reason=proposal.reason,
         ),
