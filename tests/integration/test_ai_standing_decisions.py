@@ -11,16 +11,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from cronpilot.circuit import CircuitBreaker
+from cronpilot.ai.pilot import PilotPlanner, PilotSummarizer
 from cronpilot.clock import FixedClock
+from cronpilot.dal.store import LeaseLost, Store
+from cronpilot.domain.circuit import CircuitBreaker
 from cronpilot.domain.news import ASK_AI_TRIGGER
+from cronpilot.domain.planning import plan_run
+from cronpilot.domain.summarizing import summarize_run
 from cronpilot.models.job import Job
 from cronpilot.models.run import RunRecord, RunRef, StepResult
-from cronpilot.pilot import PilotPlanner, PilotSummarizer
-from cronpilot.planner import plan_run
 from cronpilot.runtime import Runtime
-from cronpilot.store import LeaseLost, Store
-from cronpilot.summarizer import summarize_run
 
 from tests.integration.conftest import START, TABLE
 from tests.support.factories import endpoint, make_job
@@ -100,7 +100,7 @@ class Pilot:
         ref = self._claim(at, trigger)
         runtime = Runtime(settings=ai_settings(self.fake, TABLE, **settings), clock=FixedClock(at))
         runtime.__dict__["store"] = self.store
-        plan_run(self.store, FixedClock(at), ref, PilotPlanner(runtime))
+        plan_run(self.store, runtime.health_store, FixedClock(at), ref, PilotPlanner(runtime))
         finished = at + timedelta(seconds=STEP_SECONDS)
         for result in (results or healthy()).values():
             self.store.put_step_result(self.job.id, ref.run_id, ref.epoch, result, finished)
@@ -135,6 +135,12 @@ def healthy(**overrides: StepResult) -> dict[str, StepResult]:
     results = {"orders": ok("orders"), "ping": ok("ping", {"pong": True})}
     results.update(overrides)
     return results
+
+
+def health_store(store: Store):
+    from cronpilot.dal.health import DynamoHealthStore
+
+    return DynamoHealthStore(store.table_name, store.client)
 
 
 def phase_calls(pilot: Pilot, before: Counter[str]) -> tuple[int, int]:
@@ -222,22 +228,25 @@ def test_a_changed_job_definition_asks_once_per_phase(pilot):
 
 def test_a_circuit_that_opens_then_closes_asks_once_per_phase_each_time(pilot):
     before = _settled(pilot)
-    breaker = CircuitBreaker.for_store(pilot.store, FixedClock(at(40)))
+    breaker = CircuitBreaker(health_store(pilot.store), FixedClock(at(40)))
     for _ in range(breaker.policy.failure_threshold):
         breaker.record_failure(breaker.acquire("https://ping.example.com/"))
-    opened = pilot.run(at(62))
+    refused = StepResult(step_id="ping", endpoint_id="ping", status="skipped", skip_reason="circuit-open")
+    opened = pilot.run(at(62), healthy(ping=refused))
     assert phase_calls(pilot, before) == (1, 1)
-    assert "circuit: endpoint 'ping' circuit closed -> open" in opened.consults[0].news
-    pilot.run(at(63))  # still open (half-open counts as open): no news
+    assert opened.consults[0].news == ["circuit: endpoint 'ping' circuit closed -> open"]
+    assert opened.consults[1].news == ["circuit: endpoint 'ping' circuit closed -> open"]
+    pilot.run(at(63), healthy(ping=refused))  # still open (half-open counts as open): no news
     assert phase_calls(pilot, before) == (1, 1)
-    probe = breaker.acquire("https://ping.example.com/") if False else None  # noqa: F841
-    later = CircuitBreaker.for_store(pilot.store, FixedClock(at(80)))
+    later = CircuitBreaker(health_store(pilot.store), FixedClock(at(80)))
     permit = later.acquire("https://ping.example.com/")
     assert permit.allowed
     later.record_success(permit)
     closed = pilot.run(at(94))
     assert phase_calls(pilot, before) == (2, 2)
-    assert "circuit: endpoint 'ping' circuit open -> closed" in closed.consults[0].news
+    assert closed.consults[0].news == ["circuit: endpoint 'ping' circuit open -> closed"]
+    pilot.run(at(125))
+    assert phase_calls(pilot, before) == (2, 2)
 
 
 def test_a_failing_step_asks_the_summarizer_at_once_and_the_planner_on_the_next_run(pilot):

@@ -208,10 +208,15 @@ def test_size_classes_are_orders_of_magnitude():
     ]
 
 
-def test_the_latest_observations_skip_runs_in_flight():
+def test_the_latest_observations_are_each_endpoints_newest():
     job = _job()
-    finished = RunRecord.claimed(job.id, NOW - timedelta(minutes=15), 1, "schedule", NOW)
-    finished.observations = observe(job, BASE)
-    in_flight = RunRecord.claimed(job.id, NOW, 2, "schedule", NOW)
-    assert latest_observations([in_flight, finished]) == finished.observations
+    older = RunRecord.claimed(job.id, NOW - timedelta(minutes=30), 1, "schedule", NOW)
+    older.observations = observe(job, BASE)
+    refused = StepResult(step_id="ping", endpoint_id="ping", status="skipped", skip_reason="circuit-open")
+    newer = RunRecord.claimed(job.id, NOW - timedelta(minutes=15), 2, "schedule", NOW)
+    newer.observations = observe(job, [_ok("orders", {"status": "ok", "data": {"version": 2}}), refused])
+    assert set(newer.observations) == {"orders"}  # a refused step says nothing about its endpoint
+    in_flight = RunRecord.claimed(job.id, NOW, 3, "schedule", NOW)
+    latest = latest_observations([in_flight, newer, older])
+    assert latest == {"orders": newer.observations["orders"], "ping": older.observations["ping"]}
     assert latest_observations([]) == {}

@@ -14,15 +14,7 @@ from datetime import datetime, timedelta
 
 from cronpilot.clock import Clock
 from cronpilot.domain.news import News, find_news
-from cronpilot.models.job import Job
-from cronpilot.models.run import (
-    AiConsult,
-    DecisionInputs,
-    PlanRecord,
-    StandingDecision,
-    StandingProposal,
-)
-from cronpilot.strategies import (
+from cronpilot.domain.strategies import (
     DeterministicSummarizer,
     PlanContext,
     PlanDecision,
@@ -31,6 +23,14 @@ from cronpilot.strategies import (
     SummaryContext,
     SummaryStrategy,
     plain_summary,
+)
+from cronpilot.models.job import Job
+from cronpilot.models.run import (
+    AiConsult,
+    DecisionInputs,
+    PlanRecord,
+    StandingDecision,
+    StandingProposal,
 )
 
 AI_PLAN_SOURCES = frozenset({"ai", "ai-repaired"})

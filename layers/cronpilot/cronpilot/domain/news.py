@@ -9,7 +9,8 @@ Inputs, and what changes in them count:
 - the job definition (a digest of everything but its status: pausing is not news);
 - each endpoint's circuit, closed or open (half-open counts as open: a cool-down ending is not news);
 - each endpoint's outcome class: success/2xx, failure/4xx, failure/5xx, failure/<network kind>,
-  timeout, skipped (an endpoint seen for the first time is news; one not called this run is not);
+  timeout, skipped (an endpoint seen for the first time is news; one not called this run, or refused
+  by its open circuit, is not: the planner compares each endpoint's newest observation);
 - each endpoint's response fingerprint: status, content type, body size class, the set of top-level
   JSON keys, and the value of every JMESPath expression the endpoint lists under `watch:`.
 Values are kept as short digests: a decision never stores response bodies.
@@ -34,6 +35,7 @@ from cronpilot.models.run import (
     StepStatus,
 )
 
+CIRCUIT_OPEN = "circuit-open"  # the executor's skip reason for a step its circuit refused
 ASK_AI_TRIGGER = "ask-ai"  # the run trigger of `cronpilot jobs trigger --ask-ai`
 # Body size classes by order of magnitude: a body growing past one is news, jitter inside one is not.
 SIZE_CLASSES = (
@@ -136,13 +138,34 @@ def observe_step(endpoint: Endpoint | None, result: StepResult) -> StepObservati
 
 
 def observe(job: Job, results: list[StepResult]) -> dict[str, StepObservation]:
+    """Every step's observation, except steps their circuit refused: those say nothing about the
+    endpoint (the circuit's own state is an input of its own)."""
     endpoints = {e.id: e for e in job.endpoints}
-    return {r.endpoint_id: observe_step(endpoints.get(r.endpoint_id), r) for r in results}
+    return {
+        r.endpoint_id: observe_step(endpoints.get(r.endpoint_id), r)
+        for r in results
+        if r.skip_reason != CIRCUIT_OPEN
+    }
 
 
 def latest_observations(history: list[RunRecord]) -> dict[str, StepObservation]:
-    """What the newest finished run observed (history is newest first; runs in flight have none)."""
-    return next((run.observations for run in history if run.observations), {})
+    """Each endpoint's newest observation in the history (newest first; runs in flight have none):
+    an endpoint left out of a run, or refused by its circuit, keeps what was last seen of it."""
+    latest: dict[str, StepObservation] = {}
+    for run in history:
+        for endpoint_id, observation in run.observations.items():
+            latest.setdefault(endpoint_id, observation)
+    return latest
+
+
+def experienced_circuits(results: list[StepResult]) -> dict[str, str]:
+    """The circuits as this run met them: open where a step was refused by its circuit, closed where
+    a call went out (the summarizer reads no health items: its steps already met every circuit)."""
+    return {
+        r.endpoint_id: "open" if r.skip_reason == CIRCUIT_OPEN else "closed"
+        for r in results
+        if r.skip_reason == CIRCUIT_OPEN or r.status != StepStatus.SKIPPED
+    }
 
 
 def inputs_of(job: Job, circuits: dict[str, str], steps: dict[str, StepObservation]) -> DecisionInputs:
