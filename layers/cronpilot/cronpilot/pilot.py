@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cronpilot.ai.client import LlmChoice, LlmConfigError, choose, make_client
+from cronpilot.ai.pricing import price_table
 from cronpilot.models.job import Job
 from cronpilot.observability import logger
 from cronpilot.runtime import Runtime
@@ -51,6 +52,7 @@ class _Pilot:
             "client_factory": lambda: make_client(choice.provider, self.runtime.settings),
             "usage_store": UsageStore(store.table_name, store.client),
             "clock": self.runtime.clock,
+            "prices": price_table(self.runtime.settings.llm_prices),
         }
 
 
