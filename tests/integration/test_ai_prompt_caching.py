@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cronpilot.ai.pilot import PilotPlanner, PilotSummarizer
 from cronpilot.clock import FixedClock
+from cronpilot.dal.store import Store
+from cronpilot.domain.planning import plan_run
+from cronpilot.domain.strategies import SummaryContext
 from cronpilot.models.run import RunRecord, StepResult
-from cronpilot.pilot import PilotPlanner, PilotSummarizer
-from cronpilot.planner import plan_run
 from cronpilot.runtime import Runtime
-from cronpilot.store import Store
-from cronpilot.strategies import SummaryContext
 
 from tests.integration.conftest import START, TABLE
 from tests.support.factories import endpoint, make_job
@@ -38,7 +38,7 @@ def _plan(store: Store, fake: FakeAnthropic, job, at) -> RunRecord:
     runtime = Runtime(settings=ai_settings(fake, TABLE), clock=clock)
     runtime.__dict__["store"] = store
     ref = claim_run(store, job, at)
-    plan_run(store, clock, ref, PilotPlanner(runtime))
+    plan_run(store, runtime.health_store, clock, ref, PilotPlanner(runtime))
     return store.get_run(ref.run_id)
 
 

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from cronpilot.ai.pricing import Price, model_family
+from cronpilot.domain.scheduling import next_slot
 from cronpilot.models.job import Job
-from cronpilot.scheduling import next_slot
 
 # Minimum cacheable prompt length per model, in tokens (the whole prefix up to a breakpoint). From
 # "Cache limitations" in https://platform.claude.com/docs/en/build-with-claude/prompt-caching (checked

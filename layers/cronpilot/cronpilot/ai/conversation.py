@@ -20,10 +20,10 @@ from cronpilot.ai.failures import REPAIRABLE, FailureClass, LlmCallError, record
 from cronpilot.ai.pricing import LIST_PRICES, PriceTable
 from cronpilot.ai.prompts import estimate_tokens
 from cronpilot.clock import Clock
+from cronpilot.domain.ports import Reservation, UsageLedger
 from cronpilot.models.job import Job
 from cronpilot.models.run import LlmFailure, TokenUsage
 from cronpilot.observability import logger
-from cronpilot.usage_store import Reservation, UsageStore
 
 ENUM_ERRORS = frozenset({"literal_error", "enum"})
 MAX_ERRORS_FED_BACK = 10
@@ -102,7 +102,7 @@ class ModelStrategy:
 
     model: str
     client_factory: Callable[[], Any]
-    usage_store: UsageStore | None
+    usage_store: UsageLedger | None
     clock: Clock
     max_repairs: int
     prices: PriceTable = field(default_factory=lambda: PriceTable(LIST_PRICES))
@@ -143,7 +143,7 @@ class Conversation:
         job: Job,
         tool_name: str,
         client_factory: Callable[[], Any],
-        usage_store: UsageStore | None,
+        usage_store: UsageLedger | None,
         clock: Clock,
         run_tokens: TokenUsage,
         max_repairs: int,
