@@ -191,6 +191,8 @@ def test_the_first_run_asks_once_per_phase_and_later_runs_without_news_reuse_its
         assert run.consults[0].reason.startswith(f"no news since run {second.run_id}")
         assert run.consults[1].reason.startswith(f"no news since run {first.run_id}")
         assert run.tokens.total == 0
+        assert run.tokens.calls == 0
+        assert run.tokens.reuses == 2
     # the standing 30-minute cadence applies from the run that reuses it
     assert fourth.next_run.at == at(93) + timedelta(seconds=STEP_SECONDS + 1800)
     assert "no news" in fourth.summary

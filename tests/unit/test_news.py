@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cronpilot.clock import FixedClock
+from cronpilot.domain.discovery import Discovery
 from cronpilot.domain.news import (
     ASK_AI_TRIGGER,
     NewsKind,
@@ -16,9 +18,11 @@ from cronpilot.domain.news import (
     outcome_class,
     size_class,
 )
+from cronpilot.domain.operations import trigger_job
 from cronpilot.models.run import RunRecord, StandingDecision, StepResult, StepStatus
 
 from tests.support.factories import endpoint, make_job
+from tests.support.memory import InMemoryStore, RecordingStarter
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -220,3 +224,20 @@ def test_the_latest_observations_are_each_endpoints_newest():
     latest = latest_observations([in_flight, newer, older])
     assert latest == {"orders": newer.observations["orders"], "ping": older.observations["ping"]}
     assert latest_observations([]) == {}
+
+
+def test_an_operator_trigger_with_ask_ai_claims_a_run_whose_trigger_is_news():
+    # Given a job triggered by an operator with --ask-ai
+    store, starter = InMemoryStore(), RecordingStarter()
+    job = _job()
+    store.put_job(job, next_run_at=NOW + timedelta(hours=1), source="baseline", reason="test", now=NOW)
+    trigger_job(store, job.id, NOW, ask_ai=True)
+    # When discovery claims it
+    claimed = Discovery(store, starter, FixedClock(NOW), owner="tick").tick().claimed
+    # Then the run's trigger is ask-ai, which is news for both phases
+    run = store.get_run(claimed[0])
+    assert run.trigger == ASK_AI_TRIGGER
+    inputs = inputs_of(job, {}, observe(job, BASE))
+    assert [n.kind for n in find_news(_decision(job, BASE), inputs, now=NOW, trigger=run.trigger)] == [
+        NewsKind.ASK_AI
+    ]

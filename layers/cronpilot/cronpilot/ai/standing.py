@@ -31,6 +31,7 @@ from cronpilot.models.run import (
     PlanRecord,
     StandingDecision,
     StandingProposal,
+    TokenUsage,
 )
 
 AI_PLAN_SOURCES = frozenset({"ai", "ai-repaired"})
@@ -80,6 +81,7 @@ class StandingPlanner:
         if not news and standing is not None and standing.plan is not None:
             return PlanDecision(
                 plan=reused_plan(standing.plan, standing.run_id),
+                tokens=TokenUsage(reuses=1),
                 consult=AiConsult(
                     phase="plan",
                     called=False,
@@ -177,5 +179,6 @@ def reused_proposal(job: Job, context: SummaryContext, standing: StandingDecisio
         reason=f"standing decision of run {standing.run_id}: {kept.reason}"[:500],
         pause_until=pause_until,
         reused_from=standing.run_id,
+        tokens=TokenUsage(reuses=1),
         consult=AiConsult(phase="summarize", called=False, reused_from=standing.run_id, reason=why),
     )
