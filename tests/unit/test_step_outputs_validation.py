@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cronpilot.jobfiles import JobFileError, load_job_file
+from cronpilot.models.job import Job
 from cronpilot.models.workflow import MAX_EXTRACTS_PER_JOB
 
 from tests.support.factories import endpoint, job_doc
@@ -204,3 +205,26 @@ def test_valid_expectations_load(tmp_path):
 def test_signing_needs_a_secret_name(tmp_path):
     message = problems(tmp_path, endpoint("a", signing={"key": "x"}))
     assert "endpoints[0:a].signing.secret: required field is missing" in message
+
+
+def test_a_job_with_every_new_field_survives_its_stored_form():
+    doc = job_doc(
+        signing={"secret": "job-key"},
+        endpoints=[
+            endpoint(
+                "login",
+                extract={"token": "t", "cursor": {"path": "c", "show": True}},
+                signing={"secret": "k"},
+            ),
+            endpoint(
+                "use",
+                "https://api.example.com/x?c={{ steps.login.cursor }}",
+                depends_on=["login"],
+                expect={"status": [200, "3xx"], "json": {"a": 1}, "contains": "ok", "max_latency": "250ms"},
+            ),
+        ],
+    )
+    job = Job.model_validate(doc)
+    assert Job.model_validate_json(job.model_dump_json()) == job
+    assert Job.model_validate(json.loads(json.dumps(job.model_dump(mode="json")))) == job
+    assert "expect" in json.dumps(Job.model_json_schema())

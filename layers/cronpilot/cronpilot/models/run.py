@@ -101,6 +101,16 @@ class StepResult(Model):
     body_truncated: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    error_kind: str | None = None  # e.g. assertion, template, signing, http-status, timeout, egress-denied
+    # Values extracted for later steps (kept here only, never in state payloads), why any are missing,
+    # and which ones the endpoint marks safe to show to people and the AI.
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    output_problems: dict[str, str] = Field(default_factory=dict)
+    outputs_shown: list[str] = Field(default_factory=list)
+    reused_from: str | None = None  # a replay reused this result from the original run
+
+    def shown_outputs(self) -> dict[str, Any]:
+        return {name: self.outputs[name] for name in self.outputs_shown if name in self.outputs}
 
 
 class NextRunDecision(Model):
@@ -136,6 +146,8 @@ class RunRecord(Model):
     skip_reason: str | None = None
     error: str | None = None
     llm_failures: list[LlmFailure] = Field(default_factory=list)
+    retry_of: str | None = None  # the run this replay re-executes (trigger `retry`)
+    retry_failed_only: bool = False  # reuse the original's succeeded steps, re-execute the rest
 
     @classmethod
     def claimed(

@@ -10,14 +10,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
-from cronpilot.durations import Duration
+from cronpilot.durations import format_duration, parse_duration
 
 # Bounds on extracted values: each value's JSON text, and how many a job may declare, so one run
 # holds at most MAX_EXTRACTS_PER_JOB * MAX_VALUE_BYTES (128 KiB) of them.
@@ -119,6 +127,7 @@ def check_extract_names(value: dict[str, ExtractSpec]) -> dict[str, ExtractSpec]
     return value
 
 
+_MILLISECONDS = re.compile(r"^\s*(\d+)\s*ms\s*$")
 _STATUS_RANGE = re.compile(r"^([1-5])(?:xx|XX)$|^([1-5]\d\d)\s*-\s*([1-5]\d\d)$|^([1-5]\d\d)$")
 
 
@@ -150,6 +159,23 @@ def parse_status(item: int | str) -> StatusRange:
     return StatusRange(code, code, text)
 
 
+def parse_latency(value: Any) -> timedelta:
+    """Latency limits are often below a second: '500ms' as well as the usual duration forms."""
+    if isinstance(value, str) and (match := _MILLISECONDS.match(value)):
+        return timedelta(milliseconds=int(match.group(1)))
+    return parse_duration(value)
+
+
+def format_latency(value: timedelta) -> str:
+    milliseconds = round(value.total_seconds() * 1000)
+    return format_duration(value) if milliseconds % 1000 == 0 else f"{milliseconds}ms"
+
+
+Latency = Annotated[
+    timedelta, BeforeValidator(parse_latency), PlainSerializer(format_latency, return_type=str)
+]
+
+
 class ExpectSpec(_Strict):
     """What a response must satisfy for its step to succeed. A failing assertion fails the step with
     error kind `assertion`; it is re-sent only when `retry_on_failure` says so."""
@@ -157,10 +183,10 @@ class ExpectSpec(_Strict):
     status: tuple[int | str, ...] | None = None  # accepted codes or ranges; default: any 2xx
     json_: dict[str, Any] = Field(default_factory=dict, alias="json")  # JMESPath -> expected value
     contains: str | None = Field(default=None, min_length=1)
-    max_latency: Duration | None = None
+    max_latency: Latency | None = None
     retry_on_failure: bool = False
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
     @field_validator("status", mode="before")
     @classmethod
