@@ -110,6 +110,24 @@ def test_fence_escapes_bodies_and_truncates_them():
     assert json.loads(fenced.splitlines()[1])["body_truncated"] is True
 
 
+def test_the_model_sees_assertion_failures_and_only_values_marked_safe_to_show():
+    result = StepResult(
+        step_id="a",
+        endpoint_id="a",
+        status="failed",
+        error="assertion failed: json 'status' is \"down\", expected \"ok\"",
+        error_kind="assertion",
+        outputs={"token": "SECRET-TOKEN-VALUE", "cursor": "page-2"},
+        outputs_shown=["cursor"],
+    )
+    fenced = fence_results([result])
+    line = json.loads(fenced.splitlines()[1])
+    assert line["error_kind"] == "assertion"
+    assert "expected \"ok\"" in line["error"]
+    assert line["outputs"] == {"cursor": "page-2"}
+    assert "SECRET-TOKEN-VALUE" not in fenced
+
+
 def test_summary_request_places_results_after_the_cached_prefix():
     job = ten_endpoint_job()
     run = RunRecord.claimed(job.id, NOW, 1, "schedule", NOW)
