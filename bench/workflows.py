@@ -13,7 +13,7 @@ import time
 from ipaddress import ip_network
 
 from cronpilot.domain.step_calls import build_request, call
-from cronpilot.local.target import DemoTarget
+from cronpilot.local.demo_server import DemoServer
 from cronpilot.models.job import Job, SecretRef
 from cronpilot.models.run import StepResult, StepStatus
 from cronpilot.safehttp import EgressPolicy, SafeHttpClient
@@ -58,7 +58,7 @@ def _no_secrets(ref: SecretRef) -> str:
     raise AssertionError("the benchmark job has no secret references")
 
 
-def _per_step(target: DemoTarget) -> tuple[float, float]:
+def _per_step(target: DemoServer) -> tuple[float, float]:
     """Median seconds per step: (templated with assertions, plain)."""
     job = _job(target.base_url)
     policy = EgressPolicy(allowed_cidrs=(ip_network("127.0.0.0/8"),), allowed_ports=frozenset({target.port}))
@@ -87,7 +87,7 @@ def _per_step(target: DemoTarget) -> tuple[float, float]:
 
 
 def run() -> list[tuple[str, str, str]]:
-    with DemoTarget() as target:
+    with DemoServer() as target:
         templated, plain = _per_step(target)
     return [
         (

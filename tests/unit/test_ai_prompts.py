@@ -115,7 +115,7 @@ def test_the_model_sees_assertion_failures_and_only_values_marked_safe_to_show()
         step_id="a",
         endpoint_id="a",
         status="failed",
-        error="assertion failed: json 'status' is \"down\", expected \"ok\"",
+        error='assertion failed: json \'status\' is "down", expected "ok"',
         error_kind="assertion",
         outputs={"token": "SECRET-TOKEN-VALUE", "cursor": "page-2"},
         outputs_shown=["cursor"],
@@ -123,7 +123,7 @@ def test_the_model_sees_assertion_failures_and_only_values_marked_safe_to_show()
     fenced = fence_results([result])
     line = json.loads(fenced.splitlines()[1])
     assert line["error_kind"] == "assertion"
-    assert "expected \"ok\"" in line["error"]
+    assert 'expected "ok"' in line["error"]
     assert line["outputs"] == {"cursor": "page-2"}
     assert "SECRET-TOKEN-VALUE" not in fenced
 
