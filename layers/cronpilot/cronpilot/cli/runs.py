@@ -63,7 +63,10 @@ def runs_show(ctx: typer.Context, run_id: str, output: Output = "table") -> None
         steps = chosen.store.get_step_results(run_id)
     if output == "json":
         emit_json(
-            {**run.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps.values()]}
+            {
+                **run.model_dump(mode="json"),
+                "steps": [s.for_display().model_dump(mode="json") for s in steps.values()],
+            }
         )
         return
     render.print_run(run, steps)

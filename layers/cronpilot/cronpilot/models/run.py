@@ -112,6 +112,12 @@ class StepResult(Model):
     def shown_outputs(self) -> dict[str, Any]:
         return {name: self.outputs[name] for name in self.outputs_shown if name in self.outputs}
 
+    def for_display(self) -> StepResult:
+        """The result as people see it: values not marked safe to show are replaced by '[hidden]'."""
+        shown = set(self.outputs_shown)
+        outputs = {name: value if name in shown else "[hidden]" for name, value in self.outputs.items()}
+        return self.model_copy(update={"outputs": outputs})
+
 
 class NextRunDecision(Model):
     at: datetime | None  # None: the job has no further run (a one-off that ran)
