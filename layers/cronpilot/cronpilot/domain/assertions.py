@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from cronpilot.domain.templating import ParsedBody
-from cronpilot.models.workflow import ExpectSpec, compile_jmespath
+from cronpilot.models.workflow import ExpectSpec, search
 
 ASSERTION = "assertion"
 MAX_SHOWN_CHARS = 80  # of an unexpected value in a failure message
@@ -32,7 +32,7 @@ def failed_expectations(expect: ExpectSpec, status: int, latency_ms: int, body: 
             if error is not None:
                 failures.append(f"json {expression!r}: {error}")
                 continue
-            actual = compile_jmespath(expression).search(document)
+            actual = search(expression, document)
             if actual != expected or isinstance(actual, bool) != isinstance(expected, bool):
                 failures.append(f"json {expression!r} is {_shown(actual)}, expected {_shown(expected)}")
     if expect.contains is not None and expect.contains not in body.text:

@@ -16,11 +16,13 @@ from cronpilot.models.workflow import (
     MAX_VALUE_BYTES,
     ExtractSpec,
     Reference,
-    compile_jmespath,
     find_references,
+    search,
 )
 
 _HEADER_TEXT = re.compile(r"^[\x20-\x7e\t]*$")
+# Text that JSON writes unchanged (printable ASCII other than '"' and '\\').
+_PLAIN_JSON_TEXT = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")
 NOT_JSON = "the response is not JSON"
 
 
@@ -69,16 +71,24 @@ def extract_values(extract: Mapping[str, ExtractSpec], body: ParsedBody) -> Extr
         if error is not None:
             out.problems[name] = error
             continue
-        value = compile_jmespath(spec.path).search(document)
+        value = search(spec.path, document)
         if value is None:
             out.problems[name] = f"{spec.path!r} matched nothing in the response"
             continue
-        size = len(json.dumps(value, separators=(",", ":")).encode())
+        size = _json_size(value)
         if size > MAX_VALUE_BYTES:
             out.problems[name] = f"the value is {size} bytes, more than the {MAX_VALUE_BYTES}-byte limit"
             continue
         out.values[name] = value
     return out
+
+
+def _json_size(value: Any) -> int:
+    if isinstance(value, bool | int | float) or value is None:
+        return 32  # never near the limit; spares a json.dumps per value on every step
+    if isinstance(value, str) and len(value) * 6 + 2 <= MAX_VALUE_BYTES:
+        return len(value) * 6 + 2  # the worst case of JSON escaping is still inside the limit
+    return len(json.dumps(value, separators=(",", ":")).encode())
 
 
 def hidden_texts(extract: Mapping[str, ExtractSpec], values: Mapping[str, Any]) -> list[str]:
@@ -100,7 +110,8 @@ def _leaves(value: Any) -> list[str]:
     if isinstance(value, list):
         return [text for item in value for text in _leaves(item)]
     if isinstance(value, str):
-        return [value, json.dumps(value)[1:-1]]  # as sent, and as escaped inside JSON text
+        escaped = json.dumps(value)[1:-1] if not _PLAIN_JSON_TEXT.match(value) else value
+        return [value, escaped] if escaped != value else [value]  # as sent, and as escaped in JSON
     return [json.dumps(value)]
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Self
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
+from jmespath.visitor import TreeInterpreter
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -57,11 +58,16 @@ class Reference:
         return f"{{{{ steps.{self.endpoint_id}.{self.name} }}}}"
 
 
-def find_references(text: str) -> list[Reference]:
+def find_references(text: str) -> tuple[Reference, ...]:
     """Every reference in `text`, in order; TemplateSyntaxError for one that is not exactly
     `{{ steps.<endpoint id>.<name> }}` (templates substitute values, they never evaluate anything)."""
     if "{{" not in text:  # the common case, kept cheap for every step that uses no templates
-        return []
+        return ()
+    return _parse_references(text)
+
+
+@lru_cache(maxsize=4096)  # the texts are a job's own URL, headers and body: parsed once per container
+def _parse_references(text: str) -> tuple[Reference, ...]:
     found = []
     for match in _REFERENCE.finditer(text):
         parsed = _WELL_FORMED.match(match.group(1))
@@ -71,12 +77,20 @@ def find_references(text: str) -> list[Reference]:
                 "(substitution only, no expressions or filters)"
             )
         found.append(Reference(parsed.group(1), parsed.group(2), match.start(), match.end()))
-    return found
+    return tuple(found)
 
 
 @lru_cache(maxsize=1024)
 def compile_jmespath(expression: str) -> ParsedResult:
     return jmespath.compile(expression)
+
+
+_INTERPRETER = TreeInterpreter()  # stateless between searches: one for every expression
+
+
+def search(expression: str, document: Any) -> Any:
+    """The JMESPath `expression` evaluated on `document` (compiled once per container)."""
+    return _INTERPRETER.visit(compile_jmespath(expression).parsed, document)
 
 
 def _check_jmespath(expression: str) -> str:
@@ -334,5 +348,6 @@ __all__ = [
     "normalize_extract",
     "parse_status",
     "request_references",
+    "search",
     "starts_with_reference",
 ]
