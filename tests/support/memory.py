@@ -118,6 +118,16 @@ class InMemoryStore:
             state.paused_until = paused_until
             self.due_at[record.job_id] = next_run_at if status == JobStatus.ACTIVE else paused_until
 
+    def request_retry(
+        self, seen: JobRecord, *, run_id: str, failed_only: bool, reason: str, now: datetime
+    ) -> None:
+        with self._lock:
+            state = self._as_seen(seen).state
+            state.retry_of, state.retry_failed_only = run_id, failed_only
+            state.next_run_at, state.next_run_source, state.next_run_reason = now, "retry", reason
+            state.updated_at = now
+            self.due_at[seen.job_id] = now
+
     # ------------------------------------------------------------ discovery
 
     def due_shards(self) -> list[str]:
@@ -185,6 +195,7 @@ class InMemoryStore:
                 next_run_reason,
             )
             state.buffered = False
+            state.retry_of, state.retry_failed_only = None, False  # a pending retry becomes this run
             self.due_at[seen.job_id] = next_run_at
             self.runs[run.run_id] = copy.deepcopy(run)
 
@@ -208,6 +219,8 @@ class InMemoryStore:
                 next_run_reason,
             )
             state.buffered = buffer
+            if not buffer:
+                state.retry_of, state.retry_failed_only = None, False  # a skipped retry is dropped
             self.due_at[seen.job_id] = next_run_at
             self.runs[skipped.run_id] = copy.deepcopy(skipped)
 
