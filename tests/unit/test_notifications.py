@@ -269,8 +269,10 @@ def test_a_webhook_is_signed_over_the_exact_bytes_and_recorded_on_the_run():
     store, channels = InMemoryStore(), Channels()
     hook = {"url": "https://hooks.example.com/cronpilot", "signing": {"secret": "hook-key"}}
     _, notice = stored_job(store, {"events": ["failure"], "webhook": hook})
-    # When the notice is delivered (signed now: receivers refuse messages older than 5 minutes)
-    [delivery] = deliver_notices(store, channels, {"hook-key": KEY}.__getitem__, [notice], lambda: datetime.now(UTC))
+    # When the notice is delivered
+    [delivery] = deliver_notices(
+        store, channels, {"hook-key": KEY}.__getitem__, [notice], lambda: datetime.now(UTC)
+    )
     # Then an independent Standard Webhooks implementation accepts the request as sent
     [request] = channels.requests
     body = request.body if isinstance(request.body, bytes) else request.body.encode()
