@@ -99,7 +99,17 @@ def test_cached_prefix_is_stable_for_the_same_job_and_changes_with_it():
     assert first["messages"] != second["messages"]
     changed = ten_endpoint_job(goal="a different goal")
     assert cached_prefix(_plan_request(changed, [])) != cached_prefix(first)
-    assert first["system"][-1]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_both_phases_send_the_same_prefix_so_one_cache_entry_serves_a_run():
+    job = ten_endpoint_job()
+    run = RunRecord.claimed(job.id, NOW, 1, "schedule", NOW)
+    plan = _plan_request(job, history(3))
+    summary = summary_request(job, model="m", max_tokens=1024, run=run, results=[], now=NOW, baseline=None)
+    assert cached_prefix(plan) == cached_prefix(summary)
+    assert plan["tool_choice"] != summary["tool_choice"]
+    assert plan["messages"][0]["content"][0]["text"].startswith("Task: plan.")
+    assert summary["messages"][0]["content"][0]["text"].startswith("Task: summarize.")
 
 
 def test_fence_escapes_bodies_and_truncates_them():
@@ -298,7 +308,45 @@ def test_conversation_with_a_fake_client_counts_tokens_and_parses(monkeypatch):
     request = {"tools": [], "system": [], "messages": [], "max_tokens": 10, "tool_choice": {"name": "t"}}
     outcome = conversation.run(request, lambda value: value["ok"])
     assert outcome.answer is True
-    assert outcome.tokens == TokenUsage(input=10, output=5)
+    assert outcome.tokens == TokenUsage(input=10, output=5, calls=1, unpriced_calls=1)
+
+
+def test_each_call_is_priced_at_its_models_list_price_with_1h_writes_at_2x():
+    class Messages:
+        def create(self, **request):
+            creation = _Block(ephemeral_1h_input_tokens=5000, ephemeral_5m_input_tokens=0)
+            usage = _Block(
+                input_tokens=1000,
+                output_tokens=100,
+                cache_read_input_tokens=20_000,
+                cache_creation_input_tokens=5000,
+                cache_creation=creation,
+            )
+            return _Block(content=[_Block(type="tool_use", name="t", input={"ok": True})], usage=usage)
+
+    conversation = Conversation(
+        phase="plan",
+        job=make_job(),
+        tool_name="t",
+        client_factory=lambda: _Block(messages=Messages()),
+        usage_store=None,
+        clock=FixedClock(NOW),
+        run_tokens=TokenUsage(),
+        max_repairs=1,
+    )
+    request = {
+        "model": "claude-haiku-4-5-20251001",
+        "tools": [],
+        "system": [],
+        "messages": [],
+        "max_tokens": 10,
+        "tool_choice": {"name": "t"},
+    }
+    outcome = conversation.run(request, lambda value: value["ok"])
+    # Haiku 4.5: $1 input, $5 output, $2 1h write, $0.10 read per million tokens
+    assert outcome.tokens.cost_usd == pytest.approx((1000 * 1 + 100 * 5 + 5000 * 2 + 20_000 * 0.1) / 1e6)
+    assert outcome.tokens.cache_write_1h == 5000
+    assert outcome.tokens.unpriced_calls == 0
 
 
 def test_provider_choice_inherits_and_overrides():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cronpilot.ai.caching import CachePlan
 from cronpilot.ai.conversation import ModelStrategy, StrictAnswer
 from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import PLAN_TOOL, plan_request
@@ -101,7 +102,10 @@ class AiPlanner(ModelStrategy):
     decided_by: str = "ai"
 
     def request(self, job: Job, context: PlanContext) -> dict[str, Any]:
-        return plan_request(
+        return self.prepared(job, context)[0]
+
+    def prepared(self, job: Job, context: PlanContext) -> tuple[dict[str, Any], CachePlan]:
+        request = plan_request(
             job,
             model=self.model,
             max_tokens=PLAN_MAX_TOKENS,
@@ -109,6 +113,7 @@ class AiPlanner(ModelStrategy):
             history=context.history,
             endpoint_health=context.endpoint_health,
         )
+        return request, self.place_cache(request, job, context.run.scheduled_at)
 
     def plan(self, job: Job, context: PlanContext) -> PlanDecision:
         conversation = self.conversation(
@@ -119,7 +124,8 @@ class AiPlanner(ModelStrategy):
             answer = PlanAnswer.model_validate(value)
             return answer, validate_plan(job, answer)
 
-        outcome = conversation.run(self.request(job, context), parse)
+        request, cache = self.prepared(job, context)
+        outcome = conversation.run(request, parse, cache)
         if outcome.answer is not None:
             answer, steps = outcome.answer
             record = PlanRecord(

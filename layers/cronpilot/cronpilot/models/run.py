@@ -54,10 +54,19 @@ class StepStatus(StrEnum):
 
 
 class TokenUsage(Model):
-    input: int = 0
+    """What a run's (or a phase's) model calls used and cost. Sums with `+` as the phases add up."""
+
+    input: int = 0  # uncached input tokens
     output: int = 0
     cache_read: int = 0
     cache_write: int = 0
+    cache_write_1h: int = 0  # the part of cache_write written with the 1-hour TTL (priced 2x, not 1.25x)
+    calls: int = 0  # model calls made
+    reuses: int = 0  # model calls avoided by reusing a standing decision
+    cost_usd: float = 0.0  # at the configured prices of the model each call used
+    unpriced_calls: int = 0  # calls to a model with no configured price (not in cost_usd)
+    cache_ttl: str | None = None  # the prompt-cache choice of the last call: "5m", "1h" or "none"
+    cache_reason: str | None = None  # why that choice
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
@@ -65,11 +74,49 @@ class TokenUsage(Model):
             output=self.output + other.output,
             cache_read=self.cache_read + other.cache_read,
             cache_write=self.cache_write + other.cache_write,
+            cache_write_1h=self.cache_write_1h + other.cache_write_1h,
+            calls=self.calls + other.calls,
+            reuses=self.reuses + other.reuses,
+            cost_usd=self.cost_usd + other.cost_usd,
+            unpriced_calls=self.unpriced_calls + other.unpriced_calls,
+            cache_ttl=other.cache_ttl or self.cache_ttl,
+            cache_reason=other.cache_reason or self.cache_reason,
         )
 
     @property
     def total(self) -> int:
         return self.input + self.output + self.cache_read + self.cache_write
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input + self.cache_read + self.cache_write
+
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        """The share of prompt tokens read from the cache; None without any prompt."""
+        return self.cache_read / self.prompt_tokens if self.prompt_tokens else None
+
+    def spend(self) -> dict[str, Any]:
+        """What the AI cost and saved, for reports and --output json."""
+        ratio = self.cache_hit_ratio
+        return {
+            "model_calls": self.calls,
+            "calls_avoided_by_reuse": self.reuses,
+            "cost_usd": round(self.cost_usd, 6),
+            "unpriced_calls": self.unpriced_calls,
+            "cache_hit_ratio": round(ratio, 4) if ratio is not None else None,
+            "cache_ttl": self.cache_ttl,
+            "cache_reason": self.cache_reason,
+        }
+
+    def counts(self) -> dict[str, int]:
+        """The four token kinds the API reports (what budgets and the daily ledger count)."""
+        return {
+            "input": self.input,
+            "output": self.output,
+            "cache_read": self.cache_read,
+            "cache_write": self.cache_write,
+        }
 
 
 class PlanStep(Model):
