@@ -260,3 +260,18 @@ def test_no_value_moves_a_request_off_its_registered_host(seed):
         assert (parts.scheme, parts.hostname, parts.port) == ("https", "api.example.com", 8443)
         assert url.startswith("https://api.example.com:8443/items/")
         assert url.endswith("#f")
+
+
+def test_a_url_taken_from_a_value_cannot_carry_stored_secrets(tmp_path):
+    message = problems(
+        tmp_path,
+        endpoint("login", extract={"base": "instance_url"}),
+        endpoint(
+            "use",
+            "{{ steps.login.base }}/x",
+            depends_on=["login"],
+            headers={"X-Api-Key": {"secret": "cronpilot/dev/key"}},
+        ),
+    )
+    assert "endpoints[1:use]" in message
+    assert "cannot send secret headers (x-api-key): use a token an earlier step extracted" in message
