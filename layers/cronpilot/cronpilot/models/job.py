@@ -195,6 +195,13 @@ class Endpoint(Strict):
     @model_validator(mode="after")
     def _references_well_placed(self) -> Self:
         _, problems = request_references(self.url, self.headers, self.body)
+        if starts_with_reference(self.url) and self.secret_header_names():
+            # The host comes from a response: a stored credential must never follow it there.
+            problems.append(
+                "headers: an endpoint whose URL starts with a reference cannot send secret headers "
+                f"({', '.join(sorted(self.secret_header_names()))}): use a token an earlier step extracted, "
+                "or register the host in the URL"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
