@@ -19,6 +19,7 @@ SUITES = [
     "bench.ai",
     "bench.ai_month",
     "bench.infra",
+    "bench.workflows",
 ]
 
 

@@ -6,6 +6,7 @@ from cronpilot.clock import Clock
 from cronpilot.domain.circuit import endpoint_health
 from cronpilot.domain.news import inputs_of, latest_observations
 from cronpilot.domain.ports import HealthStore, JobStore
+from cronpilot.domain.replay import prepare_replay
 from cronpilot.domain.strategies import PlanContext, PlanStrategy
 from cronpilot.models.run import PlanOutput, RunRef, RunStatus
 
@@ -17,6 +18,11 @@ def plan_run(
 ) -> PlanOutput:
     record = store.get_job(ref.job_id)
     run = store.get_fenced_run(ref.run_id, ref.epoch)
+    if run.plan is None and run.retry_of is not None:  # a replay follows the original's plan
+        run.plan = prepare_replay(store, run, record.job, clock.now())
+        run.status = RunStatus.RUNNING
+        run.started_at = clock.now()
+        store.save_run(run)
     if run.plan is None:  # a retried invocation reuses the plan it already recorded
         history, _ = store.list_runs(ref.job_id, limit=HISTORY_RUNS + 1)
         history = [r for r in history if r.run_id != run.run_id][:HISTORY_RUNS]

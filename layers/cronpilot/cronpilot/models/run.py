@@ -8,6 +8,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cronpilot.models.notify import Delivery
+
 RUN_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
@@ -150,9 +152,24 @@ class StepResult(Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     # What the AI pilot's news detection reads besides the status (cronpilot.domain.news).
-    error_kind: str | None = None
     content_type: str | None = None
     body_bytes: int | None = None
+    error_kind: str | None = None  # e.g. assertion, template, signing, http-status, timeout, egress-denied
+    # Values extracted for later steps (kept here only, never in state payloads), why any are missing,
+    # and which ones the endpoint marks safe to show to people and the AI.
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    output_problems: dict[str, str] = Field(default_factory=dict)
+    outputs_shown: list[str] = Field(default_factory=list)
+    reused_from: str | None = None  # a replay reused this result from the original run
+
+    def shown_outputs(self) -> dict[str, Any]:
+        return {name: self.outputs[name] for name in self.outputs_shown if name in self.outputs}
+
+    def for_display(self) -> StepResult:
+        """The result as people see it: values not marked safe to show are replaced by '[hidden]'."""
+        shown = set(self.outputs_shown)
+        outputs = {name: value if name in shown else "[hidden]" for name, value in self.outputs.items()}
+        return self.model_copy(update={"outputs": outputs})
 
 
 class NextRunDecision(Model):
@@ -244,6 +261,10 @@ class RunRecord(Model):
     # The AI pilot: each phase's call-or-reuse, and this run's step observations (the next plan's news).
     consults: list[AiConsult] = Field(default_factory=list)
     observations: dict[str, StepObservation] = Field(default_factory=dict)
+    # Notifications about this run (or the slot it skipped), as the notify function delivered them.
+    notifications: list[Delivery] = Field(default_factory=list)
+    retry_of: str | None = None  # the run this replay re-executes (trigger `retry`)
+    retry_failed_only: bool = False  # reuse the original's succeeded steps, re-execute the rest
 
     @classmethod
     def claimed(
