@@ -134,7 +134,7 @@ class _JsonCopies:
         return copy.deepcopy(value)
 
 
-def simulate(archetype: str, consult: str, fake: Any, runs: int = RUNS) -> Month:
+def simulate(archetype: str, consult: str, fake: Any, count: int = RUNS) -> Month:
     from tests.support import memory
     from tests.support.fake_anthropic import ai_settings
     from tests.support.memory import InMemoryHealthStore, InMemoryStore, InMemoryUsageLedger
@@ -153,7 +153,7 @@ def simulate(archetype: str, consult: str, fake: Any, runs: int = RUNS) -> Month
     runs: list[RunRecord] = []
     changed: list[bool] = []
     previous = ""
-    for n in range(runs):
+    for n in range(count):
         at = START + n * CADENCE
         fake.advance(CADENCE.total_seconds())
         clock.set(at)
