@@ -9,6 +9,7 @@ import pytest
 from cronpilot import idempotency
 
 from tests.infra.conftest import (
+    LAMBDA_VPC_ENI,
     NO_RESOURCE_LEVEL,
     functions_by_name,
     grants,
@@ -25,6 +26,8 @@ ITEMS = {
     "dynamodb:ConditionCheckItem",
 }
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# what a Lambda on-failure destination grants the function's role on the async-failures queue
+SQS_SEND = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 
 
@@ -96,7 +99,7 @@ def test_discovery_queries_the_due_index_and_starts_the_state_machine(template_j
     index = {"Fn::Join": ["", [{"Fn::GetAtt": [ids["table"], "Arn"]}, "/index/due"]]}
     assert sorted(map(str, got["dynamodb:Query"])) == sorted(map(str, [_table_arn(ids), index]))
     assert got["states:StartExecution"] == [{"Ref": ids["machine"]}]
-    assert set(got) == LOGS | XRAY | ITEMS | {"states:StartExecution"}
+    assert set(got) == LOGS | XRAY | ITEMS | SQS_SEND | {"states:StartExecution"}
 
 
 def test_executor_reads_only_job_secrets_under_the_prefix(template_json: dict[str, Any]) -> None:
@@ -131,7 +134,7 @@ def test_bedrock_variant_invokes_only_the_configured_model(bedrock_json: dict[st
 
 
 def test_finalize_failure_touches_only_the_table(template_json: dict[str, Any]) -> None:
-    assert set(_function_grants(template_json, "finalize_failure")) == LOGS | XRAY | ITEMS
+    assert set(_function_grants(template_json, "finalize_failure")) == LOGS | XRAY | ITEMS | SQS_SEND
 
 
 def test_state_machine_invokes_exactly_the_four_task_functions(template_json: dict[str, Any]) -> None:
@@ -154,5 +157,5 @@ def test_no_wildcard_resource_where_a_specific_arn_exists(stack: str, request: p
     for policy in resources(template, "AWS::IAM::Policy").values():
         for action, found in grants(policy["Properties"]["PolicyDocument"]["Statement"]).items():
             if "*" in found:
-                assert action in NO_RESOURCE_LEVEL, action
+                assert action in NO_RESOURCE_LEVEL | LAMBDA_VPC_ENI, action
             assert not action.endswith(":*"), action
