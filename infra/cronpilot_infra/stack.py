@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from cronpilot import idempotency
+from cronpilot.dal import idempotency
 
 from .failures import FINALIZE_RETRIES, AsyncFailures
 from .functions import CronpilotFunctions
