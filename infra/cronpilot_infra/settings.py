@@ -87,6 +87,13 @@ class DeploySettings:
             if not cidr.is_private:
                 raise SettingsError(f"executor_private_cidrs: {cidr} is not a private network")
         self._check_network()
+        if self.anthropic_secret_name.startswith(self.secret_prefix):
+            # the executor (the function that calls external URLs) could then read the LLM API key
+            raise SettingsError(
+                f"job_secret_prefix {self.secret_prefix!r} covers the Anthropic key's secret "
+                f"{self.anthropic_secret_name!r}: choose a prefix that is not a beginning of it, "
+                f"e.g. cronpilot/{self.stage}/"
+            )
         if self.discovery_lag_alarm_seconds and self.discovery_lag_alarm_seconds <= self.tick_seconds:
             raise SettingsError(
                 f"discovery_lag_alarm_seconds {self.discovery_lag_alarm_seconds}: must exceed the tick "
@@ -165,6 +172,10 @@ class DeploySettings:
     @property
     def secret_prefix(self) -> str:
         return self.job_secret_prefix or f"cronpilot/{self.stage}/"
+
+    @property
+    def anthropic_secret_name(self) -> str:
+        return f"{self.prefix}/anthropic-api-key"
 
     @property
     def prefix(self) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from cronpilot.dal import idempotency
 
+from .access import ACCESS
 from .failures import FINALIZE_RETRIES, AsyncFailures
 from .functions import CronpilotFunctions
 from .monitoring import MonitoredResources, Monitoring
@@ -71,14 +71,11 @@ class CronpilotStack(Stack):
 
         # discovery: due query, claims (transaction of run put + job update), start one execution per run.
         table.grant_due_query(functions.discovery)
-        table.grant_items(functions.discovery)
         machine.grant_start(functions.discovery)
         functions.discovery.add_environment("STATE_MACHINE_ARN", machine.state_machine.state_machine_arn)
-        # the state machine's tasks: their run's items, fenced by the epoch.
-        for fn in (functions.planner, functions.executor, functions.summarizer, functions.finalize_failure):
-            table.grant_items(fn)
-        # executor: its idempotency records (same table, one partition), and header secrets
-        table.grant_idempotency_deletes(functions.executor, idempotency.EXECUTOR_PARTITION)
+        # every function: only the table partitions it reads and writes (access.ACCESS)
+        for name, fn in functions.functions.items():
+            table.grant_items(fn, ACCESS[name])
         # executor: header secrets of registered endpoints, under the job secret prefix only.
         secrets.grant_job_secrets(functions.executor)
         # planner and summarizer: the LLM (API key secret, or the one Bedrock model).
