@@ -20,7 +20,7 @@ CDK_CONTEXT = -c stage=$(STAGE) $(foreach setting,$(CONTEXT),-c $(setting))
 BINDIR ?= $(HOME)/.local/bin
 
 .PHONY: setup test test-fast lint typecheck demo bench build synth clean
-.PHONY: cdk-app bootstrap deploy destroy import-table install uninstall
+.PHONY: cdk-app bootstrap deploy destroy import-retained install uninstall
 
 $(UV):
 	python3 -m venv .tools
@@ -77,11 +77,12 @@ destroy: build
 	fi
 	$(CDK) destroy $(STACK) $(CDK_CONTEXT) $(CDK_ARGS)
 
-# After `make destroy STAGE=prod` the table (jobs, run history) is retained: adopt it into the new
-# stack, then `make deploy STAGE=prod` creates everything else around it.
-# The CLI asks for the table's name (cronpilot-<stage>-data); --force skips the resources it cannot import.
-import-table: build
-	$(CDK) import $(STACK) --force $(CDK_CONTEXT) $(CDK_ARGS)
+# After `make destroy STAGE=prod` the table (jobs, run history) and the log groups are retained:
+# adopt them into the new stack (--force: everything else is left for `make deploy STAGE=prod`).
+import-retained: build
+	$(CDK) synth --quiet --output cdk.out $(CDK_CONTEXT) $(CDK_ARGS) $(STACK)
+	$(RUN) python infra/stack_admin.py import-mapping cdk.out/$(STACK).template.json build/$(STACK)-import.json
+	$(CDK) import $(STACK) --force --resource-mapping build/$(STACK)-import.json $(CDK_CONTEXT) $(CDK_ARGS)
 
 # Puts the operator CLI on PATH (a link to .venv/bin/cronpilot, so it follows `git pull && make setup`).
 install: setup
