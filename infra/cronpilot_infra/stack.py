@@ -109,6 +109,10 @@ class CronpilotStack(Stack):
         if secrets.anthropic_key is not None:
             CfnOutput(self, "AnthropicSecretArn", value=secrets.anthropic_key.secret_arn)
         CfnOutput(self, "AsyncFailuresQueueUrl", value=failures.queue.queue_url)
+        # what `cronpilot doctor` needs beyond the resources (cronpilot.dal.deployment.read_deployment)
+        CfnOutput(self, "JobSecretPrefix", value=settings.secret_prefix)
+        CfnOutput(self, "TickMinutes", value=str(settings.tick_minutes))
+        CfnOutput(self, "MetricsService", value=settings.service)
         for key, value in tags.items():
             Tags.of(self).add(key, value)
         if prod:
