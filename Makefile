@@ -20,7 +20,7 @@ CDK_CONTEXT = -c stage=$(STAGE) $(foreach setting,$(CONTEXT),-c $(setting))
 BINDIR ?= $(HOME)/.local/bin
 
 .PHONY: setup test test-fast lint typecheck demo bench build synth clean
-.PHONY: cdk-app bootstrap deploy destroy import-retained install uninstall
+.PHONY: cdk-app bootstrap deploy destroy destroy-guard import-retained install uninstall
 
 $(UV):
 	python3 -m venv .tools
@@ -67,15 +67,17 @@ deploy: build
 	$(CDK) deploy $(STACK) $(CDK_CONTEXT) $(CDK_ARGS)
 
 # prod has termination protection: tearing it down takes CONFIRM=cronpilot-prod, which lifts it first.
-destroy: build
+destroy: destroy-guard build
 	@if [ "$(STAGE)" = prod ]; then \
-	  if [ "$(CONFIRM)" != "$(STACK)" ]; then \
-	    echo "$(STACK) is termination-protected: run 'make destroy STAGE=prod CONFIRM=$(STACK)'" >&2; \
-	    exit 2; \
-	  fi; \
 	  $(RUN) python infra/stack_admin.py unprotect $(STACK) $(CDK_ARGS); \
 	fi
 	$(CDK) destroy $(STACK) $(CDK_CONTEXT) $(CDK_ARGS)
+
+destroy-guard:
+	@if [ "$(STAGE)" = prod ] && [ "$(CONFIRM)" != "$(STACK)" ]; then \
+	  echo "$(STACK) is termination-protected: run 'make destroy STAGE=prod CONFIRM=$(STACK)'" >&2; \
+	  exit 2; \
+	fi
 
 # After `make destroy STAGE=prod` the table (jobs, run history) and the log groups are retained:
 # adopt them into the new stack (--force: everything else is left for `make deploy STAGE=prod`).
