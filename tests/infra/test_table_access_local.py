@@ -47,7 +47,7 @@ def _current_function() -> str | None:
     frame = sys._getframe()
     while frame is not None:
         if frame.f_code.co_name == "_run_handler" and "name" in frame.f_locals:
-            return _FUNCTIONS[frame.f_locals["name"]]
+            return _FUNCTIONS.get(frame.f_locals["name"], frame.f_locals["name"])
         frame = frame.f_back
     return None
 

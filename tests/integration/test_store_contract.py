@@ -186,3 +186,50 @@ def test_runs_are_listed_newest_first_in_pages(any_store):
     assert stamps == sorted(stamps, reverse=True)
     assert len(stamps) == 3
     assert end is None
+
+
+def test_a_retry_request_makes_the_job_due_and_the_next_claim_consumes_it(any_store):
+    # Given a job whose slot is in the future
+    later = START + timedelta(hours=1)
+    apply(any_store, at=later)
+    seen = any_store.get_job("job")
+    # When an operator asks for a replay now (a stale read of the job conflicts)
+    any_store.request_retry(seen, run_id="job.20261122T080000Z", failed_only=True, reason="retry", now=START)
+    with pytest.raises(ClaimConflict):
+        any_store.request_retry(seen, run_id="job.x", failed_only=False, reason="retry", now=START)
+    # Then the job is due now with the request on it
+    state = any_store.get_job("job").state
+    assert (state.retry_of, state.retry_failed_only, state.next_run_source) == (
+        "job.20261122T080000Z",
+        True,
+        "retry",
+    )
+    assert due_ids(any_store, START) == ["job"]
+    # And the claim that starts the replay clears it
+    claim(any_store, at=START)
+    assert any_store.get_job("job").state.retry_of is None
+
+
+def test_a_skipped_retry_request_is_dropped_unless_buffered(any_store):
+    apply(any_store)
+    seen = any_store.get_job("job")
+    any_store.request_retry(seen, run_id="job.20261122T080000Z", failed_only=False, reason="retry", now=START)
+    seen = any_store.get_job("job")
+    skipped = RunRecord(
+        run_id=make_run_id("job", START),
+        job_id="job",
+        scheduled_at=START,
+        epoch=0,
+        trigger="retry",
+        status=RunStatus.SKIPPED,
+        skip_reason="overlap-buffered",
+    )
+    later = START + timedelta(minutes=5)
+    any_store.record_skip(
+        seen, skipped, next_run_at=later, next_run_source="x", next_run_reason="x", buffer=True
+    )
+    assert any_store.get_job("job").state.retry_of == "job.20261122T080000Z"
+    seen = any_store.get_job("job")
+    again = skipped.model_copy(update={"run_id": make_run_id("job", later), "skip_reason": "overlap"})
+    any_store.record_skip(seen, again, next_run_at=later, next_run_source="x", next_run_reason="x")
+    assert any_store.get_job("job").state.retry_of is None

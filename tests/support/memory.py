@@ -30,6 +30,7 @@ from cronpilot.domain.ports import (
 )
 from cronpilot.models.health import CircuitState, Health
 from cronpilot.models.job import Job, JobStatus
+from cronpilot.models.notify import Delivery, Notice
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, TokenUsage, parse_run_id
 
 
@@ -118,6 +119,16 @@ class InMemoryStore:
             state.paused_until = paused_until
             self.due_at[record.job_id] = next_run_at if status == JobStatus.ACTIVE else paused_until
 
+    def request_retry(
+        self, seen: JobRecord, *, run_id: str, failed_only: bool, reason: str, now: datetime
+    ) -> None:
+        with self._lock:
+            state = self._as_seen(seen).state
+            state.retry_of, state.retry_failed_only = run_id, failed_only
+            state.next_run_at, state.next_run_source, state.next_run_reason = now, "retry", reason
+            state.updated_at = now
+            self.due_at[seen.job_id] = now
+
     # ------------------------------------------------------------ discovery
 
     def due_shards(self) -> list[str]:
@@ -185,6 +196,7 @@ class InMemoryStore:
                 next_run_reason,
             )
             state.buffered = False
+            state.retry_of, state.retry_failed_only = None, False  # a pending retry becomes this run
             self.due_at[seen.job_id] = next_run_at
             self.runs[run.run_id] = copy.deepcopy(run)
 
@@ -208,6 +220,8 @@ class InMemoryStore:
                 next_run_reason,
             )
             state.buffered = buffer
+            if not buffer:
+                state.retry_of, state.retry_failed_only = None, False  # a skipped retry is dropped
             self.due_at[seen.job_id] = next_run_at
             self.runs[skipped.run_id] = copy.deepcopy(skipped)
 
@@ -296,6 +310,12 @@ class InMemoryStore:
                 state.inflight.pop(run.run_id, None)
             self.due_at[run.job_id] = (pause_until or next_run_at) if index_due else None
             self.runs[run.run_id] = copy.deepcopy(run)
+
+    def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None:
+        with self._lock:
+            if run_id not in self.runs:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            self.runs[run_id].notifications += deliveries
 
     # -------------------------------------------------------------- helpers
 
@@ -416,6 +436,16 @@ class InMemoryUsageLedger:
 
     def today(self, job_id: str, now: datetime) -> TokenUsage:
         return self.used.get((job_id, now.astimezone(UTC).date().isoformat()), TokenUsage())
+
+
+@dataclass
+class RecordingNoticeQueue:
+    """The NoticeQueue port: keeps what was enqueued."""
+
+    notices: list[Notice] = field(default_factory=list)
+
+    def enqueue(self, notices: list[Notice]) -> None:
+        self.notices += notices
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from cronpilot.models.health import Health
     from cronpilot.models.job import Job, JobStatus, SecretRef
+    from cronpilot.models.notify import Delivery, Notice
     from cronpilot.models.run import RunRecord, StepResult, TokenUsage
 
 
@@ -55,6 +56,9 @@ class JobState:
     updated_at: datetime | None = None
     # Concurrent runs (overlap `allow`) and their own leases; None until the first concurrent claim.
     inflight: dict[str, datetime] | None = None
+    # A replay requested by an operator (`runs retry`): the next claim creates it and clears these.
+    retry_of: str | None = None
+    retry_failed_only: bool = False
 
     def lease_live(self, now: datetime) -> bool:
         return self.lease_expires_at is not None and self.lease_expires_at > now
@@ -127,6 +131,9 @@ class JobStore(Protocol):
         paused_until: datetime | None,
         now: datetime,
     ) -> None: ...
+    def request_retry(
+        self, seen: JobRecord, *, run_id: str, failed_only: bool, reason: str, now: datetime
+    ) -> None: ...
     def due_shards(self) -> list[str]: ...
     def query_due(self, shard: str, now: datetime, page_size: int = 200) -> Iterator[DuePage]: ...
     def claim(
@@ -176,6 +183,7 @@ class JobStore(Protocol):
         index_due: bool = True,
         latest: bool = True,
     ) -> None: ...
+    def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -208,6 +216,12 @@ class HealthStore(Protocol):
     ) -> bool: ...
     def end_probe(self, origin: str, probe_id: str, now: datetime, *, closed: bool) -> None: ...
     def release_probe(self, origin: str, probe_id: str, now: datetime) -> None: ...
+
+
+class NoticeQueue(Protocol):
+    """Hands notices to the notify function without waiting for their delivery."""
+
+    def enqueue(self, notices: list[Notice]) -> None: ...
 
 
 class ExecutionStarter(Protocol):
