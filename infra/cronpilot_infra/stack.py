@@ -9,6 +9,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 from cronpilot import idempotency
 
+from .api import CronpilotApi
 from .functions import CronpilotFunctions
 from .monitoring import MonitoredResources, Monitoring
 from .nag import acknowledge_findings
@@ -71,6 +72,9 @@ class CronpilotStack(Stack):
                 functions=functions.functions,
                 dead_letters=schedule.dead_letters,
             ),
+        )
+        self.api = CronpilotApi(
+            self, "Api", settings=settings, functions=functions, table=table, monitoring=self.monitoring
         )
         self.table, self.functions, self.machine, self.schedule, self.secrets = (
             table,
