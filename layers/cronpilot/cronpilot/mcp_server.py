@@ -22,7 +22,7 @@ from mcp.server.mcpserver.tools.base import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from cronpilot import operator_ops as ops
+from cronpilot.domain import operations as ops
 from cronpilot.models.job import Job
 from cronpilot.models.operations import (
     PAGE_LIMIT_MAX,
@@ -262,8 +262,8 @@ def _tool_errors() -> Iterator[None]:
     """The operations' own one-line messages become tool errors; anything else is the SDK's to log."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from cronpilot.store import StoreError
-    from cronpilot.targets import TargetError
+    from cronpilot.cli.targets import TargetError
+    from cronpilot.domain.ports import StoreError
 
     try:
         yield

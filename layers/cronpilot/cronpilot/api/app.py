@@ -17,10 +17,12 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
-from cronpilot import operator_ops as ops
 from cronpilot.clock import Clock
+from cronpilot.domain import operations as ops
+from cronpilot.domain.ports import JobNotFound, JobStore, RunNotFound
 from cronpilot.models.job import JOB_ID_PATTERN, Job
 from cronpilot.models.operations import (
     PAGE_LIMIT_MAX,
@@ -36,7 +38,6 @@ from cronpilot.models.operations import (
 )
 from cronpilot.models.run import RunStatus
 from cronpilot.observability import logger
-from cronpilot.store import JobNotFound, RunNotFound, Store
 
 API_VERSION = "1.0.0"
 # A job document is a few KiB; the cap keeps a request far below DynamoDB's 400 KB item limit.
@@ -67,16 +68,25 @@ JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the job's id")]
 RunId = Annotated[str, Path(description="a run id, `<job id>.<YYYYMMDDTHHMMSSZ>`")]
 
 
-def _problem_response(description: str) -> dict[str, Any]:
+Responses = dict[int, OpenAPIResponse]
+
+
+def _problem_response(description: str) -> OpenAPIResponse:
     return {
         "description": description,
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
 
 
-_BAD_REQUEST = {400: _problem_response("Invalid request: each invalid field and how to fix it")}
-_NOT_FOUND = {404: _problem_response("No such job or run")}
-_TOO_LARGE = {413: _problem_response(f"Request body over {MAX_BODY_BYTES} bytes")}
+_BAD_REQUEST: Responses = {400: _problem_response("Invalid request: each invalid field and how to fix it")}
+_NOT_FOUND: Responses = {404: _problem_response("No such job or run")}
+_TOO_LARGE: Responses = {413: _problem_response(f"Request body over {MAX_BODY_BYTES} bytes")}
+_CREATED: Responses = {
+    201: {
+        "description": "Created",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApplyResult"}}},
+    }
+}
 
 
 class Health(BaseModel):
@@ -93,7 +103,7 @@ class PauseRequest(BaseModel):
 # ------------------------------------------------------------------ context
 
 
-def _store() -> Store:
+def _store() -> JobStore:
     return app.context["store"]
 
 
@@ -102,7 +112,7 @@ def _now() -> datetime:
     return clock.now()
 
 
-def handle(event: dict[str, Any], context: Any, *, store: Store, clock: Clock) -> dict[str, Any]:
+def handle(event: dict[str, Any], context: Any, *, store: JobStore, clock: Clock) -> dict[str, Any]:
     """Resolve one API Gateway (HTTP API, payload 2.0) event against a store and a clock."""
     if (size := _body_size(event)) > MAX_BODY_BYTES:  # before any parsing or validation
         detail = f"the request body has {size} bytes; at most {MAX_BODY_BYTES} are accepted"
@@ -277,10 +287,7 @@ def get_job(job_id: JobId) -> Response[JobDetail]:
         "dry_run=true shows the diff without writing."
     ),
     responses={
-        201: {
-            "description": "Created",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApplyResult"}}},
-        },
+        **_CREATED,
         **_BAD_REQUEST,
         412: _problem_response(
             "The job changed since the ETag in If-Match (or exists, with If-None-Match: *)"

@@ -82,6 +82,7 @@ class LocalApiServer(ThreadingHTTPServer):
     ) -> None:
         self.handle_event = handle
         self.after_write = after_write
+        self.quiet = False
         self.lock = threading.Lock()
         super().__init__((host, port), _RequestHandler)
 
@@ -141,6 +142,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
-        if getattr(self.server, "quiet", False):
+        if self.server.quiet:
             return
         super().log_message(format, *args)
