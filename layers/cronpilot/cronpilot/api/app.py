@@ -72,21 +72,20 @@ Responses = dict[int, OpenAPIResponse]
 
 
 def _problem_response(description: str) -> OpenAPIResponse:
-    return {
-        "description": description,
-        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
+    return {"description": description, "content": {PROBLEM_JSON: {"model": Problem}}}
+
+
+def _ok(description: str, *, etag: bool = False) -> OpenAPIResponse:
+    """A success response; its schema is the route's return type."""
+    if not etag:
+        return {"description": description}
+    header = {"description": "the job document's version, for If-Match", "schema": {"type": "string"}}
+    return {"description": description, "headers": {"ETag": header}}
 
 
 _BAD_REQUEST: Responses = {400: _problem_response("Invalid request: each invalid field and how to fix it")}
 _NOT_FOUND: Responses = {404: _problem_response("No such job or run")}
 _TOO_LARGE: Responses = {413: _problem_response(f"Request body over {MAX_BODY_BYTES} bytes")}
-_CREATED: Responses = {
-    201: {
-        "description": "Created",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApplyResult"}}},
-    }
-}
 
 
 class Health(BaseModel):
@@ -147,8 +146,6 @@ def openapi_document() -> dict[str, Any]:
     schemas = document["components"]["schemas"]
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
-    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas["FieldProblem"] = schemas["Problem"].pop("$defs")["FieldProblem"]
     return document
 
 
@@ -255,7 +252,7 @@ def job_schema() -> dict[str, Any]:
     operation_id="listJobs",
     tags=["jobs"],
     summary="Jobs in id order, a page at a time",
-    responses=_BAD_REQUEST,
+    responses={200: _ok("A page of jobs"), **_BAD_REQUEST},
 )
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX, description="jobs per page")] = 50,
@@ -269,7 +266,7 @@ def list_jobs(
     operation_id="getJob",
     tags=["jobs"],
     summary="A job: its document, next run and who chose it, lease, failing streak",
-    responses={**_BAD_REQUEST, **_NOT_FOUND},
+    responses={200: _ok("The job", etag=True), **_BAD_REQUEST, **_NOT_FOUND},
 )
 def get_job(job_id: JobId) -> Response[JobDetail]:
     detail = ops.show_job(_store(), job_id)
@@ -287,7 +284,8 @@ def get_job(job_id: JobId) -> Response[JobDetail]:
         "dry_run=true shows the diff without writing."
     ),
     responses={
-        **_CREATED,
+        200: _ok("Updated, unchanged, or (dry_run) what would change", etag=True),
+        201: _ok("Created", etag=True),
         **_BAD_REQUEST,
         412: _problem_response(
             "The job changed since the ETag in If-Match (or exists, with If-None-Match: *)"
@@ -322,7 +320,12 @@ def put_job(
     operation_id="deleteJob",
     tags=["jobs"],
     summary="Delete a job (refused while a run is in flight unless force=true)",
-    responses={**_BAD_REQUEST, **_NOT_FOUND, 409: _problem_response("A run is in flight")},
+    responses={
+        200: _ok("Deleted"),
+        **_BAD_REQUEST,
+        **_NOT_FOUND,
+        409: _problem_response("A run is in flight"),
+    },
 )
 def delete_job(
     job_id: JobId,
@@ -336,7 +339,7 @@ def delete_job(
     operation_id="pauseJob",
     tags=["jobs"],
     summary="Pause now, or until a time",
-    responses={**_BAD_REQUEST, **_NOT_FOUND, **_TOO_LARGE},
+    responses={200: _ok("Paused"), **_BAD_REQUEST, **_NOT_FOUND, **_TOO_LARGE},
 )
 def pause_job(job_id: JobId, request: Annotated[PauseRequest | None, Body()] = None) -> JobChange:
     until = request.until if request else None
@@ -348,7 +351,7 @@ def pause_job(job_id: JobId, request: Annotated[PauseRequest | None, Body()] = N
     operation_id="resumeJob",
     tags=["jobs"],
     summary="Resume a paused job at its next baseline slot",
-    responses={**_BAD_REQUEST, **_NOT_FOUND},
+    responses={200: _ok("Resumed"), **_BAD_REQUEST, **_NOT_FOUND},
 )
 def resume_job(job_id: JobId) -> JobChange:
     return ops.resume_job(_store(), job_id, _now())
@@ -359,7 +362,12 @@ def resume_job(job_id: JobId) -> JobChange:
     operation_id="triggerJob",
     tags=["jobs"],
     summary="Run now (on the next scheduler tick), under the job's overlap policy",
-    responses={**_BAD_REQUEST, **_NOT_FOUND, 409: _problem_response("The job is paused")},
+    responses={
+        200: _ok("Triggered: it runs on the next scheduler tick"),
+        **_BAD_REQUEST,
+        **_NOT_FOUND,
+        409: _problem_response("The job is paused"),
+    },
 )
 def trigger_job(job_id: JobId) -> JobChange:
     return ops.trigger_job(_store(), job_id, _now())
@@ -370,7 +378,7 @@ def trigger_job(job_id: JobId) -> JobChange:
     operation_id="explainJob",
     tags=["jobs"],
     summary="Why the last run happened when it did, and why the next one is when it is",
-    responses={**_BAD_REQUEST, **_NOT_FOUND},
+    responses={200: _ok("The explanation"), **_BAD_REQUEST, **_NOT_FOUND},
 )
 def explain_job(job_id: JobId) -> Explanation:
     return ops.explain_job(_store(), job_id)
@@ -381,7 +389,7 @@ def explain_job(job_id: JobId) -> Explanation:
     operation_id="listRuns",
     tags=["runs"],
     summary="A job's runs, newest first",
-    responses={**_BAD_REQUEST, **_NOT_FOUND},
+    responses={200: _ok("A page of runs, newest first"), **_BAD_REQUEST, **_NOT_FOUND},
 )
 def list_runs(
     job_id: JobId,
@@ -400,7 +408,7 @@ def list_runs(
     operation_id="getRun",
     tags=["runs"],
     summary="A run: plan, steps, summary, next-run decision, tokens",
-    responses={**_BAD_REQUEST, **_NOT_FOUND},
+    responses={200: _ok("The run"), **_BAD_REQUEST, **_NOT_FOUND},
 )
 def get_run(run_id: RunId) -> RunDetail:
     return ops.show_run(_store(), run_id)

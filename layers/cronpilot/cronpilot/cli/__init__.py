@@ -60,6 +60,14 @@ def schema() -> None:
     print(json.dumps(Job.model_json_schema(), indent=2))
 
 
+@app.command()
+def openapi() -> None:
+    """Print the HTTP API's OpenAPI document (generated from its routes; docs/openapi.json)."""
+    from cronpilot.api.app import openapi_document
+
+    print(json.dumps(openapi_document(), indent=2, sort_keys=True))
+
+
 def main() -> None:
     try:
         app()
