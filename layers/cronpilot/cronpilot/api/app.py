@@ -14,7 +14,10 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -85,7 +88,10 @@ def _ok(description: str, *, etag: bool = False) -> OpenAPIResponse:
 
 _BAD_REQUEST: Responses = {400: _problem_response("Invalid request: each invalid field and how to fix it")}
 _NOT_FOUND: Responses = {404: _problem_response("No such job or run")}
-_TOO_LARGE: Responses = {413: _problem_response(f"Request body over {MAX_BODY_BYTES} bytes")}
+_TOO_LARGE: Responses = {
+    413: _problem_response(f"Request body over {MAX_BODY_BYTES} bytes"),
+    415: _problem_response("The body is not application/json"),
+}
 
 
 class Health(BaseModel):
@@ -113,17 +119,34 @@ def _now() -> datetime:
 
 def handle(event: dict[str, Any], context: Any, *, store: JobStore, clock: Clock) -> dict[str, Any]:
     """Resolve one API Gateway (HTTP API, payload 2.0) event against a store and a clock."""
-    if (size := _body_size(event)) > MAX_BODY_BYTES:  # before any parsing or validation
-        detail = f"the request body has {size} bytes; at most {MAX_BODY_BYTES} are accepted"
-        body = Problem(title=HTTPStatus(413).phrase, status=413, detail=detail)
-        return {
-            "statusCode": 413,
-            "headers": {"Content-Type": PROBLEM_JSON},
-            "body": body.model_dump_json(),
-            "isBase64Encoded": False,
-        }
+    if refused := _refuse_body(event):  # before any parsing or validation
+        return refused
     app.append_context(store=store, clock=clock)
     return app.resolve(event, context)
+
+
+def _refuse_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """413 over the size limit; 415 for a body that is not JSON (Powertools would try to parse forms)."""
+    size = _body_size(event)
+    if size > MAX_BODY_BYTES:
+        status, detail = 413, f"the request body has {size} bytes; at most {MAX_BODY_BYTES} are accepted"
+    elif size and not _is_json(event.get("headers") or {}):
+        status, detail = 415, "send the body as JSON with Content-Type: application/json"
+    else:
+        return None
+    body = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail)
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": PROBLEM_JSON},
+        "body": body.model_dump_json(),
+        "isBase64Encoded": False,
+    }
+
+
+def _is_json(headers: dict[str, str]) -> bool:
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 def _body_size(event: dict[str, Any]) -> int:
@@ -185,6 +208,11 @@ def _document_problem(invalid: ops.JobDocumentInvalid) -> Response:
     return problem(
         400, "the job document is invalid: " + "; ".join(f"{f.field}: {f.message}" for f in fields), fields
     )
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_body(exc: RequestUnsupportedContentType) -> Response:
+    return problem(415, "send the body as JSON with Content-Type: application/json")
 
 
 @app.exception_handler(ops.JobDocumentInvalid)
