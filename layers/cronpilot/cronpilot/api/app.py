@@ -18,7 +18,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
@@ -48,25 +47,6 @@ MAX_BODY_BYTES = 64 * 1024
 PROBLEM_JSON = "application/problem+json"
 
 app = APIGatewayHttpResolver(enable_validation=True)
-app.configure_openapi(
-    title="cronpilot",
-    version=API_VERSION,
-    description=(
-        "Operate cronpilot jobs and read their runs. Every route requires AWS SigV4 (IAM) "
-        "authorization; errors are RFC 9457 problem details (application/problem+json)."
-    ),
-    # API Gateway's convention for SigV4: an apiKey scheme on Authorization with this extension.
-    security_schemes={
-        "sigv4": APIKey(
-            name="Authorization",
-            in_=APIKeyIn.header,
-            description="AWS Signature Version 4 (IAM): sign with credentials allowed execute-api:Invoke",
-            **{"x-amazon-apigateway-authtype": "awsSigv4"},
-        )
-    },
-    security=[{"sigv4": []}],
-)
-
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the job's id")]
 RunId = Annotated[str, Path(description="a run id, `<job id>.<YYYYMMDDTHHMMSSZ>`")]
 
@@ -156,12 +136,38 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body.encode())
 
 
+def _configure_openapi() -> None:
+    """Title, description and the SigV4 security scheme of the document. Done when the document is
+    generated, not at import: Powertools' OpenAPI models cost a cold start far more than the routes."""
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
+    app.configure_openapi(
+        title="cronpilot",
+        version=API_VERSION,
+        description=(
+            "Operate cronpilot jobs and read their runs. Every route requires AWS SigV4 (IAM) "
+            "authorization; errors are RFC 9457 problem details (application/problem+json)."
+        ),
+        # API Gateway's convention for SigV4: an apiKey scheme on Authorization with this extension.
+        security_schemes={
+            "sigv4": APIKey(
+                name="Authorization",
+                in_=APIKeyIn.header,
+                description="AWS Signature Version 4 (IAM): sign with credentials allowed execute-api:Invoke",
+                **{"x-amazon-apigateway-authtype": "awsSigv4"},
+            )
+        },
+        security=[{"sigv4": []}],
+    )
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document Powertools generates from the routes.
 
     Powertools documents a 422 validation response on every route; this API answers validation errors
     with 400 problem details instead (documented per route), so the unused 422 entries are dropped.
     """
+    _configure_openapi()
     document = json.loads(app.get_openapi_json_schema())
     for path in document["paths"].values():
         for operation in path.values():
