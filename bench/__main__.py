@@ -12,7 +12,15 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ["bench.discovery", "bench.cold_start", "bench.executor", "bench.ai", "bench.infra", "bench.api"]
+SUITES = [
+    "bench.discovery",
+    "bench.cold_start",
+    "bench.executor",
+    "bench.ai",
+    "bench.infra",
+    "bench.workflows",
+    "bench.api",
+]
 
 
 def main() -> int:

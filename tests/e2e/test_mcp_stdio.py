@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cronpilot.cli.mcp_server import JOB_FILE_DOCS_URI, JOB_SCHEMA_URI
 from cronpilot.cli.targets import local_state_target
 from cronpilot.clock import FixedClock
 from cronpilot.domain.discovery import Discovery
 from cronpilot.domain.operations import apply_job
-from cronpilot.mcp_server import JOB_FILE_DOCS_URI, JOB_SCHEMA_URI
 from cronpilot.models.job import Job
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters

@@ -160,6 +160,10 @@ def test_invalid_job_document_is_a_400_naming_each_field(client: httpx.Client) -
         client.put("/jobs/broken", content=b"{not json", headers={"content-type": "application/json"}), 400
     )
     assert not_json["errors"][0]["field"] == "body"
+    binary = client.put("/jobs/broken", content=b"\xff\xfe{}", headers={"content-type": "application/json"})
+    assert "UTF-8" in problem(binary, 400)["detail"]
+    form = client.put("/jobs/broken", data={"id": "broken"})
+    assert "application/json" in problem(form, 415)["detail"]
     problem(client.get("/jobs/Not_A_Valid_Id"), 400)
 
 

@@ -7,6 +7,7 @@ Errors are RFC 9457 problem details that name the field and the fix.
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from http import HTTPStatus
@@ -19,7 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseHeader
 from pydantic import BaseModel, Field
 
 from cronpilot.clock import Clock
@@ -62,7 +63,10 @@ def _ok(description: str, *, etag: bool = False) -> OpenAPIResponse:
     """A success response; its schema is the route's return type."""
     if not etag:
         return {"description": description}
-    header = {"description": "the job document's version, for If-Match", "schema": {"type": "string"}}
+    header: OpenAPIResponseHeader = {
+        "description": "the job document's version, for If-Match",
+        "schema": {"type": "string"},
+    }
     return {"description": description, "headers": {"ETag": header}}
 
 
@@ -112,6 +116,8 @@ def _refuse_body(event: dict[str, Any]) -> dict[str, Any] | None:
         status, detail = 413, f"the request body has {size} bytes; at most {MAX_BODY_BYTES} are accepted"
     elif size and not _is_json(event.get("headers") or {}):
         status, detail = 415, "send the body as JSON with Content-Type: application/json"
+    elif event.get("isBase64Encoded") and not _is_utf8(event.get("body") or ""):
+        status, detail = 400, "body: not valid JSON: JSON is UTF-8 text"
     else:
         return None
     body = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail)
@@ -121,6 +127,15 @@ def _refuse_body(event: dict[str, Any]) -> dict[str, Any] | None:
         "body": body.model_dump_json(),
         "isBase64Encoded": False,
     }
+
+
+def _is_utf8(encoded: str) -> bool:
+    """API Gateway base64-encodes bodies that are not text."""
+    try:
+        base64.b64decode(encoded).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def _is_json(headers: dict[str, str]) -> bool:

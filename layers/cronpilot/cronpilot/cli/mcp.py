@@ -22,7 +22,7 @@ def mcp(
     """Speak MCP over stdin/stdout (for Claude Code, Claude Desktop and other MCP clients).
 
     Operates where the CLI would: --local (local mode's state file), --stack NAME or --table NAME."""
-    from cronpilot.mcp_server import build_server
+    from cronpilot.cli.mcp_server import build_server
 
     # stdout carries the protocol: nothing else may print there.
     build_server(lambda: target(ctx), allow_writes=allow_writes).run("stdio")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cronpilot.cli import render
-from cronpilot.cli.common import Output, emit_json, one_line_errors, target
+from cronpilot.cli.common import Output, console, emit_json, one_line_errors, target
 from cronpilot.models.operations import PAGE_LIMIT_MAX, RunSummary
 from cronpilot.models.run import RunStatus
 
@@ -63,3 +63,34 @@ def runs_show(ctx: typer.Context, run_id: str, output: Output = "table") -> None
         emit_json(run.model_dump(mode="json"))
         return
     render.print_run(run)
+
+
+@runs_app.command("retry")
+@one_line_errors
+def runs_retry(
+    ctx: typer.Context,
+    run_id: str,
+    failed_only: Annotated[
+        bool, typer.Option("--failed-only", help="Re-execute only failed and skipped steps; reuse the rest.")
+    ] = False,
+    output: Output = "table",
+) -> None:
+    """Replay a finished run as a new run (trigger `retry`) on the next tick, under the overlap policy."""
+    from cronpilot.domain.operations import retry_run
+
+    with target(ctx) as chosen:
+        request = retry_run(chosen.store, run_id, chosen.clock.now(), failed_only=failed_only)
+    if output == "json":
+        emit_json(
+            {
+                "job_id": request.job_id,
+                "retry_of": request.retry_of,
+                "failed_only": request.failed_only,
+                "reexecute": request.reexecute,
+            }
+        )
+        return
+    console.print(
+        f"retry of {run_id} requested: the next scheduler tick starts it (trigger retry), "
+        f"re-executing {', '.join(request.reexecute)}"
+    )

@@ -18,7 +18,6 @@ import traceback
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -320,9 +319,3 @@ class LocalCloud:
     def describe_execution(self, run_id: str) -> dict[str, Any]:
         arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
         return self.client("stepfunctions").describe_execution(executionArn=arn)
-
-
-@contextmanager
-def local_cloud(clock: Clock, **kwargs: Any) -> Iterator[LocalCloud]:
-    with LocalCloud(clock, **kwargs) as cloud:
-        yield cloud

@@ -76,7 +76,7 @@ def job_file_reference(readme: Path | None = None) -> str:
 
 
 def _readme_text(readme: Path | None) -> str:
-    candidate = readme or Path(__file__).resolve().parents[3] / "README.md"  # a source checkout
+    candidate = readme or Path(__file__).resolve().parents[4] / "README.md"  # a source checkout
     if candidate.is_file():
         return candidate.read_text(encoding="utf-8")
     from importlib.metadata import PackageNotFoundError, metadata
