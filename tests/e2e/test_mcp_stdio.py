@@ -28,7 +28,7 @@ from tests.support.factories import job_doc, make_job
 
 CRONPILOT = str(Path(sys.executable).parent / "cronpilot")
 READ_TOOLS = {"list_jobs", "show_job", "list_runs", "show_run", "explain_job", "validate_job"}
-WRITE_TOOLS = {"apply_job", "pause_job", "resume_job", "trigger_job", "delete_job"}
+WRITE_TOOLS = {"apply_job", "pause_job", "resume_job", "trigger_job", "delete_job", "retry_run"}
 START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
 
 
@@ -125,6 +125,7 @@ def test_read_only_server(state: Path) -> None:
                 "resume_job": {"job_id": "ticker"},
                 "trigger_job": {"job_id": "ticker"},
                 "delete_job": {"job_id": "ticker", "force": True},
+                "retry_run": {"run_id": older["runs"][0]["run_id"]},
             }
             for name, arguments in writes.items():
                 assert "--allow-writes" in tool_error(await client.call_tool(name, arguments)), name
@@ -181,6 +182,10 @@ def test_write_tools_with_allow_writes(state: Path) -> None:
             assert shown["next_run"]["source"] == "manual"
             assert ok(await client.call_tool("delete_job", {"job_id": "fresh"}))["action"] == "deleted"
             assert "no job" in tool_error(await client.call_tool("delete_job", {"job_id": "fresh"}))
+            # a run that never planned cannot be replayed: the reason comes back as a tool error
+            runs = ok(await client.call_tool("list_runs", {"job_id": "ticker"}))
+            skipped = next(r["run_id"] for r in runs["runs"] if r["status"] == "skipped")
+            assert tool_error(await client.call_tool("retry_run", {"run_id": skipped}))
 
             # still alive; the changes are in local mode's state file, where the CLI reads them
             jobs = ok(await client.call_tool("list_jobs", {}))

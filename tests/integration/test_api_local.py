@@ -181,6 +181,8 @@ def test_not_found(client: httpx.Client) -> None:
     problem(client.delete("/jobs/ghost"), 404)
     problem(client.get("/runs/ghost.20200101T000000Z"), 404)
     assert problem(client.get("/runs/no-stamp"), 400)["errors"][0]["field"] == "run_id"
+    problem(client.post("/runs/ghost.20200101T000000Z/retry"), 404)
+    assert problem(client.post("/runs/no-stamp/retry"), 400)["errors"][0]["field"] == "run_id"
     problem(client.get("/nowhere"), 404)
 
 
@@ -270,6 +272,8 @@ def test_runs_pages_filters_get_and_explain(api: tuple[httpx.Client, Path, list[
         "schedule",
         [],
     )
+    # a skipped slot never planned: replaying it is refused with the reason
+    assert problem(client.post(f"/runs/{run_ids[-1]}/retry", json={"failed_only": True}), 409)["detail"]
     # explain: why the last run happened when it did and why the next one is when it is
     explained = client.get("/jobs/ticker/explain").json()
     assert explained["run_id"] == max(run_ids)

@@ -36,6 +36,7 @@ from cronpilot.models.operations import (
     JobDetail,
     JobPage,
     Problem,
+    RetryRequest,
     RunDetail,
     RunPage,
 )
@@ -461,3 +462,26 @@ def list_runs(
 )
 def get_run(run_id: RunId) -> RunDetail:
     return ops.show_run(_store(), run_id)
+
+
+class RetryBody(BaseModel):
+    failed_only: bool = Field(
+        default=False, description="re-execute only failed and skipped steps; reuse the others' results"
+    )
+
+
+@app.post(
+    "/runs/<run_id>/retry",
+    operation_id="retryRun",
+    tags=["runs"],
+    summary="Replay a finished run as a new run on the next scheduler tick (trigger retry)",
+    responses={
+        200: _ok("The retry is requested"),
+        **_BAD_REQUEST,
+        **_NOT_FOUND,
+        409: _problem_response("The run cannot be replayed now (the reason says why)"),
+        **_TOO_LARGE,
+    },
+)
+def retry_run(run_id: RunId, request: Annotated[RetryBody | None, Body()] = None) -> RetryRequest:
+    return ops.retry_run(_store(), run_id, _now(), failed_only=bool(request and request.failed_only))

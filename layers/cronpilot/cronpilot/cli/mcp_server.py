@@ -31,6 +31,7 @@ from cronpilot.models.operations import (
     JobChange,
     JobDetail,
     JobPage,
+    RetryRequest,
     RunDetail,
     RunPage,
 )
@@ -246,6 +247,17 @@ class CronpilotTools:
             change = ops.trigger_job(t.store, job_id, t.clock.now())
         return _result(change, f"{job_id} triggered: {change.message}")
 
+    def retry_run(
+        self,
+        run_id: Annotated[str, Field(description="the finished run to replay")],
+        failed_only: Annotated[bool, Field(description="re-execute only failed and skipped steps")] = False,
+    ) -> Annotated[CallToolResult, RetryRequest]:
+        """Replay a finished run as a new run on the next scheduler tick (trigger retry), following its
+        plan. Requires --allow-writes."""
+        with self.target(write=True) as t:
+            request = ops.retry_run(t.store, run_id, t.clock.now(), failed_only=failed_only)
+        return _result(request, f"retry of {run_id} requested: re-executing {', '.join(request.reexecute)}")
+
     def delete_job(
         self,
         job_id: Annotated[str, Field(description="the job's id")],
@@ -297,6 +309,7 @@ def build_server(open_target: TargetOpener, *, allow_writes: bool) -> MCPServer:
         _tool(tools.pause_job, _WRITE),
         _tool(tools.resume_job, _WRITE),
         _tool(tools.trigger_job, _WRITE.model_copy(update={"idempotent_hint": False})),
+        _tool(tools.retry_run, _WRITE.model_copy(update={"idempotent_hint": False})),
         _tool(tools.delete_job, _DELETE),
     ]
     server: MCPServer = MCPServer(

@@ -81,14 +81,7 @@ def runs_retry(
     with target(ctx) as chosen:
         request = retry_run(chosen.store, run_id, chosen.clock.now(), failed_only=failed_only)
     if output == "json":
-        emit_json(
-            {
-                "job_id": request.job_id,
-                "retry_of": request.retry_of,
-                "failed_only": request.failed_only,
-                "reexecute": request.reexecute,
-            }
-        )
+        emit_json(request.model_dump(mode="json"))
         return
     console.print(
         f"retry of {run_id} requested: the next scheduler tick starts it (trigger retry), "

@@ -11,7 +11,6 @@ import difflib
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from cronpilot.models.operations import (
     JobSummary,
     Lease,
     NextRun,
+    RetryRequest,
     RunDetail,
     RunPage,
     RunSummary,
@@ -311,18 +311,11 @@ def trigger_job(store: JobStore, job_id: str, now: datetime) -> JobChange:
     )
 
 
-@dataclass
-class RetryRequest:
-    job_id: str
-    retry_of: str
-    failed_only: bool
-    reexecute: list[str]  # the steps the replay calls again (the others are reused)
-
-
 def retry_run(store: JobStore, run_id: str, now: datetime, *, failed_only: bool = False) -> RetryRequest:
     """Replay a finished run: the next tick claims a new run (trigger `retry`, linked to `run_id`)
     under the job's overlap policy. It follows the original's plan and re-executes every step, or with
     `failed_only` only the failed and skipped ones, reusing the others' results and extracted values."""
+    _check_run_id(run_id)
     original = store.get_run(run_id)
     record = store.get_job(original.job_id)
     results = store.get_step_results(run_id)
@@ -347,7 +340,7 @@ def retry_run(store: JobStore, run_id: str, now: datetime, *, failed_only: bool 
     reexecute = (
         to_reexecute(original.plan, results) if failed_only else [s.step_id for s in original.plan.steps]
     )
-    return RetryRequest(job_id, run_id, failed_only, reexecute)
+    return RetryRequest(job_id=job_id, retry_of=run_id, failed_only=failed_only, reexecute=reexecute)
 
 
 def delete_job(store: JobStore, job_id: str, now: datetime, *, force: bool = False) -> JobChange:
@@ -431,11 +424,15 @@ def list_runs(
     return RunPage(runs=[summarize_run(r) for r in runs], next_cursor=next_cursor)
 
 
-def show_run(store: JobStore, run_id: str) -> RunDetail:
+def _check_run_id(run_id: str) -> None:
     try:
         parse_run_id(run_id)
     except ValueError as exc:
         raise InvalidInput("run_id", str(exc)) from None
+
+
+def show_run(store: JobStore, run_id: str) -> RunDetail:
+    _check_run_id(run_id)
     run = store.get_run(run_id)
     steps = store.get_step_results(run_id)
     # hidden extracted values stay hidden from every face (CLI, API, MCP): only those marked safe show

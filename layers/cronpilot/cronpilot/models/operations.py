@@ -76,6 +76,15 @@ class JobChange(View):
     message: str
 
 
+class RetryRequest(View):
+    """A replay of a finished run, started by the next scheduler tick (trigger `retry`)."""
+
+    job_id: str
+    retry_of: str = Field(description="the run being replayed")
+    failed_only: bool
+    reexecute: list[str] = Field(description="the steps called again; the others' results are reused")
+
+
 class RunSummary(View):
     run_id: str
     scheduled_at: datetime
