@@ -20,6 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from .access import ACCESS
 from .functions import ARCHITECTURE, RUNTIME, CronpilotFunctions, retention
 from .monitoring import FIVE_MINUTES, Monitoring
 from .nag import XRAY_REASON, _ack
@@ -27,12 +28,9 @@ from .paths import FUNCTIONS_DIR
 from .settings import DeploySettings
 from .table import CronpilotTable
 
-# What the operations do on the table: read jobs, runs and step results (GetItem, Query; Scan lists the
-# jobs), and write job items only (UpdateItem: apply, pause, resume, trigger; PutItem: the delete
-# tombstone). No DeleteItem, no transactions' ConditionCheckItem, no index.
-API_READS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan")
-API_WRITES = ("dynamodb:PutItem", "dynamodb:UpdateItem")
-JOB_PARTITIONS = "job#*"
+# Listing jobs is a Scan (it has no partition key for a LeadingKeys condition); every other table call
+# is granted by partition from the access map (access.py): reads of jobs, runs and steps, job writes.
+API_SCAN = "dynamodb:Scan"
 
 # Per stage: API Gateway answers 429 beyond these, before the function runs.
 THROTTLE_RATE_PER_SECOND = 20
@@ -160,15 +158,8 @@ class CronpilotApi(Construct):
         )
 
     def _grant_table(self, table: CronpilotTable) -> None:
-        arn = table.table.table_arn
-        self.role.add_to_policy(iam.PolicyStatement(actions=list(API_READS), resources=[arn]))
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=list(API_WRITES),
-                resources=[arn],
-                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [JOB_PARTITIONS]}},
-            )
-        )
+        table.grant_items(self.function, ACCESS["api"])
+        self.role.add_to_policy(iam.PolicyStatement(actions=[API_SCAN], resources=[table.table.table_arn]))
 
     def _alarms(self, settings: DeploySettings, monitoring: Monitoring) -> dict[str, cloudwatch.Alarm]:
         alarms = {

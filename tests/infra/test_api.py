@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cronpilot_infra.access import READ_ACTIONS, WRITE_ACTIONS
 from cronpilot_infra.api import ACCESS_LOG_FORMAT, route_keys
 
 from tests.infra.conftest import NO_RESOURCE_LEVEL, functions_by_name, grants, resources, role_statements
@@ -50,26 +51,25 @@ def test_role_reaches_only_what_the_operations_need(template_json: dict[str, Any
     got = grants(statements)
     (table_id,) = resources(template_json, "AWS::DynamoDB::Table")
     table_arn = {"Fn::GetAtt": [table_id, "Arn"]}
-    # Then: its log group, X-Ray, reads of the table, and writes of job items only
+    # Then: the table itself (no index); item reads of jobs, runs and steps; writes of job items only;
+    # a Scan to list jobs; no DeleteItem, no Step Functions, secrets or Bedrock
     dynamodb = {a for a in got if a.startswith("dynamodb:")}
-    assert dynamodb == {
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:Scan",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-    }
+    assert dynamodb == {*READ_ACTIONS, *WRITE_ACTIONS, "dynamodb:Scan"}
     for action in dynamodb:
-        assert got[action] == [table_arn], action  # the table itself: not its indexes
-    writes = [s for s in statements if "dynamodb:PutItem" in s["Action"]]
-    assert writes
-    assert all(
-        s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["job#*"]}} for s in writes
-    )
+        assert got[action] == [table_arn], action
+    partitions = {}
+    for statement in statements:
+        for action in statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]:
+            if action.startswith("dynamodb:") and action != "dynamodb:Scan":
+                ((operator, keys),) = statement["Condition"].items()
+                assert operator == "ForAllValues:StringLike"
+                partitions[action] = set(keys["dynamodb:LeadingKeys"])
+    assert {partitions[a] == {"job#*", "run#*"} for a in READ_ACTIONS} == {True}
+    assert {partitions[a] == {"job#*"} for a in WRITE_ACTIONS} == {True}
     group = fn["LoggingConfig"]["LogGroup"]["Ref"]
     assert got["logs:PutLogEvents"] == [{"Fn::GetAtt": [group, "Arn"]}]
     others = set(got) - dynamodb - {"logs:CreateLogStream", "logs:PutLogEvents"}
-    assert others <= NO_RESOURCE_LEVEL  # X-Ray only: no Step Functions, secrets, Bedrock or DeleteItem
+    assert others <= NO_RESOURCE_LEVEL  # X-Ray only
 
 
 def test_integration_is_the_api_function(template_json: dict[str, Any]) -> None:

@@ -379,6 +379,7 @@ def summarize_run(run: RunRecord) -> RunSummary:
         scheduled_at=run.scheduled_at,
         status=run.status,
         trigger=run.trigger,
+        retry_of=run.retry_of,
         skip_reason=run.skip_reason,
         steps=run.step_counts,
         next_run=run.next_run,

@@ -89,7 +89,8 @@ class RunSummary(View):
     run_id: str
     scheduled_at: datetime
     status: RunStatus
-    trigger: str = Field(description="why the run happened then: schedule, manual, catch-up, buffered, ...")
+    trigger: str = Field(description="why the run happened then: schedule, manual, catch-up, retry, ...")
+    retry_of: str | None = Field(description="the run this one replays (trigger retry)")
     skip_reason: str | None
     steps: dict[str, int] = Field(description="step counts by status")
     next_run: NextRunDecision | None
