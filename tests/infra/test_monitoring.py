@@ -280,7 +280,7 @@ def test_dashboard_widgets(template_json: dict[str, Any]) -> None:
     for title, names in expected.items():
         assert names <= _metric_names(widgets[title]), title
     for title in ("Lambda errors", "Lambda throttles"):
-        assert len(widgets[title]["metrics"]) == 5
+        assert len(widgets[title]["metrics"]) == len(functions_by_name(template_json))
     assert len(widgets["Alarms"]["alarms"]) == len(_alarms(template_json))
 
 
