@@ -64,4 +64,6 @@ ACCESS = {
     # the HTTP API's operations: jobs, runs and step results; writes job items only (apply, pause,
     # resume, trigger, retry, the delete tombstone). Listing jobs is a Scan (granted in api.py).
     "api": TableAccess(read=(JOBS, STEPS), write=(JOBS,)),
+    # reads the job's notify rules and its runs; appends deliveries to the run (under the job).
+    "notify": TableAccess(read=(JOBS,), write=(JOBS,)),
 }

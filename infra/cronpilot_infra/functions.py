@@ -1,4 +1,4 @@
-"""The five Lambda functions and the two layers they share. Each function has its own role and log group.
+"""The Lambda functions and the two layers they share. Each function has its own role and log group.
 
 Permissions beyond writing its own logs and traces are granted by the stack, from the constructs that
 own the resources (table, state machine, secrets).
@@ -50,6 +50,10 @@ SPECS = {
         ),
         FunctionSpec(
             "finalize_failure", "Records a failed run and releases its lease", Duration.seconds(60), 256
+        ),
+        # Up to 100 notices a batch, each webhook at most 3 attempts of 10 s (domain.notifications).
+        FunctionSpec(
+            "notify", "Delivers job notifications to SNS and signed webhooks", Duration.seconds(300), 256
         ),
     )
 }
@@ -105,10 +109,18 @@ class CronpilotFunctions(Construct):
         self.executor = self.functions["executor"]
         self.summarizer = self.functions["summarizer"]
         self.finalize_failure = self.functions["finalize_failure"]
-        self.executor.add_environment("EGRESS_ALLOWED_PORTS", settings.executor_ports)
-        self.executor.add_environment(
-            "EGRESS_ALLOWED_CIDRS", ",".join(str(c) for c in settings.private_cidrs)
-        )
+        self.notify = self.functions["notify"]
+        # executor and notify call out (endpoints, webhooks) through the same egress policy
+        for fn in (self.executor, self.notify):
+            fn.add_environment("EGRESS_ALLOWED_PORTS", settings.executor_ports)
+            fn.add_environment("EGRESS_ALLOWED_CIDRS", ",".join(str(c) for c in settings.private_cidrs))
+        # runs hand their notices to notify asynchronously
+        for fn in (self.discovery, self.summarizer, self.finalize_failure):
+            fn.add_environment("NOTIFY_FUNCTION_NAME", self.notify.function_name)
+            # the unqualified function only (grant_invoke would add every version and alias: ARN:*)
+            fn.add_to_role_policy(
+                iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.notify.function_arn])
+            )
         for fn in (self.planner, self.summarizer):
             fn.add_environment("LLM_PROVIDER", settings.llm_provider)
             fn.add_environment("LLM_MODEL", settings.model)

@@ -57,6 +57,15 @@ def acknowledge_findings(stack: CronpilotStack) -> None:
         f"Executor reads SSM parameters that job files reference by name, created by operators after "
         f"deploy: GetParameter only, under the /{prefix} path reserved for cronpilot job secrets.",
     )
+    notify_role = stack.functions.notify.role
+    assert notify_role is not None
+    _ack(
+        notify_role,
+        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{prefix}*]",
+        f"Notify reads the webhook signing secrets that job files name (signing: {{secret: NAME}}); "
+        f"operators create them after deploy, under the prefix reserved for job secrets ({prefix}); "
+        "GetSecretValue only.",
+    )
     geo = inference_profile_geo(settings.model)
     if settings.llm_provider == "bedrock" and geo is not None:
         model_arn = f"arn:<AWS::Partition>:bedrock:*::foundation-model/{settings.model.removeprefix(geo)}"

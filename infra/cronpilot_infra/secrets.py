@@ -48,8 +48,8 @@ class CronpilotSecrets(Construct):
                 resource_arns=bedrock_model_arns(self.settings.model),
             )
 
-    def grant_job_secrets(self, grantee: iam.IGrantable) -> None:
-        """Secrets Manager secrets and SSM parameters under the job secret prefix, nothing else."""
+    def grant_job_secrets(self, grantee: iam.IGrantable, *, parameters: bool = True) -> None:
+        """Secrets Manager secrets (and SSM parameters) under the job secret prefix, nothing else."""
         prefix = self.settings.secret_prefix
         iam.Grant.add_to_principal(
             grantee=grantee,
@@ -58,6 +58,8 @@ class CronpilotSecrets(Construct):
                 f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:{prefix}*"
             ],
         )
+        if not parameters:
+            return
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["ssm:GetParameter"],

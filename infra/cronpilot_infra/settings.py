@@ -15,6 +15,7 @@ from typing import Any
 PROVIDERS = ("anthropic", "bedrock", "none")
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _SECRET_PREFIX = re.compile(r"^[A-Za-z0-9/_+=.@-]+/$")
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
 class SettingsError(ValueError):
@@ -66,6 +67,8 @@ class DeploySettings:
     # tick plus two minutes (a job due just after a tick waits a whole tick by design).
     discovery_lag_alarm_seconds: int = 0
     log_retention_days: int = 30
+    # SNS topics jobs may notify (comma-separated ARNs): the notify function may publish to these only.
+    notify_topic_arns: str = ""
     # Reserved concurrency caps the fan-out against the account (set false in accounts whose
     # concurrency limit is below 100+ these numbers, e.g. new accounts with a limit of 10).
     reserved_concurrency: bool = True
@@ -77,6 +80,12 @@ class DeploySettings:
             raise SettingsError(f"stage {self.stage!r}: lower-case letters, digits and '-', at most 16")
         if self.llm_provider not in PROVIDERS:
             raise SettingsError(f"llm_provider {self.llm_provider!r}: one of {', '.join(PROVIDERS)}")
+        for topic in self.notify_topics:
+            if not _TOPIC_ARN.match(topic):
+                raise SettingsError(
+                    f"notify_topic_arns: {topic!r} is not an SNS topic ARN: "
+                    "use arn:aws:sns:<region>:<account id>:<topic name>"
+                )
         if not 1 <= self.tick_minutes <= 60:
             raise SettingsError("tick_minutes: between 1 and 60")
         if self.daily_budget_usd <= 0:
@@ -152,6 +161,10 @@ class DeploySettings:
     @property
     def route_table_ids(self) -> list[str]:
         return [s.strip() for s in self.executor_route_table_ids.split(",") if s.strip()]
+
+    @property
+    def notify_topics(self) -> list[str]:
+        return [topic.strip() for topic in self.notify_topic_arns.split(",") if topic.strip()]
 
     @property
     def tick_seconds(self) -> int:

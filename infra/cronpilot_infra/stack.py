@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -79,6 +80,15 @@ class CronpilotStack(Stack):
             table.grant_items(fn, ACCESS[name])
         # executor: header secrets of registered endpoints, under the job secret prefix only.
         secrets.grant_job_secrets(functions.executor)
+        # notify: webhook signing secrets (same prefix), and publishing to the allowed topics only.
+        secrets.grant_job_secrets(functions.notify, parameters=False)
+        if settings.notify_topics:
+            functions.notify.add_to_role_policy(
+                iam.PolicyStatement(actions=["sns:Publish"], resources=settings.notify_topics)
+            )
+        functions.notify.add_environment("NOTIFY_TOPIC_ARNS", ",".join(settings.notify_topics))
+        # notify is invoked asynchronously: after Lambda's retries a notice lands on the failures queue
+        failures.keep_failures_of(functions.notify, retry_attempts=2, max_event_age=Duration.hours(6))
         # planner and summarizer: the LLM (API key secret, or the one Bedrock model).
         for fn in (functions.planner, functions.summarizer):
             secrets.grant_llm(fn)

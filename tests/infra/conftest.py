@@ -52,7 +52,8 @@ BEDROCK_SETTINGS = DeploySettings(
     alarm_email="oncall@example.com",
     tick_minutes=5,
 )
-PROD_SETTINGS = DeploySettings(stage="prod")
+NOTIFY_TOPIC = "arn:aws:sns:us-east-1:123456789012:cronpilot-alerts"
+PROD_SETTINGS = DeploySettings(stage="prod", notify_topic_arns=NOTIFY_TOPIC)
 ENV = Environment(account="123456789012", region="us-east-1")
 
 
