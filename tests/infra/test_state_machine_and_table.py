@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import cronpilot_infra.paths as infra_paths
-from cronpilot import schema
+from cronpilot.dal import schema
 from cronpilot.local import cloud
 
 from tests.infra.conftest import Synthesized, resources
