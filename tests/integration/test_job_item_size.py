@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 from botocore.exceptions import ClientError
-from cronpilot import jobfiles, schema
-from cronpilot.dynamo import deserialize, serialize
+from cronpilot import jobfiles
+from cronpilot.dal import schema
+from cronpilot.dal.items import deserialize, serialize
 from cronpilot.models.job import Job
 from cronpilot.models.run import RunRecord
 

@@ -391,3 +391,11 @@ def test_yaml_types_a_job_file_uses_still_work(tmp_path):
     assert isinstance(body, dict)
     assert (body["count"], body["ratio"], body["flag"], body["nothing"]) == (3, 0.5, False, None)
     assert body["when"] == "2026-12-01", "a body is JSON: a YAML date in it is sent as its ISO text"
+
+
+def test_overlong_cron_and_timezone_are_refused_before_parsing(tmp_path):
+    doc = job_doc(schedule={"cron": "9" * 5000 + " * * * *", "timezone": "x" * 5000})
+    assert refused(write_json(tmp_path, doc)) == [
+        "schedule.cron: cron is longer than 200 characters: write 5 fields, e.g. '0 9 * * MON-FRI'",
+        "schedule.timezone: unknown time zone (too long): use an IANA name such as 'Europe/Berlin'",
+    ]

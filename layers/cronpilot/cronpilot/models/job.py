@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -125,6 +126,9 @@ class DurationWithin:
 
 
 ONE_YEAR = timedelta(days=366)
+# Far longer than any real one; keeps the parsers (and the messages that quote them) small.
+MAX_CRON_LENGTH = 200
+MAX_TIMEZONE_LENGTH = 64
 
 
 class Strict(BaseModel):
@@ -161,6 +165,10 @@ class Schedule(Strict):
     @field_validator("cron")
     @classmethod
     def _cron_parses(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_CRON_LENGTH:
+            raise ValueError(
+                f"cron is longer than {MAX_CRON_LENGTH} characters: write 5 fields, e.g. '0 9 * * MON-FRI'"
+            )
         if value is not None:
             CronExpression.parse(value)
         return value
@@ -168,6 +176,8 @@ class Schedule(Strict):
     @field_validator("timezone")
     @classmethod
     def _timezone_exists(cls, value: str) -> str:
+        if len(value) > MAX_TIMEZONE_LENGTH:
+            raise ValueError("unknown time zone (too long): use an IANA name such as 'Europe/Berlin'")
         parse_timezone(value)
         return value
 
@@ -349,6 +359,15 @@ class Endpoint(Strict):
     @field_validator("body")
     @classmethod
     def _json_body(cls, value: Any) -> Any:
+        if not isinstance(value, dict | list):
+            return value
+        try:  # C speed for the common case; the slow walk only when something is there to find
+            json.dumps(value, allow_nan=False)
+            return value
+        except RecursionError:
+            raise ValueError("the body is nested too deep: flatten it or send it as text") from None
+        except (ValueError, TypeError):  # NaN or infinity; a YAML date or time
+            pass
         where = _first_non_finite(value)
         if where is not None:
             raise ValueError(
@@ -356,7 +375,7 @@ class Endpoint(Strict):
             )
         # As it is stored and sent: a YAML date in a body becomes its ISO text here, not only after a
         # round trip through the store (so a re-applied file compares equal to the stored job).
-        return to_jsonable_python(value) if isinstance(value, dict | list) else value
+        return to_jsonable_python(value)
 
     def secret_header_names(self) -> frozenset[str]:
         return frozenset(name.lower() for name, v in self.headers.items() if isinstance(v, SecretRef))
