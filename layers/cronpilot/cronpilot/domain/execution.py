@@ -21,6 +21,29 @@ MAX_TOTAL_BUDGET = timedelta(seconds=240)
 SecretResolver = Callable[[SecretRef], str]
 Sender = Callable[[RequestSpec], HttpOutcome]
 CIRCUIT_OPEN = "circuit-open"
+# Secret-store errors worth the state machine's retry; any other failure to read fails the step.
+TRANSIENT_ERRORS = frozenset(
+    {"ThrottlingException", "InternalServiceError", "InternalServerError", "ServiceUnavailable",
+     "RequestTimeout", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"}
+)  # fmt: skip
+
+
+class SecretUnavailable(Exception):
+    """A header's secret or parameter cannot be read: only the steps that need it fail."""
+
+    def __init__(self, ref: SecretRef, endpoint_id: str, header: str, reason: str) -> None:
+        self.ref = ref
+        super().__init__(
+            f"{describe_ref(ref)} for endpoint {endpoint_id!r} (header {header}) cannot be read: {reason}; "
+            "create it and let the executor read it (local mode: --secret NAME=env:VAR or "
+            "'cronpilot --local secrets set NAME')"
+        )
+
+
+def describe_ref(ref: SecretRef) -> str:
+    if ref.secret is not None:
+        return f"secret {ref.secret!r}"
+    return f"parameter {ref.parameter!r}"
 
 
 def resolve_secret(ref: SecretRef) -> str:
@@ -33,15 +56,54 @@ def resolve_secret(ref: SecretRef) -> str:
         assert ref.parameter is not None
         value = str(parameters.get_parameter(ref.parameter, decrypt=True, max_age=300))
     if ref.json_key is not None:
-        value = str(json.loads(value)[ref.json_key])
+        value = _json_field(value, ref.json_key)
     return value
 
 
+def _json_field(value: str, key: str) -> str:
+    # The messages never quote the value: it is the secret.
+    try:
+        document = json.loads(value)
+    except ValueError:
+        raise ValueError(f"json_key {key!r} is set but the value is not JSON") from None
+    if not isinstance(document, dict) or key not in document:
+        raise ValueError(f"its JSON has no key {key!r}")
+    return str(document[key])
+
+
+def _resolve_headers(endpoint: Endpoint, resolver: SecretResolver) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in endpoint.headers.items():
+        if not isinstance(value, SecretRef):
+            headers[name] = value
+            continue
+        try:
+            headers[name] = resolver(value)
+        # Whatever the store says (not found, access denied, throttled, not JSON) fails this step alone.
+        # Only the error's class and our own words are kept: a library's text could echo the value.
+        except ValueError as exc:
+            raise SecretUnavailable(value, endpoint.id, name, str(exc)) from exc
+        except Exception as exc:
+            reason = _reason(exc)
+            if reason in TRANSIENT_ERRORS:
+                raise  # the state machine's Retry tries the step again
+            raise SecretUnavailable(value, endpoint.id, name, reason) from exc
+    return headers
+
+
+def _reason(exc: Exception) -> str:
+    """The AWS error code when there is one (ResourceNotFoundException, AccessDeniedException, ...)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code"):
+            return str(response["Error"]["Code"])
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
+
+
 def build_request(endpoint: Endpoint, idempotency_key: str, resolver: SecretResolver) -> RequestSpec:
-    headers = {
-        name: (resolver(value) if isinstance(value, SecretRef) else value)
-        for name, value in endpoint.headers.items()
-    }
+    headers = _resolve_headers(endpoint, resolver)
     body: str | None
     if endpoint.body is None or isinstance(endpoint.body, str):
         body = endpoint.body
@@ -112,9 +174,15 @@ class StepExecutor:
             )
         try:
             outcome = self.send(build_request(endpoint, idempotency_key(task.run_id, step_id), self.resolver))
+        except SecretUnavailable as exc:
+            if breaker is not None and permit is not None:
+                breaker.release(permit)  # the endpoint was not called: no verdict on it
+            return StepResult(
+                step_id=step_id, endpoint_id=endpoint.id, status=StepStatus.FAILED, error=str(exc)
+            )
         except Exception:
             if breaker is not None and permit is not None:
-                breaker.release(permit)  # e.g. the secret could not be read: no verdict on the endpoint
+                breaker.release(permit)
             raise
         if breaker is not None and permit is not None:
             breaker.record(permit, outcome)
