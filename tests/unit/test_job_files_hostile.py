@@ -236,12 +236,16 @@ def test_booleans_are_not_numbers_and_numbers_are_not_booleans(tmp_path):
     doc = job_doc(guardrails={"max_parallel": True, "max_steps": "5", "max_concurrent_runs": 2.5})
     doc["llm"] = {"shadow": 1}
     doc["endpoints"][0]["retryable"] = "yes"
+    doc["endpoints"][0]["extract"] = {"token": {"path": "access_token", "show": 1}}
+    doc["endpoints"][0]["expect"] = {"retry_on_failure": "true"}
     lines = refused(write_json(tmp_path, doc))
     assert "guardrails.max_parallel: expected a whole number from 1 to 40, got true" in lines
     assert "guardrails.max_steps: expected a whole number from 1 to 100, got the text '5'" in lines
     assert "guardrails.max_concurrent_runs: expected a whole number from 1 to 20, got the number 2.5" in lines
     assert "llm.shadow: expected true or false, got the number 1" in lines
     assert "endpoints[0:a].retryable: expected true or false, got the text 'yes'" in lines
+    assert "endpoints[0:a].extract.token.show: expected true or false, got the number 1" in lines
+    assert "endpoints[0:a].expect.retry_on_failure: expected true or false, got the text 'true'" in lines
 
 
 def test_wrong_shapes_get_one_line_each_in_our_words(tmp_path):

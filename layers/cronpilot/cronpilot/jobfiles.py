@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -372,6 +373,11 @@ def parse_document(text: str, source: Path | str, *, is_json: bool) -> Any:
 # ------------------------------------------------------------------ pydantic errors, in our words
 
 
+_FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# Names pydantic gives union members in a location: never a field of the document.
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "tuple", "none", "bytes"})
+
+
 def _location(loc: tuple[Any, ...], data: Any) -> str:
     """'endpoints[1:fetch].url' rather than pydantic's tuple. Parts that are not in the document (the
     member names pydantic adds for unions and validators) are left out; so is an id that is not one."""
@@ -389,14 +395,12 @@ def _location(loc: tuple[Any, ...], data: Any) -> str:
         elif isinstance(node, dict) and item in node:
             parts.append(("." if parts else "") + str(item))
             node = node[item]
-        elif last and isinstance(item, str) and (node is None or isinstance(node, dict)):
-            parts.append(("." if parts else "") + item)  # a missing field
+        elif last and isinstance(item, str) and _FIELD_NAME.fullmatch(item) and item not in _TYPE_TAGS:
+            parts.append(("." if parts else "") + item)  # a missing field, or one of a shorthand's
     return "".join(parts) or "(the job)"
 
 
 def _is_endpoint_id(value: Any) -> bool:
-    import re
-
     return isinstance(value, str) and re.fullmatch(ENDPOINT_ID_PATTERN, value) is not None
 
 

@@ -18,7 +18,6 @@ import traceback
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -330,9 +329,3 @@ def forget_cached_secrets() -> None:
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()
-
-
-@contextmanager
-def local_cloud(clock: Clock, **kwargs: Any) -> Iterator[LocalCloud]:
-    with LocalCloud(clock, **kwargs) as cloud:
-        yield cloud
