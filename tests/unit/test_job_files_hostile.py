@@ -251,7 +251,13 @@ def test_booleans_are_not_numbers_and_numbers_are_not_booleans(tmp_path):
 def test_wrong_shapes_get_one_line_each_in_our_words(tmp_path):
     doc = job_doc(job_id=5, name=7, status="on")
     doc["endpoints"] = [
-        endpoint("a", headers={"X-Count": 5, "X-Key": {"secret": 9}}, body=5, depends_on=[1], method="FETCH")
+        endpoint(
+            "a",
+            headers={"X-Count": 5, "X-Key": {"secret": 9}, "X-Both": {"secret": "s", "parameter": "p"}},
+            body=5,
+            depends_on=[1],
+            method="FETCH",
+        )
     ]
     lines = refused(write_json(tmp_path, doc))
     assert lines == [
@@ -262,6 +268,8 @@ def test_wrong_shapes_get_one_line_each_in_our_words(tmp_path):
         "endpoints[0:a].headers.X-Count: a header value is text, or a mapping with 'secret' or 'parameter' "
         "(a reference): quote numbers and booleans",
         "endpoints[0:a].headers.X-Key.secret: expected text, got the number 9: quote the value",
+        "endpoints[0:a].headers.X-Both: a header reference sets exactly one of 'secret' (Secrets Manager) "
+        "or 'parameter' (SSM)",
         "endpoints[0:a].body: a body is text, a mapping or a list (sent as JSON): quote it to send as text",
         "endpoints[0:a].depends_on[0]: expected text, got the number 1: quote the value",
         "status: the text 'on' is not allowed: use one of active, paused",
@@ -403,3 +411,12 @@ def test_overlong_cron_and_timezone_are_refused_before_parsing(tmp_path):
         "schedule.cron: cron is longer than 200 characters: write 5 fields, e.g. '0 9 * * MON-FRI'",
         "schedule.timezone: unknown time zone (too long): use an IANA name such as 'Europe/Berlin'",
     ]
+
+
+def test_huge_hexadecimal_numbers_are_refused_before_conversion(tmp_path):
+    [line] = refused(write_yaml(tmp_path, "id: ok\nguardrails: {max_steps: 0x" + "f" * 5000 + "}\n"))
+    assert line.endswith("a number with more than 40 digits: use a number in the field's range")
+    # Built in Python (not from a file), the model still describes it without printing it
+    from cronpilot.models.job import describe_value
+
+    assert describe_value(16**5000) == "a number with more than 38 digits"

@@ -161,6 +161,16 @@ def test_arbitrary_text(text, suffix):
     run_validate(text, suffix)
 
 
+# YAML's and JSON's own punctuation, so the text reaches the parsers' corners rather than plain scalars.
+SYNTAX_ALPHABET = "{}[]:,-?&*!|>'\"%@`#\n \t.0123456789abefilnorstuxy~<=_/\\"
+
+
+@SETTINGS
+@given(text=st.text(alphabet=SYNTAX_ALPHABET, max_size=400), suffix=st.sampled_from([".yaml", ".json"]))
+def test_text_made_of_syntax(text, suffix):
+    run_validate(text, suffix)
+
+
 @SETTINGS
 @given(raw=st.binary(max_size=2000), suffix=st.sampled_from([".yaml", ".json"]))
 def test_arbitrary_bytes(raw, suffix):

@@ -290,7 +290,9 @@ class _YamlBuilder:
             )
         if name not in self.SCALAR_TAGS:
             raise _Refused(self._where(event), f"YAML tag {tag} is not supported in a job file: remove it")
-        if name in ("int", "float") and sum(c.isdigit() for c in value) > MAX_NUMBER_DIGITS:
+        # Counted on the text (0x digits too): a 5000-digit hex number would otherwise become an int
+        # too large even to print.
+        if name in ("int", "float") and len(value.replace("_", "")) > MAX_NUMBER_DIGITS + 2:
             raise _Refused(
                 self._where(event),
                 f"a number with more than {MAX_NUMBER_DIGITS} digits: use a number in the field's range",
@@ -374,8 +376,11 @@ def parse_document(text: str, source: Path | str, *, is_json: bool) -> Any:
 
 
 _FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-# Names pydantic gives union members in a location: never a field of the document.
-_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "tuple", "none", "bytes"})
+# Names pydantic gives union members in a location (its own, and the tags of models/job.py's tagged
+# unions): never a field of the document.
+_TYPE_TAGS = frozenset(
+    {"str", "int", "float", "bool", "list", "dict", "tuple", "none", "bytes", "text", "reference", "mapping"}
+)
 
 
 def _location(loc: tuple[Any, ...], data: Any) -> str:

@@ -65,6 +65,8 @@ def describe_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else "infinity"
+    if isinstance(value, int) and value.bit_length() > 128:  # str() of a huge int is slow, or refused
+        return "a number with more than 38 digits"
     if isinstance(value, int | float):
         text = str(value)
         return f"the number {text if len(text) <= 24 else text[:20] + '...'}"
