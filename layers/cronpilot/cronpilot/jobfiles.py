@@ -49,6 +49,14 @@ class JobFileError(ValueError):
         super().__init__("\n".join(f"{self.path}: {p}" for p in self.problems))
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def key_part(key: str) -> str:
+    """A key as it reads in a field path: `url`, or `['odd key']` when it is empty, long or has spaces."""
+    return key if _PLAIN_KEY.fullmatch(key) else f"[{key[:40]!r}]"
+
+
 class _Refused(Exception):
     """A document refused while it was read; `where` is the field path or a line number."""
 
@@ -168,7 +176,7 @@ class _YamlBuilder:
         container, _path, key = self.stack[-1]
         if isinstance(container, list):
             return f"[{len(container)}]"
-        return None if key is None else str(key)
+        return None if key is None else key_part(str(key))
 
     def _where(self, event: Any) -> str:
         field = self.path(self._child_part())
@@ -270,7 +278,7 @@ class _YamlBuilder:
                 f"the key {shown[:40]!r} reads as {describe_value(value)}, not text: quote it",
             )
         if value in frame[0]:
-            raise _Refused(self.path(value), "this key appears twice in one mapping: keep one")
+            raise _Refused(self.path(key_part(value)), "this key appears twice in one mapping: keep one")
         frame[2] = value
 
     def _typed_scalar(self, event: Any) -> Any:
@@ -398,7 +406,8 @@ def _location(loc: tuple[Any, ...], data: Any) -> str:
             parts.append(label)
             node = child
         elif isinstance(node, dict) and item in node:
-            parts.append(("." if parts else "") + str(item))
+            part = key_part(str(item))
+            parts.append(part if part.startswith("[") or not parts else f".{part}")
             node = node[item]
         elif last and isinstance(item, str) and _FIELD_NAME.fullmatch(item) and item not in _TYPE_TAGS:
             parts.append(("." if parts else "") + item)  # a missing field, or one of a shorthand's
