@@ -484,7 +484,8 @@ def _one_off_in_range(job: Job, now: datetime) -> list[str]:
 
 
 def _utf8_len(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    # default=str: a document not validated yet may hold YAML dates; they are stored as text.
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode())
 
 
 def _field_sizes(job_doc: dict[str, Any]) -> Iterator[tuple[str, int]]:
@@ -494,11 +495,16 @@ def _field_sizes(job_doc: dict[str, Any]) -> Iterator[tuple[str, int]]:
         if key != "endpoints":
             yield key, _utf8_len(value)
     endpoints = job_doc.get("endpoints", [])
+    endpoints = endpoints if isinstance(endpoints, list) else []
     for index, endpoint in enumerate(endpoints):
+        if not isinstance(endpoint, dict):
+            yield f"endpoints[{index}]", _utf8_len(endpoint)
+            continue
+        label = f"{index}:{endpoint['id']}" if _is_endpoint_id(endpoint.get("id")) else str(index)
         for key, value in endpoint.items():
             size = _utf8_len(value)
             totals[key] = totals.get(key, 0) + size
-            yield f"endpoints[{index}:{endpoint['id']}].{key}", size
+            yield f"endpoints[{label}].{key_part(str(key))}", size
     for key, total in totals.items():
         yield f"endpoints[*].{key} (all {len(endpoints)} endpoints together)", total
 
@@ -508,16 +514,19 @@ def stored_size_problems(job: Job) -> list[str]:
     item; if not, name the field to shrink: the largest single field if shrinking it alone can make
     the job fit, else the field that adds up over all endpoints."""
     size = len(job.model_dump_json(exclude_defaults=False).encode())
+    return _too_large(job.model_dump(mode="json"), size) if size > MAX_JOB_DOC_BYTES else []
+
+
+def _too_large(job_doc: dict[str, Any], size: int, *, at_least: bool = False) -> list[str]:
     excess = size - MAX_JOB_DOC_BYTES
-    if excess <= 0:
-        return []
-    sizes = list(_field_sizes(job.model_dump(mode="json")))
+    sizes = list(_field_sizes(job_doc))
     single = [part for part in sizes if "[*]" not in part[0]]
     field, largest = max(single, key=lambda part: part[1])
     if largest <= excess:
         field, largest = max(sizes, key=lambda part: part[1])
+    stored = ("at least " if at_least else "") + _size(size)
     return [
-        f"{field}: the stored job would be {_size(size)}, over the {_size(MAX_JOB_DOC_BYTES)} a job may take "
+        f"{field}: the stored job would be {stored}, over the {_size(MAX_JOB_DOC_BYTES)} a job may take "
         f"in one DynamoDB item (400 KB, less its scheduling state); this field is {_size(largest)}: "
         "shorten it, or move the data out of the job"
     ]
@@ -533,6 +542,12 @@ def parse_job_data(data: Any, source: Path | str, *, now: datetime | None = None
                 f"(this one holds {describe_value(data)})"
             ],
         )
+    # The stored job is about the document's compact JSON plus defaults: a document already too large is
+    # refused before validation spends time on it. (Only whitespace the model strips from the ends of
+    # text would shrink it; such padding counts here.)
+    raw_size = _utf8_len(data)
+    if raw_size > MAX_JOB_DOC_BYTES:
+        raise JobFileError(source, _too_large(data, raw_size, at_least=True))
     try:
         job = Job.model_validate(data)
     except ValidationError as exc:
