@@ -448,6 +448,14 @@ def _message(error: Any) -> str:  # error: pydantic_core.ErrorDetails
         return f"expected true or false, got {got}"
     if kind in ("int_type", "int_parsing", "int_from_float", "finite_number"):
         return f"expected a whole number, got {got}"
+    bounds = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most"}
+    if kind in bounds or kind == "less_than":
+        limit = next(iter(context.values()), "")
+        return f"{got} is out of range: use a value {bounds.get(kind, 'less than')} {limit}"
+    if kind in ("too_short", "too_long"):
+        limit = context.get("min_length", context.get("max_length"))
+        most = "at most" if kind == "too_long" else "at least"
+        return f"has {context.get('actual_length')} items: give {most} {limit}"
     if kind in ("literal_error", "enum"):
         return f"{got} is not allowed: use one of {_choices(str(context.get('expected', '')))}"
     if kind.startswith("datetime") or kind.startswith("date_"):

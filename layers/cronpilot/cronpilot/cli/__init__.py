@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from cronpilot.cli.common import DEFAULT_STATE_FILE, console, load_jobs, one_line_errors
+from cronpilot.cli.doctor import doctor
 from cronpilot.cli.jobs import jobs_app
 from cronpilot.cli.local import local_app
 from cronpilot.cli.runs import runs_app
@@ -27,6 +28,7 @@ app.add_typer(local_app, name="local")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(runs_app, name="runs")
 app.add_typer(secrets_app, name="secrets")
+app.command()(doctor)
 
 
 @app.callback()
