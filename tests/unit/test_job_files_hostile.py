@@ -423,3 +423,16 @@ def test_huge_hexadecimal_numbers_are_refused_before_conversion(tmp_path):
     from cronpilot.models.job import describe_value
 
     assert describe_value(16**5000) == "a number with more than 38 digits"
+
+
+def test_a_document_parsed_elsewhere_is_bounded_too():
+    # The HTTP API parses its JSON body itself and hands the document over: deep nesting is one line
+    from cronpilot.jobfiles import parse_job_data
+
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    doc = job_doc(endpoints=[endpoint("a", method="POST", body=deep)])
+    with pytest.raises(JobFileError) as caught:
+        parse_job_data(doc, "request body", now=NOW)
+    assert caught.value.problems == ["nested more than 32 levels deep: flatten the value"]

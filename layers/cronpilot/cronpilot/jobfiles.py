@@ -553,14 +553,14 @@ def parse_job_data(data: Any, source: Path | str, *, now: datetime | None = None
     # The stored job is about the document's compact JSON plus defaults: a document already too large is
     # refused before validation spends time on it. (Only whitespace the model strips from the ends of
     # text would shrink it; such padding counts here.)
-    raw_size = _utf8_len(data)
-    if raw_size > MAX_JOB_DOC_BYTES:
-        raise JobFileError(source, _too_large(data, raw_size, at_least=True))
     try:
+        raw_size = _utf8_len(data)
+        if raw_size > MAX_JOB_DOC_BYTES:
+            raise JobFileError(source, _too_large(data, raw_size, at_least=True))
         job = Job.model_validate(data)
     except ValidationError as exc:
         raise JobFileError(source, format_validation_error(exc, data)) from None
-    except RecursionError:  # a caller that skipped parse_document's depth bound
+    except RecursionError:  # a caller that skipped parse_document's depth bound (a JSON API body)
         raise JobFileError(
             source, [f"nested more than {MAX_NESTING} levels deep: flatten the value"]
         ) from None
