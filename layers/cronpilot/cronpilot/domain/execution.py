@@ -38,8 +38,19 @@ def resolve_secret(ref: SecretRef) -> str:
         assert ref.parameter is not None
         value = str(parameters.get_parameter(ref.parameter, decrypt=True, max_age=300))
     if ref.json_key is not None:
-        value = str(json.loads(value)[ref.json_key])
+        value = _json_field(value, ref.json_key)
     return value
+
+
+def _json_field(value: str, key: str) -> str:
+    # The messages never quote the value: it is the secret.
+    try:
+        document = json.loads(value)
+    except ValueError:
+        raise ValueError(f"json_key {key!r} is set but the value is not JSON") from None
+    if not isinstance(document, dict) or key not in document:
+        raise ValueError(f"its JSON has no key {key!r}")
+    return str(document[key])
 
 
 def idempotency_key(run_id: str, step_id: str) -> str:

@@ -35,6 +35,12 @@ ASSERTION_ATTEMPTS = 3  # with `expect.retry_on_failure`
 ASSERTION_BACKOFF_SECONDS = 1.0
 TEMPLATE = "template"
 SIGNING = "signing"
+UNREADABLE = "secret-unreadable"
+# Secret-store errors worth the state machine's retry; any other failure to read a secret fails the step.
+TRANSIENT_SECRET_ERRORS = frozenset(
+    {"ThrottlingException", "InternalServiceError", "InternalServerError", "ServiceUnavailable",
+     "RequestTimeout", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"}
+)  # fmt: skip
 
 SecretResolver = Callable[[SecretRef], str]
 Sender = Callable[[RequestSpec], HttpOutcome]
@@ -47,6 +53,41 @@ class CallNotMade(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def describe_ref(ref: SecretRef) -> str:
+    return f"secret {ref.secret!r}" if ref.secret is not None else f"parameter {ref.parameter!r}"
+
+
+def read_secret(resolver: SecretResolver, ref: SecretRef, endpoint_id: str, used_for: str) -> str:
+    """The value, or CallNotMade naming the secret and the endpoint: a missing or unreadable secret fails
+    only the steps that need it. Throttling and service errors are raised for the state machine's Retry.
+    Only our own words and the AWS error code are kept: a library's text could echo the value."""
+    try:
+        return resolver(ref)
+    except ValueError as exc:  # resolve_secret's own messages (json_key), which never quote the value
+        reason = str(exc)
+    except Exception as exc:
+        reason = _error_code(exc)
+        if reason in TRANSIENT_SECRET_ERRORS:
+            raise
+    raise CallNotMade(
+        UNREADABLE,
+        f"{describe_ref(ref)} for endpoint {endpoint_id!r} ({used_for}) cannot be read: {reason}; "
+        "create it and let the executor read it (local mode: --secret NAME=env:VAR or "
+        "'cronpilot --local secrets set NAME')",
+    )
+
+
+def _error_code(exc: Exception) -> str:
+    """The AWS error code when there is one (ResourceNotFoundException, AccessDeniedException, ...)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code"):
+            return str(response["Error"]["Code"])
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
 
 
 def value_lookup(results: Mapping[str, StepResult]) -> Lookup:
@@ -91,7 +132,11 @@ def build_request(
     except MissingValue as exc:
         raise CallNotMade(TEMPLATE, str(exc)) from None
     headers = {
-        name: (resolver(value) if isinstance(value, SecretRef) else value)
+        name: (
+            read_secret(resolver, value, endpoint.id, f"header {name}")
+            if isinstance(value, SecretRef)
+            else value
+        )
         for name, value in rendered.headers.items()
     }
     body = _body_text(rendered, headers)
@@ -99,7 +144,9 @@ def build_request(
     signing = job.signing_for(endpoint)
     if signing is not None:
         try:
-            keys = parse_signing_keys(resolver(SecretRef(secret=signing.secret)))
+            keys = parse_signing_keys(
+                read_secret(resolver, SecretRef(secret=signing.secret), endpoint.id, "signing")
+            )
         except SigningKeyError as exc:
             raise CallNotMade(SIGNING, f"signing secret {signing.secret!r}: {exc}") from None
         headers = {k: v for k, v in headers.items() if k.lower() not in SIGNATURE_HEADERS}
