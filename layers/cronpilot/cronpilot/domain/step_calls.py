@@ -163,20 +163,12 @@ def judge(endpoint: Endpoint, outcome: HttpOutcome) -> Verdict:
         error_kind=outcome.error_kind,
     )
     body = ParsedBody(outcome.body, outcome.body_truncated)
+    failures = _unmet(endpoint, outcome, body)
+    if failures:
+        verdict.error, verdict.error_kind = "assertion failed: " + "; ".join(failures), ASSERTION
+    elif failures is not None:
+        verdict.status, verdict.error, verdict.error_kind = StepStatus.SUCCEEDED, None, None
     kept = outcome.body
-    answered = outcome.http_status is not None and outcome.error_kind in (None, "http-status")
-    expect = endpoint.expect
-    if answered and outcome.http_status is not None:
-        status = outcome.http_status
-        accepted = status_accepted(expect, status)
-        if expect is not None and (accepted or expect.status is not None):
-            failures = failed_expectations(expect, status, outcome.latency_ms, body)
-            if failures:
-                verdict.error, verdict.error_kind = "assertion failed: " + "; ".join(failures), ASSERTION
-            elif accepted:
-                verdict.status, verdict.error, verdict.error_kind = StepStatus.SUCCEEDED, None, None
-        elif accepted:
-            verdict.status, verdict.error, verdict.error_kind = StepStatus.SUCCEEDED, None, None
     if verdict.status == StepStatus.SUCCEEDED and endpoint.extract:
         extracted = extract_values(endpoint.extract, body)
         verdict.outputs, verdict.output_problems = extracted.values, extracted.problems
@@ -185,6 +177,22 @@ def judge(endpoint: Endpoint, outcome: HttpOutcome) -> Verdict:
     verdict.body = kept[:STORED_BODY_CHARS]
     verdict.body_truncated = outcome.body_truncated or len(kept) > STORED_BODY_CHARS
     return verdict
+
+
+def _unmet(endpoint: Endpoint, outcome: HttpOutcome, body: ParsedBody) -> list[str] | None:
+    """The expectations a response did not meet ([] when it met them all), or None when it is a
+    failure before any expectation: no answer, an unreadable body, or a non-2xx that `expect.status`
+    does not accept explicitly (kept as the client reported it, e.g. `HTTP 500`)."""
+    status = outcome.http_status
+    if status is None or outcome.error_kind not in (None, "http-status"):
+        return None
+    expect = endpoint.expect
+    accepted = status_accepted(expect, status)
+    if expect is None:
+        return [] if accepted else None
+    if not accepted and expect.status is None:
+        return None
+    return failed_expectations(expect, status, outcome.latency_ms, body)
 
 
 def call(
