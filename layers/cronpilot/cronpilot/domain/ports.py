@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from cronpilot.models.health import Health
     from cronpilot.models.job import Job, JobStatus
+    from cronpilot.models.notify import Delivery, Notice
     from cronpilot.models.run import RunRecord, StepResult, TokenUsage
 
 
@@ -182,6 +183,7 @@ class JobStore(Protocol):
         index_due: bool = True,
         latest: bool = True,
     ) -> None: ...
+    def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,12 @@ class HealthStore(Protocol):
     ) -> bool: ...
     def end_probe(self, origin: str, probe_id: str, now: datetime, *, closed: bool) -> None: ...
     def release_probe(self, origin: str, probe_id: str, now: datetime) -> None: ...
+
+
+class NoticeQueue(Protocol):
+    """Hands notices to the notify function without waiting for their delivery."""
+
+    def enqueue(self, notices: list[Notice]) -> None: ...
 
 
 class ExecutionStarter(Protocol):

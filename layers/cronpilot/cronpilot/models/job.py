@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cronpilot.cron import CronExpression, parse_timezone
 from cronpilot.durations import Duration
+from cronpilot.models.notify import MAX_RULES, NotifyRule
 from cronpilot.models.workflow import (
     MAX_EXTRACTS_PER_JOB,
     REFERENCE_FORM,
@@ -263,6 +264,7 @@ class Job(Strict):
     status: JobStatus = JobStatus.ACTIVE
     llm: LlmSettings = Field(default_factory=LlmSettings)
     signing: SigningSpec | None = None  # signs every endpoint's requests unless the endpoint sets its own
+    notify: tuple[NotifyRule, ...] = Field(default=(), max_length=MAX_RULES)
 
     @field_validator("endpoints")
     @classmethod
