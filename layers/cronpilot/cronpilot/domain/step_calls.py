@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ MAX_TOTAL_BUDGET = timedelta(seconds=240)
 STORED_BODY_CHARS = 8 << 10
 ASSERTION_ATTEMPTS = 3  # with `expect.retry_on_failure`
 ASSERTION_BACKOFF_SECONDS = 1.0
+MIN_SEND_SECONDS = 1.0  # an assertion retry is not started with less budget than this
 TEMPLATE = "template"
 SIGNING = "signing"
 
@@ -196,20 +197,30 @@ def _unmet(endpoint: Endpoint, outcome: HttpOutcome, body: ParsedBody) -> list[s
 
 
 def call(
-    send: Sender, spec: RequestSpec, endpoint: Endpoint, sleep: Callable[[float], None] = time.sleep
+    send: Sender,
+    spec: RequestSpec,
+    endpoint: Endpoint,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> tuple[Verdict, HttpOutcome]:
     """Send and judge; also the last raw outcome (the circuit breaker's evidence). An assertion
     failure is final unless `expect.retry_on_failure`; transport-level retries (connect failures,
-    429, 5xx on idempotent calls) stay the client's business."""
+    429, 5xx on idempotent calls) stay the client's business. Every send, sleep included, fits in
+    MAX_TOTAL_BUDGET, which keeps the executor inside its Lambda timeout."""
+    deadline = monotonic() + MAX_TOTAL_BUDGET.total_seconds()
     expect = endpoint.expect
-    attempts = ASSERTION_ATTEMPTS if expect is not None and expect.retry_on_failure else 1
-    sent = 0
-    for attempt in range(attempts):
-        outcome = send(spec)
+    retries = ASSERTION_ATTEMPTS - 1 if expect is not None and expect.retry_on_failure else 0
+    outcome = send(spec)
+    verdict = judge(endpoint, outcome)
+    sent = verdict.attempts
+    for retry in range(retries):
+        delay = ASSERTION_BACKOFF_SECONDS * 2**retry
+        left = deadline - monotonic() - delay
+        if verdict.error_kind != ASSERTION or left < MIN_SEND_SECONDS:
+            break
+        sleep(delay)
+        outcome = send(replace(spec, total_timeout=min(spec.total_timeout, left)))
         verdict = judge(endpoint, outcome)
         sent += verdict.attempts
-        if verdict.error_kind != ASSERTION or attempt + 1 == attempts:
-            break
-        sleep(ASSERTION_BACKOFF_SECONDS * 2**attempt)
     verdict.attempts = sent
     return verdict, outcome
