@@ -535,7 +535,7 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :run)",
-            "ExpressionAttributeValues": serialize({":pk": f"job#{job_id}", ":run": "run#"}),
+            "ExpressionAttributeValues": serialize({":pk": schema.job_partition(job_id), ":run": "run#"}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
@@ -583,7 +583,7 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :step)",
-            "ExpressionAttributeValues": serialize({":pk": f"run#{run_id}", ":step": "step#"}),
+            "ExpressionAttributeValues": serialize({":pk": schema.run_partition(run_id), ":step": "step#"}),
             "ConsistentRead": True,
         }
         while True:
