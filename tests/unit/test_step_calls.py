@@ -276,3 +276,13 @@ def test_assertion_retries_stay_inside_the_executors_budget():
 
 def build_spec(total_timeout: float = 30) -> Any:
     return RequestSpec("GET", "https://api.example.com/x", total_timeout=total_timeout)
+
+
+def test_a_failed_step_still_masks_its_hidden_values_and_publishes_none():
+    spec = endpoint(extract={"token": "auth.token"}, expect={"json": {"auth": {"type": "bearer"}}})
+    verdict = judge(spec, outcome(200, {"auth": {"token": "tok-secret-1", "type": "basic"}}))
+    assert verdict.error_kind == "assertion"
+    assert verdict.outputs == {}
+    assert "tok-secret-1" not in verdict.body
+    assert "tok-secret-1" not in (verdict.error or "")
+    assert "[hidden]" in (verdict.error or "")

@@ -170,11 +170,17 @@ def judge(endpoint: Endpoint, outcome: HttpOutcome) -> Verdict:
     elif failures is not None:
         verdict.status, verdict.error, verdict.error_kind = StepStatus.SUCCEEDED, None, None
     kept = outcome.body
-    if verdict.status == StepStatus.SUCCEEDED and endpoint.extract:
+    if endpoint.extract and outcome.body:
+        # Values are published only by a step that succeeded, but hidden ones are masked whatever
+        # the outcome: a failed step's body and assertion message reach people and the AI too.
         extracted = extract_values(endpoint.extract, body)
-        verdict.outputs, verdict.output_problems = extracted.values, extracted.problems
-        verdict.outputs_shown = [name for name, spec in endpoint.extract.items() if spec.show]
-        kept = mask(kept, hidden_texts(endpoint.extract, extracted.values))
+        secrets = hidden_texts(endpoint.extract, extracted.values)
+        kept = mask(kept, secrets)
+        if verdict.error is not None:
+            verdict.error = mask(verdict.error, secrets)
+        if verdict.status == StepStatus.SUCCEEDED:
+            verdict.outputs, verdict.output_problems = extracted.values, extracted.problems
+            verdict.outputs_shown = [name for name, spec in endpoint.extract.items() if spec.show]
     verdict.body = kept[:STORED_BODY_CHARS]
     verdict.body_truncated = outcome.body_truncated or len(kept) > STORED_BODY_CHARS
     return verdict
