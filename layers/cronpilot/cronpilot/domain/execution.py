@@ -4,8 +4,8 @@ only gets the step's status back (state payloads are capped at 256 KB and must n
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
-from typing import Any
 
 from cronpilot.clock import Clock
 from cronpilot.domain.circuit import CircuitBreaker, Permit
@@ -65,7 +65,7 @@ class StepExecutor:
         send: Sender,
         resolver: SecretResolver = resolve_secret,
         breaker: CircuitBreaker | None = None,
-        sleep: Callable[[float], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,  # between assertion retries
     ) -> None:
         self.store = store
         self.clock = clock
@@ -116,9 +116,8 @@ class StepExecutor:
             return StepResult(
                 step_id=step_id, endpoint_id=endpoint.id, status=StepStatus.SKIPPED, skip_reason=CIRCUIT_OPEN
             )
-        sleep: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
         try:
-            verdict, outcome = call(self.send, spec, endpoint, **sleep)
+            verdict, outcome = call(self.send, spec, endpoint, self.sleep)
         except Exception:
             if breaker is not None and permit is not None:
                 breaker.release(permit)  # no verdict on the endpoint

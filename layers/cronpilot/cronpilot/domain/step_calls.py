@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ MAX_TOTAL_BUDGET = timedelta(seconds=240)
 STORED_BODY_CHARS = 8 << 10
 ASSERTION_ATTEMPTS = 3  # with `expect.retry_on_failure`
 ASSERTION_BACKOFF_SECONDS = 1.0
+MIN_SEND_SECONDS = 1.0  # an assertion retry is not started with less budget than this
 TEMPLATE = "template"
 SIGNING = "signing"
 UNREADABLE = "secret-unreadable"
@@ -215,45 +216,69 @@ def judge(endpoint: Endpoint, outcome: HttpOutcome) -> Verdict:
         body_bytes=outcome.body_bytes,
     )
     body = ParsedBody(outcome.body, outcome.body_truncated)
+    failures = _unmet(endpoint, outcome, body)
+    if failures:
+        verdict.error, verdict.error_kind = "assertion failed: " + "; ".join(failures), ASSERTION
+    elif failures is not None:
+        verdict.status, verdict.error, verdict.error_kind = StepStatus.SUCCEEDED, None, None
     kept = outcome.body
-    answered = outcome.http_status is not None and outcome.error_kind in (None, "http-status")
-    expect = endpoint.expect
-    if answered and outcome.http_status is not None:
-        status = outcome.http_status
-        accepted = status_accepted(expect, status)
-        if expect is not None and (accepted or expect.status is not None):
-            failures = failed_expectations(expect, status, outcome.latency_ms, body)
-            if failures:
-                verdict.error, verdict.error_kind = "assertion failed: " + "; ".join(failures), ASSERTION
-            elif accepted:
-                verdict.status, verdict.error, verdict.error_kind = StepStatus.SUCCEEDED, None, None
-        elif accepted:
-            verdict.status, verdict.error, verdict.error_kind = StepStatus.SUCCEEDED, None, None
-    if verdict.status == StepStatus.SUCCEEDED and endpoint.extract:
+    if endpoint.extract and outcome.body:
+        # Values are published only by a step that succeeded, but hidden ones are masked whatever
+        # the outcome: a failed step's body and assertion message reach people and the AI too.
         extracted = extract_values(endpoint.extract, body)
-        verdict.outputs, verdict.output_problems = extracted.values, extracted.problems
-        verdict.outputs_shown = [name for name, spec in endpoint.extract.items() if spec.show]
-        kept = mask(kept, hidden_texts(endpoint.extract, extracted.values))
+        secrets = hidden_texts(endpoint.extract, extracted.values)
+        kept = mask(kept, secrets)
+        if verdict.error is not None:
+            verdict.error = mask(verdict.error, secrets)
+        if verdict.status == StepStatus.SUCCEEDED:
+            verdict.outputs, verdict.output_problems = extracted.values, extracted.problems
+            verdict.outputs_shown = [name for name, spec in endpoint.extract.items() if spec.show]
     verdict.body = kept[:STORED_BODY_CHARS]
     verdict.body_truncated = outcome.body_truncated or len(kept) > STORED_BODY_CHARS
     return verdict
 
 
+def _unmet(endpoint: Endpoint, outcome: HttpOutcome, body: ParsedBody) -> list[str] | None:
+    """The expectations a response did not meet ([] when it met them all), or None when it is a
+    failure before any expectation: no answer, an unreadable body, or a non-2xx that `expect.status`
+    does not accept explicitly (kept as the client reported it, e.g. `HTTP 500`)."""
+    status = outcome.http_status
+    if status is None or outcome.error_kind not in (None, "http-status"):
+        return None
+    expect = endpoint.expect
+    accepted = status_accepted(expect, status)
+    if expect is None:
+        return [] if accepted else None
+    if not accepted and expect.status is None:
+        return None
+    return failed_expectations(expect, status, outcome.latency_ms, body)
+
+
 def call(
-    send: Sender, spec: RequestSpec, endpoint: Endpoint, sleep: Callable[[float], None] = time.sleep
+    send: Sender,
+    spec: RequestSpec,
+    endpoint: Endpoint,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> tuple[Verdict, HttpOutcome]:
     """Send and judge; also the last raw outcome (the circuit breaker's evidence). An assertion
     failure is final unless `expect.retry_on_failure`; transport-level retries (connect failures,
-    429, 5xx on idempotent calls) stay the client's business."""
+    429, 5xx on idempotent calls) stay the client's business. Every send, sleep included, fits in
+    MAX_TOTAL_BUDGET, which keeps the executor inside its Lambda timeout."""
+    deadline = monotonic() + MAX_TOTAL_BUDGET.total_seconds()
     expect = endpoint.expect
-    attempts = ASSERTION_ATTEMPTS if expect is not None and expect.retry_on_failure else 1
-    sent = 0
-    for attempt in range(attempts):
-        outcome = send(spec)
+    retries = ASSERTION_ATTEMPTS - 1 if expect is not None and expect.retry_on_failure else 0
+    outcome = send(spec)
+    verdict = judge(endpoint, outcome)
+    sent = verdict.attempts
+    for retry in range(retries):
+        delay = ASSERTION_BACKOFF_SECONDS * 2**retry
+        left = deadline - monotonic() - delay
+        if verdict.error_kind != ASSERTION or left < MIN_SEND_SECONDS:
+            break
+        sleep(delay)
+        outcome = send(replace(spec, total_timeout=min(spec.total_timeout, left)))
         verdict = judge(endpoint, outcome)
         sent += verdict.attempts
-        if verdict.error_kind != ASSERTION or attempt + 1 == attempts:
-            break
-        sleep(ASSERTION_BACKOFF_SECONDS * 2**attempt)
     verdict.attempts = sent
     return verdict, outcome
