@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -78,6 +79,21 @@ class CronpilotStack(Stack):
             table.grant_items(fn, ACCESS[name])
         # executor: header secrets of registered endpoints, under the job secret prefix only.
         secrets.grant_job_secrets(functions.executor)
+        # notify: publish to the allowed topics only, webhook signing secrets under the job prefix;
+        # the functions that raise notices invoke it asynchronously, its failures kept like the others'.
+        for fn in functions.notifiers:
+            # the unqualified function only (grant_invoke would add every version and alias, `:*`)
+            iam.Grant.add_to_principal(
+                grantee=fn, actions=["lambda:InvokeFunction"], resource_arns=[functions.notify.function_arn]
+            )
+        if settings.topic_arns:
+            iam.Grant.add_to_principal(
+                grantee=functions.notify, actions=["sns:Publish"], resource_arns=settings.topic_arns
+            )
+        secrets.grant_job_secrets(functions.notify)
+        failures.keep_failures_of(
+            functions.notify, retry_attempts=FINALIZE_RETRIES, max_event_age=Duration.hours(6)
+        )
         # planner and summarizer: the LLM (API key secret, or the one Bedrock model).
         for fn in (functions.planner, functions.summarizer):
             secrets.grant_llm(fn)
