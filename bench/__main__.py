@@ -17,6 +17,7 @@ SUITES = [
     "bench.cold_start",
     "bench.executor",
     "bench.ai",
+    "bench.ai_month",
     "bench.infra",
     "bench.workflows",
 ]

@@ -8,7 +8,15 @@ from datetime import timedelta
 
 import pytest
 from cronpilot.domain.ports import ClaimConflict, JobNotFound, JobStore, LeaseLost
-from cronpilot.models.run import RunRecord, RunStatus, StepResult, StepStatus, make_run_id
+from cronpilot.models.run import (
+    DecisionInputs,
+    RunRecord,
+    RunStatus,
+    StandingDecision,
+    StepResult,
+    StepStatus,
+    make_run_id,
+)
 
 from tests.integration.conftest import START
 from tests.support.factories import make_job
@@ -186,6 +194,44 @@ def test_runs_are_listed_newest_first_in_pages(any_store):
     assert stamps == sorted(stamps, reverse=True)
     assert len(stamps) == 3
     assert end is None
+
+
+def _decision(run: RunRecord, phase: str, minutes: int) -> StandingDecision:
+    return StandingDecision(
+        phase=phase,
+        run_id=run.run_id,
+        decided_at=START,
+        valid_until=START + timedelta(minutes=minutes),
+        inputs=DecisionInputs(job="digest"),
+    )
+
+
+def test_standing_decisions_are_written_with_the_run_under_its_fence(any_store):
+    # Given a claimed run that records a plan decision, then a summarize decision as it finishes
+    apply(any_store)
+    run = claim(any_store)
+    assert any_store.get_decision("job", "plan") is None
+    any_store.save_run(run, decision=_decision(run, "plan", 60))
+    run.status = RunStatus.SUCCEEDED
+    any_store.finish_run(
+        run,
+        next_run_at=START + timedelta(minutes=5),
+        next_run_source="ai",
+        next_run_reason="r",
+        consecutive_failures=0,
+        decision=_decision(run, "summarize", 30),
+    )
+    # Then each phase keeps its own decision
+    assert any_store.get_decision("job", "plan").valid_until == START + timedelta(minutes=60)
+    assert any_store.get_decision("job", "summarize").valid_until == START + timedelta(minutes=30)
+    # And a run fenced out by a newer claim writes neither its record nor its decision
+    newer = claim(any_store, at=START + timedelta(minutes=5))
+    with pytest.raises(LeaseLost):
+        any_store.save_run(run, decision=_decision(run, "plan", 999))
+    assert any_store.get_decision("job", "plan").valid_until == START + timedelta(minutes=60)
+    # And the newest writer wins: a decision carries its own inputs, so last-writer-wins is safe
+    any_store.save_run(newer, decision=_decision(newer, "plan", 120))
+    assert any_store.get_decision("job", "plan").run_id == newer.run_id
 
 
 def test_a_retry_request_makes_the_job_due_and_the_next_claim_consumes_it(any_store):

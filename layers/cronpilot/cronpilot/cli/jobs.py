@@ -120,13 +120,21 @@ def jobs_resume(ctx: typer.Context, job_id: str) -> None:
 
 @jobs_app.command("trigger")
 @one_line_errors
-def jobs_trigger(ctx: typer.Context, job_id: str) -> None:
-    """Run now (on the next tick), honouring the job's overlap policy; recorded as `manual`."""
+def jobs_trigger(
+    ctx: typer.Context,
+    job_id: str,
+    ask_ai: Annotated[
+        bool, typer.Option("--ask-ai", help="Consult the AI pilot on this run even if nothing changed.")
+    ] = False,
+) -> None:
+    """Run now (on the next tick), honouring the job's overlap policy; recorded as `manual` (`ask-ai`
+    with --ask-ai)."""
     from cronpilot.domain.operations import trigger_job
 
     with target(ctx) as chosen:
-        trigger_job(chosen.store, job_id, chosen.clock.now())
-    console.print(f"triggered {job_id}: it runs on the next scheduler tick")
+        trigger_job(chosen.store, job_id, chosen.clock.now(), ask_ai=ask_ai)
+    asked = " and consults the AI pilot" if ask_ai else ""
+    console.print(f"triggered {job_id}: it runs on the next scheduler tick{asked}")
 
 
 @jobs_app.command("delete")

@@ -105,6 +105,13 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
         console.print(f"plan by {run.plan.source}: {run.plan.rationale}")
         for number, wave in enumerate(run.plan.waves, 1):
             console.print(f"  wave {number}: {', '.join(wave)}")
+    for consult in run.consults:  # why each AI phase asked the model, or reused a standing decision
+        if consult.called:
+            console.print(f"AI {consult.phase}: asked the model ({'; '.join(consult.news) or 'news'})")
+        else:
+            console.print(
+                f"AI {consult.phase}: reused run {consult.reused_from}'s decision ({consult.reason})"
+            )
     table = Table(title="steps")
     for column in ("step", "status", "http", "attempts", "latency", "error / reason"):
         table.add_column(column)

@@ -36,12 +36,14 @@ from cronpilot.domain.ports import (
 )
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.notify import Delivery
-from cronpilot.models.run import RunRecord, RunStatus, StepResult, parse_run_id
+from cronpilot.models.run import RunRecord, RunStatus, StandingDecision, StepResult, parse_run_id
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 RUN_RETENTION = timedelta(days=90)
+# An expired decision still explains the next run's news ("expired"); a week later it goes by TTL.
+DECISION_RETENTION = timedelta(days=7)
 # A deleted job leaves this tombstone; it outlives any execution of the job (25-minute timeout).
 DELETED = "deleted-job"
 TOMBSTONE_RETENTION = timedelta(days=1)
@@ -548,10 +550,35 @@ class Store:
             token = deserialize(page["LastEvaluatedKey"])["SK"].removeprefix("run#")
         return runs, token
 
-    def save_run(self, run: RunRecord) -> None:
-        """Write the run record, fenced by its epoch: rejected once another claim bumped the job's epoch."""
+    def save_run(self, run: RunRecord, decision: StandingDecision | None = None) -> None:
+        """Write the run record (and the standing AI decision it made), fenced by its epoch: rejected
+        once another claim bumped the job's epoch."""
         put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
-        self._transact([self._fence(run.job_id, run.run_id, run.epoch), put])
+        self._transact([self._fence(run.job_id, run.run_id, run.epoch), put, *self._decision_puts(decision)])
+
+    def get_decision(self, job_id: str, phase: str) -> StandingDecision | None:
+        """The job's standing AI decision of a phase, if one was recorded and has not aged out."""
+        response = self.client.get_item(
+            TableName=self.table_name, Key=serialize(schema.decision_key(job_id, phase)), ConsistentRead=True
+        )
+        if "Item" not in response:
+            return None
+        return StandingDecision.model_validate_json(deserialize(response["Item"])["doc"])
+
+    def _decision_puts(self, decision: StandingDecision | None) -> list[dict[str, Any]]:
+        """The decision item: written in the run's fenced transaction. Last writer wins, which is safe
+        for concurrent runs: each decision carries the inputs it was based on, so a later run that sees
+        different inputs treats them as news. It ages out by TTL a while after it expires."""
+        if decision is None:
+            return []
+        job_id, _ = parse_run_id(decision.run_id)
+        item = {
+            **schema.decision_key(job_id, decision.phase),
+            "kind": "decision",
+            "doc": decision.model_dump_json(),
+            schema.TTL_ATTRIBUTE: epoch_seconds(decision.valid_until + DECISION_RETENTION),
+        }
+        return [{"Put": {"TableName": self.table_name, "Item": serialize(item)}}]
 
     def put_step_result(
         self, job_id: str, run_id: str, epoch: int, result: StepResult, now: datetime
@@ -606,6 +633,7 @@ class Store:
         pause_until: datetime | None = None,
         index_due: bool = True,
         latest: bool = True,
+        decision: StandingDecision | None = None,
     ) -> None:
         """Record the outcome, set the next run and release the lease: one transaction, fenced by the epoch.
 
@@ -618,7 +646,13 @@ class Store:
         if not latest:
             release = _JobUpdate(run.job_id).release_run(run.run_id)
             still_held = f"attribute_exists({release.run_path(run.run_id)})"
-            self._transact([{"Update": release.request(self.table_name, still_held)}, put])
+            self._transact(
+                [
+                    {"Update": release.request(self.table_name, still_held)},
+                    put,
+                    *self._decision_puts(decision),
+                ]
+            )
             return
         update = (
             _JobUpdate(run.job_id)
@@ -634,7 +668,7 @@ class Store:
         if run.concurrent:
             update.release_run(run.run_id)
         job_update = update.request(self.table_name, "epoch = :fence_epoch", {":fence_epoch": run.epoch})
-        self._transact([{"Update": job_update}, put])
+        self._transact([{"Update": job_update}, put, *self._decision_puts(decision)])
 
     def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None:
         """Append deliveries to the run they are about (after it ended: not fenced)."""

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from cronpilot.domain.news import ASK_AI_TRIGGER
 from cronpilot.domain.ports import ClaimConflict, JobNotFound, JobRecord, JobStore
 from cronpilot.domain.replay import replay_problem, to_reexecute
 from cronpilot.domain.scheduling import first_run_at
@@ -93,8 +94,9 @@ def resume_job(store: JobStore, job_id: str, now: datetime) -> datetime | None:
     return next_run
 
 
-def trigger_job(store: JobStore, job_id: str, now: datetime) -> None:
-    """Run now: the next tick claims it under the job's overlap policy; the run's trigger is `manual`."""
+def trigger_job(store: JobStore, job_id: str, now: datetime, *, ask_ai: bool = False) -> None:
+    """Run now: the next tick claims it under the job's overlap policy; the run's trigger is `manual`,
+    or `ask-ai` when the operator wants the AI pilot consulted whatever its standing decisions."""
     record = store.get_job(job_id)
     if record.job.status == JobStatus.PAUSED:
         raise OperationError(f"job {job_id!r} is paused: resume it first (cronpilot jobs resume {job_id})")
@@ -102,8 +104,8 @@ def trigger_job(store: JobStore, job_id: str, now: datetime) -> None:
         record,
         status=record.job.status,
         next_run_at=now,
-        source="manual",
-        reason="triggered by operator",
+        source=ASK_AI_TRIGGER if ask_ai else "manual",
+        reason="triggered by operator, asking the AI pilot" if ask_ai else "triggered by operator",
         paused_until=record.state.paused_until,
         now=now,
     )

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from cronpilot.models.health import Health
     from cronpilot.models.job import Job, JobStatus, SecretRef
     from cronpilot.models.notify import Delivery, Notice
-    from cronpilot.models.run import RunRecord, StepResult, TokenUsage
+    from cronpilot.models.run import RunRecord, StandingDecision, StepResult, TokenUsage
 
 
 class StoreError(Exception):
@@ -163,7 +163,8 @@ class JobStore(Protocol):
     def list_runs(
         self, job_id: str, *, limit: int = 20, after: str | None = None
     ) -> tuple[list[RunRecord], str | None]: ...
-    def save_run(self, run: RunRecord) -> None: ...
+    def save_run(self, run: RunRecord, decision: StandingDecision | None = None) -> None: ...
+    def get_decision(self, job_id: str, phase: str) -> StandingDecision | None: ...
     def put_step_result(
         self, job_id: str, run_id: str, epoch: int, result: StepResult, now: datetime
     ) -> None: ...
@@ -182,6 +183,7 @@ class JobStore(Protocol):
         pause_until: datetime | None = None,
         index_due: bool = True,
         latest: bool = True,
+        decision: StandingDecision | None = None,
     ) -> None: ...
     def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None: ...
 
