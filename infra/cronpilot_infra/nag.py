@@ -42,9 +42,9 @@ def acknowledge_findings(stack: CronpilotStack) -> None:
         "resource-level permissions. lambda:InvokeFunction names the four task functions' ARNs.",
     )
     prefix = settings.secret_prefix
-    for reader, why in (
-        (stack.functions.executor, "Executor reads header secrets that job files reference by name"),
-        (stack.functions.notify, "Notify reads the webhook signing secrets that job files name"),
+    for reader, why, parameters in (
+        (stack.functions.executor, "Executor reads header secrets that job files reference by name", True),
+        (stack.functions.notify, "Notify reads the webhook signing secrets that job files name", False),
     ):
         role = reader.role
         assert role is not None
@@ -54,6 +54,8 @@ def acknowledge_findings(stack: CronpilotStack) -> None:
             f"{why}; operators create them after deploy, so the ARN is a name prefix ({prefix}) "
             "reserved for cronpilot job secrets; GetSecretValue only.",
         )
+        if not parameters:
+            continue
         _ack(
             role,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{prefix}*]",

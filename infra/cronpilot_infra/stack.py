@@ -90,7 +90,8 @@ class CronpilotStack(Stack):
             iam.Grant.add_to_principal(
                 grantee=functions.notify, actions=["sns:Publish"], resource_arns=settings.topic_arns
             )
-        secrets.grant_job_secrets(functions.notify)
+        # webhook signing secrets are Secrets Manager secrets (domain/notifications): no SSM
+        secrets.grant_job_secrets(functions.notify, parameters=False)
         failures.keep_failures_of(
             functions.notify, retry_attempts=FINALIZE_RETRIES, max_event_age=Duration.hours(6)
         )

@@ -258,3 +258,8 @@ def test_notify_is_invoked_by_the_functions_that_raise_notices_and_publishes_onl
     assert env["NOTIFY_TOPIC_ARNS"] == ",".join(topics)
     assert env["EGRESS_ALLOWED_PORTS"] == "80,443"
     assert "EGRESS_ALLOWED_CIDRS" not in env  # in no VPC: public networks only
+    # signing secrets are Secrets Manager secrets under the job prefix; no SSM parameter at all
+    (secret,) = got["secretsmanager:GetSecretValue"]
+    stage = "bedrock" if stack == "bedrock_json" else "dev"
+    assert secret["Fn::Join"][1][-1] == f":secret:cronpilot/{stage}/*"
+    assert "ssm:GetParameter" not in got
