@@ -1,4 +1,4 @@
-"""The Lambda functions and the two layers they share. Each function has its own role and log group.
+"""The five Lambda functions and the two layers they share. Each function has its own role and log group.
 
 Permissions beyond writing its own logs and traces are granted by the stack, from the constructs that
 own the resources (table, state machine, secrets).
@@ -51,9 +51,9 @@ SPECS = {
         FunctionSpec(
             "finalize_failure", "Records a failed run and releases its lease", Duration.seconds(60), 256
         ),
-        # Up to 100 notices a batch, each webhook at most 3 attempts of 10 s (domain.notifications).
+        # A batch of notices, each webhook up to 3 attempts of 10 s (cronpilot.domain.notifications).
         FunctionSpec(
-            "notify", "Delivers job notifications to SNS and signed webhooks", Duration.seconds(300), 256
+            "notify", "Delivers job notifications (SNS, signed webhooks)", Duration.seconds(120), 256
         ),
     )
 }
@@ -110,20 +110,23 @@ class CronpilotFunctions(Construct):
         self.summarizer = self.functions["summarizer"]
         self.finalize_failure = self.functions["finalize_failure"]
         self.notify = self.functions["notify"]
-        # executor and notify call out (endpoints, webhooks) through the same egress policy
-        for fn in (self.executor, self.notify):
-            fn.add_environment("EGRESS_ALLOWED_PORTS", settings.executor_ports)
-            fn.add_environment("EGRESS_ALLOWED_CIDRS", ",".join(str(c) for c in settings.private_cidrs))
-        # runs hand their notices to notify asynchronously
-        for fn in (self.discovery, self.summarizer, self.finalize_failure):
+        self.executor.add_environment("EGRESS_ALLOWED_PORTS", settings.executor_ports)
+        self.executor.add_environment(
+            "EGRESS_ALLOWED_CIDRS", ",".join(str(c) for c in settings.private_cidrs)
+        )
+        # notify sends webhooks through the same SSRF-safe client; it is in no VPC: public networks only
+        self.notify.add_environment("EGRESS_ALLOWED_PORTS", settings.executor_ports)
+        self.notify.add_environment("NOTIFY_TOPIC_ARNS", ",".join(settings.topic_arns))
+        # the functions that hand notices to notify (asynchronously, so delivery never delays a run)
+        for fn in self.notifiers:
             fn.add_environment("NOTIFY_FUNCTION_NAME", self.notify.function_name)
-            # the unqualified function only (grant_invoke would add every version and alias: ARN:*)
-            fn.add_to_role_policy(
-                iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.notify.function_arn])
-            )
         for fn in (self.planner, self.summarizer):
             fn.add_environment("LLM_PROVIDER", settings.llm_provider)
             fn.add_environment("LLM_MODEL", settings.model)
+
+    @property
+    def notifiers(self) -> tuple[lambda_.Function, ...]:
+        return (self.discovery, self.summarizer, self.finalize_failure)
 
     def _function(self, spec: FunctionSpec, settings: DeploySettings) -> lambda_.Function:
         ident = "".join(part.title() for part in spec.name.split("_"))
@@ -173,8 +176,8 @@ class CronpilotFunctions(Construct):
 def _reserved(name: str, settings: DeploySettings) -> int | None:
     """Discovery: one tick at a time. Executor: caps the fan-out of every running job together, so a
     burst of runs can neither starve the account's other functions nor flood the endpoints. Planner
-    and summarizer: cap concurrent LLM calls (rate limits, spend). Finalize-failure stays unreserved:
-    it must never be throttled."""
+    and summarizer: cap concurrent LLM calls (rate limits, spend). Finalize-failure and notify stay
+    unreserved: neither may be throttled (a lease to release, a notice to deliver)."""
     if not settings.reserved_concurrency:
         return None
     return {

@@ -63,12 +63,13 @@ class DeploySettings:
     # Job files reference header secrets by name; the executor may read only names under this prefix
     # (Secrets Manager secrets `<prefix>*` and SSM parameters `/<prefix>*`). Default: cronpilot/<stage>/.
     job_secret_prefix: str = ""
+    # SNS topics job files may name in `notify:` (comma-separated ARNs); the notify function may publish
+    # to these only. Empty = webhook notifications only.
+    notify_topic_arns: str = ""
     # Discovery lag (seconds between a job's due time and its claim) that raises the alarm; 0 = one
     # tick plus two minutes (a job due just after a tick waits a whole tick by design).
     discovery_lag_alarm_seconds: int = 0
     log_retention_days: int = 30
-    # SNS topics jobs may notify (comma-separated ARNs): the notify function may publish to these only.
-    notify_topic_arns: str = ""
     # Reserved concurrency caps the fan-out against the account (set false in accounts whose
     # concurrency limit is below 100+ these numbers, e.g. new accounts with a limit of 10).
     reserved_concurrency: bool = True
@@ -80,12 +81,6 @@ class DeploySettings:
             raise SettingsError(f"stage {self.stage!r}: lower-case letters, digits and '-', at most 16")
         if self.llm_provider not in PROVIDERS:
             raise SettingsError(f"llm_provider {self.llm_provider!r}: one of {', '.join(PROVIDERS)}")
-        for topic in self.notify_topics:
-            if not _TOPIC_ARN.match(topic):
-                raise SettingsError(
-                    f"notify_topic_arns: {topic!r} is not an SNS topic ARN: "
-                    "use arn:aws:sns:<region>:<account id>:<topic name>"
-                )
         if not 1 <= self.tick_minutes <= 60:
             raise SettingsError("tick_minutes: between 1 and 60")
         if self.daily_budget_usd <= 0:
@@ -96,6 +91,9 @@ class DeploySettings:
             if not cidr.is_private:
                 raise SettingsError(f"executor_private_cidrs: {cidr} is not a private network")
         self._check_network()
+        for arn in self.topic_arns:
+            if not _TOPIC_ARN.match(arn):
+                raise SettingsError(f"notify_topic_arns: {arn!r} is not an SNS topic ARN (arn:aws:sns:...)")
         if self.anthropic_secret_name.startswith(self.secret_prefix):
             # the executor (the function that calls external URLs) could then read the LLM API key
             raise SettingsError(
@@ -155,16 +153,16 @@ class DeploySettings:
                 )
 
     @property
+    def topic_arns(self) -> list[str]:
+        return [a.strip() for a in self.notify_topic_arns.split(",") if a.strip()]
+
+    @property
     def subnet_ids(self) -> list[str]:
         return [s.strip() for s in self.executor_subnet_ids.split(",") if s.strip()]
 
     @property
     def route_table_ids(self) -> list[str]:
         return [s.strip() for s in self.executor_route_table_ids.split(",") if s.strip()]
-
-    @property
-    def notify_topics(self) -> list[str]:
-        return [topic.strip() for topic in self.notify_topic_arns.split(",") if topic.strip()]
 
     @property
     def tick_seconds(self) -> int:
