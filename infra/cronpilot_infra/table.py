@@ -43,7 +43,7 @@ class CronpilotTable(Construct):
             index_name=s.due_index,
             partition_key=dynamodb.Attribute(name=s.due_index_pk, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=s.due_index_sk, type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
+            projection_type=dynamodb.ProjectionType(s.due_index_projection),
         )
         self.due_index_arn = f"{self.table.table_arn}/index/{s.due_index}"
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from cronpilot.ai.conversation import ModelStrategy, StrictAnswer
 from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import SUMMARY_TOOL, summary_request
-from cronpilot.domain.scheduling import next_slot, with_jitter
+from cronpilot.domain.scheduling import cadence_anchor, next_slot, with_jitter
 from cronpilot.domain.strategies import DeterministicSummarizer, Proposal, SummaryContext
 from cronpilot.models.job import Job
 
@@ -89,7 +89,7 @@ class AiSummarizer(ModelStrategy):
     max_repairs: int = MAX_REPAIRS
 
     def request(self, job: Job, context: SummaryContext) -> dict[str, Any]:
-        baseline = next_slot(job.schedule, after=context.now, previous=context.run.scheduled_at)
+        baseline = next_slot(job.schedule, after=context.now, previous=cadence_anchor(context.run))
         return summary_request(
             job,
             model=self.model,

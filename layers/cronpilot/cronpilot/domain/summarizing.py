@@ -8,7 +8,7 @@ from typing import Any
 
 from cronpilot.clock import Clock
 from cronpilot.domain.ports import JobRecord, JobStore, LeaseLost
-from cronpilot.domain.scheduling import clamp_next_run, failure_backoff
+from cronpilot.domain.scheduling import cadence_anchor, clamp_next_run, failure_backoff
 from cronpilot.domain.strategies import Proposal, SummaryContext, SummaryStrategy
 from cronpilot.models.job import JobStatus
 from cronpilot.models.run import NextRunDecision, RunRecord, RunRef, RunStatus, StepStatus
@@ -88,7 +88,7 @@ def decide_next_run(
         source=proposal.source,
         reason=proposal.reason,
         guardrails=guardrails,
-        scheduled_at=run.scheduled_at,
+        scheduled_at=cadence_anchor(run),
         now=now,
     )
     return NextRunDecision(
@@ -106,7 +106,7 @@ def _shadow_decision(
         source=shadow.source,
         reason=shadow.reason,
         guardrails=record.job.guardrails,
-        scheduled_at=run.scheduled_at,
+        scheduled_at=cadence_anchor(run),
         now=now,
     )
     return NextRunDecision(at=clamped.at, source=clamped.source, reason=clamped.reason, proposed_at=shadow.at)
