@@ -119,7 +119,12 @@ class SchedulerModel(RuleBasedStateMachine):
         """Discovery claims, then cannot reach Step Functions (or dies before StartExecution)."""
         self.ticks += 1
         dying = Discovery(
-            self.store, UnreachableStarter(), self.clock, owner=f"dying-{self.ticks}", workers=2, sleep=_no_wait
+            self.store,
+            UnreachableStarter(),
+            self.clock,
+            owner=f"dying-{self.ticks}",
+            workers=2,
+            sleep=_no_wait,
         )
         dying.tick()
 

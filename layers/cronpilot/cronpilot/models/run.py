@@ -237,6 +237,8 @@ _ABNORMAL_ENDS = {
     "TIMED_OUT": ("States.Timeout", "the execution ran past the state machine's TimeoutSeconds"),
     "ABORTED": ("ExecutionAborted", "the execution was stopped (StopExecution)"),
 }
+# The statuses whose change event is routed to finalize-failure (the CDK rule and local mode).
+ABNORMAL_END_STATUSES = tuple(_ABNORMAL_ENDS)
 
 
 class ExecutionDetail(Model):
