@@ -32,7 +32,11 @@ class CronpilotStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, description=f"cronpilot ({settings.stage})", **kwargs)
         table = CronpilotTable(
-            self, "Data", table_name=f"{settings.prefix}-data", retain=settings.stage == "prod"
+            self,
+            "Data",
+            table_name=f"{settings.prefix}-data",
+            retain=settings.stage == "prod",
+            due_index=settings.due_index,
         )
         secrets = CronpilotSecrets(self, "Secrets", settings=settings)
         functions = CronpilotFunctions(

@@ -741,7 +741,7 @@ class Store:
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
-            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]  # type: ignore[attr-defined]
+            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
             message = str(exc.response.get("Error", {}).get("Message", ""))
             if len(reasons) >= 2 and reasons[0] == "None" and reasons[1] == "ConditionalCheckFailed":
                 raise RecordIdTaken(message) from exc

@@ -263,22 +263,27 @@ class Discovery:
         anchor = now.replace(microsecond=0) if catch_up else slot
         concurrent = record.job.guardrails.allows_concurrent_runs
         run = RunRecord.claimed(record.job_id, slot, state.epoch + 1, trigger, now, concurrent=concurrent)
-        run.run_id = record_id(record, slot)
-        claim = {
-            "owner": self.owner,
-            "lease_until": now + LEASE_DURATION,
-            "now": now,
-            "next_run_at": self._next_after(record, now, anchor),
-            "next_run_source": "baseline",
-            "next_run_reason": "next slot while a run is in flight",
-            "start_check_at": now.replace(microsecond=0) + START_CHECK_AFTER,
-        }
+        next_run_at = self._next_after(record, now, anchor)
+
+        def claim(run_id: str) -> None:
+            run.run_id = run_id
+            self.store.claim(
+                record,
+                run,
+                owner=self.owner,
+                lease_until=now + LEASE_DURATION,
+                now=now,
+                next_run_at=next_run_at,
+                next_run_source="baseline",
+                next_run_reason="next slot while a run is in flight",
+                start_check_at=now.replace(microsecond=0) + START_CHECK_AFTER,
+            )
+
         try:
-            self.store.claim(record, run, **claim)
+            claim(record_id(record, slot))
         except RecordIdTaken:
             # An item written before the job counted its records holds this id: step around it.
-            run.run_id = _sequenced_id(record, slot)
-            self.store.claim(record, run, **claim)
+            claim(_sequenced_id(record, slot))
         with result.lock:
             result.claimed.append(run.run_id)
         self._start(run, record, now, deadline, result)
@@ -375,17 +380,23 @@ class Discovery:
             skip_reason=skip.reason,
             error=skip.detail,
         )
-        write = {
-            "next_run_at": self._next_after(record, now, slot),
-            "next_run_source": "baseline",
-            "next_run_reason": f"previous slot skipped ({skip.reason})",
-            "buffer": skip.buffer or record.state.buffered,
-        }
+        next_run_at = self._next_after(record, now, slot)
+
+        def record_skip(run_id: str) -> None:
+            skipped.run_id = run_id
+            self.store.record_skip(
+                record,
+                skipped,
+                next_run_at=next_run_at,
+                next_run_source="baseline",
+                next_run_reason=f"previous slot skipped ({skip.reason})",
+                buffer=skip.buffer or record.state.buffered,
+            )
+
         try:
-            self.store.record_skip(record, skipped, **write)
+            record_skip(skipped.run_id)
         except RecordIdTaken:
-            skipped.run_id = _sequenced_id(record, slot)
-            self.store.record_skip(record, skipped, **write)
+            record_skip(_sequenced_id(record, slot))
         with result.lock:
             result.skipped.append((skipped.run_id, skip.reason))
 

@@ -215,7 +215,7 @@ class LocalCloud:
             original(communication)  # the execution's final status is set here
             cloud._execution_ended(communication.execution)
 
-        BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign]
+        BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign,assignment]
         self._undo.append(lambda: setattr(BaseExecutionWorkerCommunication, "terminated", original))
 
     def _execution_ended(self, execution: Any) -> None:
@@ -229,7 +229,7 @@ class LocalCloud:
         events = self.client("events")
         for rule in events.list_rules()["Rules"]:
             pattern = rule.get("EventPattern")
-            if not pattern or not EventPattern.load(pattern).matches_event(event):
+            if not pattern or not EventPattern.load(pattern).matches_event(event):  # type: ignore[arg-type]
                 continue
             for target in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]:
                 name = (
