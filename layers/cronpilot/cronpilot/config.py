@@ -29,7 +29,13 @@ class Settings(BaseModel):
     anthropic_base_url: str = ""
     llm_timeout_seconds: float = 30.0
     llm_max_retries: int = 2
+    # Prices to charge model calls at, over the list prices (cronpilot.ai.pricing): JSON, e.g.
+    # {"claude-haiku-4-5": {"input": 1.0, "output": 5.0}} in USD per million tokens.
+    llm_prices: str = ""
     stage: str = "dev"
+    # Notifications: the notify function to hand notices to, and the SNS topics jobs may name.
+    notify_function_name: str = ""
+    notify_topic_arns: str = ""
 
 
 @lru_cache(maxsize=1)

@@ -41,6 +41,7 @@ from cronpilot.domain.ports import (
     StoreError,
 )
 from cronpilot.models.job import Job, JobStatus
+from cronpilot.models.notify import Delivery
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, parse_run_id, run_stamp
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ def _parse_job(job_doc: str) -> Job:
     """Jobs are frozen and change rarely: a warm container validates each stored version once (every
     executor invocation reads its job; validating a 50-endpoint job costs about a millisecond)."""
     return Job.model_validate_json(job_doc)
+
+
+# The job attributes of a pending replay (`cronpilot runs retry`).
+RETRY_REQUEST = ("retry_of", "retry_failed_only")
 
 
 def _job_from_item(item: dict[str, Any]) -> JobRecord:
@@ -83,6 +88,8 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
         records=int(data.get("records", 0)),
         newest_stamp=data.get("newest_stamp"),
         start_check_at=from_iso(data["start_check_at"]) if data.get("start_check_at") else None,
+        retry_of=data.get("retry_of"),
+        retry_failed_only=bool(data.get("retry_failed_only", False)),
     )
     job = _parse_job(data["job_doc"])
     # The status attribute is authoritative: pauses (operator or AI pause-until) change it alone.
@@ -93,7 +100,7 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
 
 def _run_to_item(run: RunRecord) -> dict[str, Any]:
     job_id, stamp = parse_run_id(run.run_id)
-    doc = run.model_dump(mode="json")
+    doc = run.model_dump(mode="json", exclude={"notifications"})
     item = {
         **schema.run_key(job_id, stamp),
         "kind": "run",
@@ -125,6 +132,8 @@ def _run_from_item(item: dict[str, Any]) -> RunRecord:
     if run.execution_started_at is None and data.get("execution_started_at"):
         run.execution_started_at = from_iso(data["execution_started_at"])
         run.late_start = run.late_start or data.get("late_start")
+    # Deliveries are appended beside the document by the notify function (never a fenced write).
+    run.notifications = [Delivery.model_validate_json(entry) for entry in data.get("notifications") or []]
     return run
 
 
@@ -416,6 +425,30 @@ class Store:
                 return count
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def request_retry(
+        self, seen: JobRecord, *, run_id: str, failed_only: bool, reason: str, now: datetime
+    ) -> None:
+        """Make the job due now with a pending replay of `run_id`, which the next claim turns into a
+        run (trigger `retry`) under the job's overlap policy; ClaimConflict if the job moved meanwhile."""
+        update = (
+            _JobUpdate(seen.job_id)
+            .set("retry_of", run_id)
+            .set("retry_failed_only", failed_only)
+            .set("next_run_source", "retry")
+            .set("next_run_reason", reason)
+            .set("updated_at", to_iso(now))
+            .next_run(now)
+            .due(now)
+        )
+        condition_values: dict[str, Any] = {}
+        condition = self._seen_condition(seen, condition_values)
+        try:
+            self.client.update_item(**update.request(self.table_name, condition, condition_values))
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise ClaimConflict(f"job {seen.job_id!r} changed while the retry was requested") from exc
+            raise
+
     def _seen_condition(self, seen: JobRecord, values: dict[str, Any]) -> str:
         """The job is exactly as discovery saw it: same slot, same epoch, same count of records."""
         values[":seen_epoch"] = seen.state.epoch
@@ -466,6 +499,7 @@ class Store:
             .set("next_run_reason", next_run_reason)
             .set("buffered", False)
             .next_run(next_run_at)
+            .remove(*RETRY_REQUEST)  # a pending retry becomes this run
         )
         self._count_record(update, seen, run)
         if start_check_at is not None:
@@ -525,6 +559,8 @@ class Store:
             .due(seen.state.due_at(next_run_at))
         )
         self._count_record(update, seen, skipped)
+        if not buffer:
+            update.remove(*RETRY_REQUEST)  # a skipped retry is recorded (trigger `retry`) and dropped
         condition_values: dict[str, Any] = {}
         condition = self._seen_condition(seen, condition_values)
         self._transact_record(
@@ -606,7 +642,7 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :run)",
-            "ExpressionAttributeValues": serialize({":pk": f"job#{job_id}", ":run": "run#"}),
+            "ExpressionAttributeValues": serialize({":pk": schema.job_partition(job_id), ":run": "run#"}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
@@ -654,7 +690,7 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :step)",
-            "ExpressionAttributeValues": serialize({":pk": f"run#{run_id}", ":step": "step#"}),
+            "ExpressionAttributeValues": serialize({":pk": schema.run_partition(run_id), ":step": "step#"}),
             "ConsistentRead": True,
         }
         while True:
@@ -706,6 +742,24 @@ class Store:
             update.release_run(run.run_id)
         job_update = update.request(self.table_name, "epoch = :fence_epoch", {":fence_epoch": run.epoch})
         self._transact([{"Update": job_update}, put])
+
+    def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None:
+        """Append deliveries to the run they are about (after it ended: not fenced)."""
+        job_id, stamp = parse_run_id(run_id)
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=serialize(schema.run_key(job_id, stamp)),
+                UpdateExpression="SET notifications = list_append(if_not_exists(notifications, :none), :new)",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues=serialize(
+                    {":none": [], ":new": [d.model_dump_json() for d in deliveries]}
+                ),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise RunNotFound(f"no run with id {run_id!r}") from exc
+            raise
 
     # -------------------------------------------------------------- helpers
 

@@ -26,12 +26,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cronpilot.clock import Clock
+from cronpilot.domain.notifications import enqueue, missed_notices
 from cronpilot.domain.ports import (
     ClaimConflict,
     ExecutionStarter,
     JobRecord,
     JobStore,
     LeaseLost,
+    NoticeQueue,
     RecordIdTaken,
     RunNotFound,
     StartDeferred,
@@ -40,6 +42,7 @@ from cronpilot.domain.ports import (
 )
 from cronpilot.domain.scheduling import CATCH_UP, first_run_at, next_slot, with_jitter
 from cronpilot.models.job import JobStatus, OverlapPolicy
+from cronpilot.models.notify import Notice
 from cronpilot.models.run import RunRecord, RunStatus, make_run_id, run_stamp
 from cronpilot.observability import logger, record_discovery
 
@@ -142,11 +145,14 @@ class Discovery:
         readers: int = DEFAULT_READERS,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        notices: NoticeQueue | None = None,
     ) -> None:
         self.store = store
         self.starter = starter
         self.clock = clock
         self.owner = owner
+        self.notices = notices
+        self._missed: list[Notice] = []  # slots skipped as too late this tick: `missed` notifications
         self.workers = max(1, workers)
         self.readers = max(1, min(readers, self.workers))
         self._sleep = sleep
@@ -156,6 +162,7 @@ class Discovery:
         deadline = deadline or Deadline()
         now = self.clock.now()
         result = DiscoveryResult()
+        self._missed = []
         shards = self.store.due_shards()
         self._random.shuffle(shards)
         # Jobs read ahead of the workers: enough to keep them busy, few enough to leave to the next tick.
@@ -173,6 +180,8 @@ class Discovery:
             result.left = sum(self.store.count_due(shard, now) for shard in shards)
             logger.warning("discovery stopped before its deadline", left=result.left)
         record_discovery(result)
+        if self.notices is not None:
+            enqueue(self.notices, self._missed)
         return result
 
     def _read(
@@ -263,6 +272,12 @@ class Discovery:
         anchor = now.replace(microsecond=0) if catch_up else slot
         concurrent = record.job.guardrails.allows_concurrent_runs
         run = RunRecord.claimed(record.job_id, slot, state.epoch + 1, trigger, now, concurrent=concurrent)
+        if state.retry_of is not None:  # a replay an operator asked for (the claim clears the request)
+            run.trigger, run.retry_of, run.retry_failed_only = (
+                "retry",
+                state.retry_of,
+                state.retry_failed_only,
+            )
         next_run_at = self._next_after(record, now, anchor)
 
         def claim(run_id: str) -> None:
@@ -375,6 +390,7 @@ class Discovery:
             status=RunStatus.SKIPPED,
             epoch=record.state.epoch,
             trigger=_trigger_of(record.state.next_run_source),
+            retry_of=record.state.retry_of,
             claimed_at=now,
             finished_at=now,
             skip_reason=skip.reason,
@@ -399,6 +415,8 @@ class Discovery:
             record_skip(_sequenced_id(record, slot))
         with result.lock:
             result.skipped.append((skipped.run_id, skip.reason))
+            if skip.reason == "too-late":
+                self._missed += missed_notices(record.job, skipped, now)
 
     def _resume_if_pause_ended(self, record: JobRecord, now: datetime, result: DiscoveryResult) -> None:
         until = record.state.paused_until

@@ -24,7 +24,6 @@ import traceback
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -46,7 +45,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE_NAME = "cronpilot-local"
 STATE_MACHINE_NAME = "cronpilot-local-run"
-FUNCTIONS = ("discovery", "planner", "executor", "summarizer", "finalize_failure")
+FUNCTIONS = ("discovery", "planner", "executor", "summarizer", "finalize_failure", "notify")
 ASL_PATH = Path(__file__).resolve().parent.parent / "asl" / "run_job.asl.json"
 FUNCTIONS_DIR = Path(__file__).resolve().parents[4] / "functions"
 ASL_SUBSTITUTIONS = {
@@ -119,6 +118,7 @@ class LocalCloud:
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "TABLE_NAME": TABLE_NAME,
+            "NOTIFY_FUNCTION_NAME": function_name("notify"),
             "EGRESS_ALLOWED_CIDRS": egress_allowed_cidrs,
             "EGRESS_ALLOWED_PORTS": egress_allowed_ports,
             "POWERTOOLS_SERVICE_NAME": "cronpilot",
@@ -428,9 +428,3 @@ def _status_change_event(execution: Any) -> dict[str, Any]:
             "cause": getattr(execution, "cause", None),
         },
     }
-
-
-@contextmanager
-def local_cloud(clock: Clock, **kwargs: Any) -> Iterator[LocalCloud]:
-    with LocalCloud(clock, **kwargs) as cloud:
-        yield cloud
