@@ -137,6 +137,7 @@ class LocalCloud:
         self.state_machine_arn = ""
         self._deliveries: list[threading.Thread] = []
         self._deliveries_lock = threading.Lock()
+        self._ending = 0  # executions between their final status and their event's dispatch
         self.delivered_events: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------- lifecycle
@@ -212,8 +213,14 @@ class LocalCloud:
         cloud = self
 
         def terminated(communication: Any) -> None:
-            original(communication)  # the execution's final status is set here
-            cloud._execution_ended(communication.execution)
+            with cloud._deliveries_lock:  # wait_idle must not see it ended before its event is out
+                cloud._ending += 1
+            try:
+                original(communication)  # the execution's final status is set here
+                cloud._execution_ended(communication.execution)
+            finally:
+                with cloud._deliveries_lock:
+                    cloud._ending -= 1
 
         BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign,assignment]
         self._undo.append(lambda: setattr(BaseExecutionWorkerCommunication, "terminated", original))
@@ -380,7 +387,7 @@ class LocalCloud:
     def _delivering(self) -> bool:
         with self._deliveries_lock:
             self._deliveries = [delivery for delivery in self._deliveries if delivery.is_alive()]
-            return bool(self._deliveries)
+            return bool(self._deliveries) or self._ending > 0
 
     def _any_running(self) -> bool:
         """What `executions("RUNNING")` answers, read from moto's backend: this polls every 50 ms, and
