@@ -295,3 +295,39 @@ def test_a_tick_stops_before_its_deadline_and_the_next_tick_finishes_the_work(st
     assert sorted(claims) == sorted(f"{job}.20261122T090000Z" for job in jobs)
     assert set(claims.values()) == {1}
     assert sorted(starter.started) == sorted(claims)
+
+
+def test_a_connection_error_at_start_execution_leaves_the_claim_to_the_start_check(store, clock):
+    # Given the real starter over Step Functions (moto), whose endpoint refuses the first connections
+    import boto3
+    from botocore.exceptions import EndpointConnectionError
+    from cronpilot.dal.executions import StepFunctionsStarter
+
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(
+        name="runs",
+        definition='{"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}',
+        roleArn="arn:aws:iam::123456789012:role/runs",
+    )["stateMachineArn"]
+    refusing = {"on": True}
+
+    def refuse(**_):
+        if refusing["on"]:
+            raise EndpointConnectionError(endpoint_url="https://states.us-east-1.amazonaws.com")
+
+    sfn.meta.events.register("before-send.sfn.StartExecution", refuse)
+    starter = StepFunctionsStarter(sfn, machine)
+    apply(store, "unreachable", schedule={"rate": "1h"})
+    # When discovery claims while Step Functions is unreachable
+    first = tick(store, starter, clock)
+    [run_id] = first.claimed
+    assert first.start_failures == 1
+    assert store.get_run(run_id).status == RunStatus.CLAIMED
+    # Then a later tick, with Step Functions back, starts that same run under its execution name
+    refusing["on"] = False
+    clock.advance(START_CHECK_AFTER)
+    later = tick(store, starter, clock)
+    assert later.late_starts == [run_id]
+    [execution] = sfn.list_executions(stateMachineArn=machine)["executions"]
+    assert execution["name"] == run_id
+    assert store.get_run(run_id).late_start.startswith("not started 60s after its claim")
