@@ -75,6 +75,9 @@ class DeploySettings:
     reserved_concurrency: bool = True
     executor_concurrency: int = 50
     llm_concurrency: int = 10
+    # Upgrade only: false for one deploy removes the due index, so the next deploy can re-create it
+    # keys-only (CloudFormation cannot change an index's projection in place). docs/deploy.md.
+    due_index: bool = True
 
     def __post_init__(self) -> None:
         if not _STAGE.match(self.stage):

@@ -45,7 +45,11 @@ class CronpilotStack(Stack):
             **kwargs,
         )
         table = CronpilotTable(
-            self, "Data", table_name=f"{settings.prefix}-data", retain=settings.stage == "prod"
+            self,
+            "Data",
+            table_name=f"{settings.prefix}-data",
+            retain=settings.stage == "prod",
+            due_index=settings.due_index,
         )
         secrets = CronpilotSecrets(self, "Secrets", settings=settings)
         functions = CronpilotFunctions(

@@ -1,18 +1,22 @@
-"""Step Functions: starting a run's execution (the run id is the execution name)."""
+"""Step Functions: starting a run's execution (its name derives from the run id)."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from cronpilot.domain.ports import StartFailed
+from cronpilot.domain.ports import StartFailed, StartThrottled, StartUnavailable
+from cronpilot.models.run import execution_name
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
     from cronpilot.models.run import RunRecord
+
+# Worth trying again: the token bucket refills, the open-executions count falls as runs end.
+_THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "ExecutionLimitExceeded"}
 
 
 class StepFunctionsStarter:
@@ -21,14 +25,24 @@ class StepFunctionsStarter:
         self.state_machine_arn = state_machine_arn
 
     def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+        """Standard executions are idempotent on (name, input): a repeated start of a running
+        execution answers as the first did, one of a closed execution ExecutionAlreadyExists."""
         payload = {"run_id": run.run_id, "job_id": run.job_id, "epoch": run.epoch}
         try:
             self.sfn.start_execution(
-                stateMachineArn=self.state_machine_arn, name=run.run_id, input=json.dumps(payload)
+                stateMachineArn=self.state_machine_arn,
+                name=execution_name(run.run_id),
+                input=json.dumps(payload),
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "unknown")
             if code == "ExecutionAlreadyExists":
                 return "already-started"
+            if code in _THROTTLED:
+                raise StartThrottled(code) from exc
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+                raise StartUnavailable(code) from exc
             raise StartFailed(code) from exc
+        except BotoCoreError as exc:  # no answer at all: connection refused, reset, timed out
+            raise StartUnavailable(type(exc).__name__) from exc
         return "started"
