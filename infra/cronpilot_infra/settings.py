@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROVIDERS = ("anthropic", "bedrock", "none")
+LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _SECRET_PREFIX = re.compile(r"^[A-Za-z0-9/_+=.@-]+/$")
 
@@ -60,6 +61,11 @@ class DeploySettings:
     reserved_concurrency: bool = True
     executor_concurrency: int = 50
     llm_concurrency: int = 10
+    # Step Functions execution logging per state machine type. Standard keeps its own execution
+    # history, so its log mostly duplicates it; Express keeps none, so ERROR keeps the events of the
+    # executions that failed (ALL logs every transition of every run: ~$0.50 per GB ingested).
+    standard_log_level: str = "ERROR"
+    express_log_level: str = "ERROR"
 
     def __post_init__(self) -> None:
         if not _STAGE.match(self.stage):
@@ -75,6 +81,9 @@ class DeploySettings:
         for cidr in self.private_cidrs:
             if not cidr.is_private:
                 raise SettingsError(f"executor_private_cidrs: {cidr} is not a private network")
+        for key in ("standard_log_level", "express_log_level"):
+            if getattr(self, key) not in LOG_LEVELS:
+                raise SettingsError(f"{key} {getattr(self, key)!r}: one of {', '.join(LOG_LEVELS)}")
         for port in self.executor_ports.split(","):
             if not port.strip().isdigit() or not 0 < int(port) < 65536:
                 raise SettingsError(f"executor_ports: {port!r} is not a port")

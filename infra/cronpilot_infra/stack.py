@@ -49,6 +49,7 @@ class CronpilotStack(Stack):
         table.grant_items(functions.discovery)
         machine.grant_start(functions.discovery)
         functions.discovery.add_environment("STATE_MACHINE_ARN", machine.state_machine.state_machine_arn)
+        functions.discovery.add_environment("EXPRESS_STATE_MACHINE_ARN", machine.express.state_machine_arn)
         # the state machine's tasks: their run's items, fenced by the epoch.
         for fn in (functions.planner, functions.executor, functions.summarizer, functions.finalize_failure):
             table.grant_items(fn)
@@ -81,6 +82,7 @@ class CronpilotStack(Stack):
         )
         CfnOutput(self, "TableName", value=table.table.table_name)
         CfnOutput(self, "StateMachineArn", value=machine.state_machine.state_machine_arn)
+        CfnOutput(self, "ExpressStateMachineArn", value=machine.express.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         if secrets.anthropic_key is not None:
             CfnOutput(self, "AnthropicSecretArn", value=secrets.anthropic_key.secret_arn)

@@ -124,6 +124,16 @@ def functions_by_name(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def state_machine_id(template: dict[str, Any], kind: str = "STANDARD") -> str:
+    """The logical id of the Standard (or the Express) run state machine."""
+    (found,) = [
+        key
+        for key, value in resources(template, "AWS::StepFunctions::StateMachine").items()
+        if value["Properties"]["StateMachineType"] == kind
+    ]
+    return found
+
+
 def logical_id(template: dict[str, Any], kind: str, predicate: Any) -> str:
     matches = [k for k, v in resources(template, kind).items() if predicate(v["Properties"])]
     assert len(matches) == 1, matches

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import resources
+from tests.infra.conftest import resources, state_machine_id
 
 
 def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -98,7 +98,7 @@ def test_metric_alarms(
 
 def test_alarm_dimensions_point_at_this_stacks_resources(template_json: dict[str, Any]) -> None:
     alarms = _alarms(template_json)
-    (machine,) = resources(template_json, "AWS::StepFunctions::StateMachine")
+    machine = state_machine_id(template_json)
     assert alarms["ExecutionsFailed"]["Dimensions"] == [
         {"Name": "StateMachineArn", "Value": {"Ref": machine}}
     ]

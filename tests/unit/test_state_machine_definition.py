@@ -45,16 +45,51 @@ def test_every_stage_is_caught_into_finalize_failure(name):
     assert catch["ResultPath"] == "$.error"
 
 
+THROTTLE = "Lambda.TooManyRequestsException"
+BURST_FACTOR = 4  # issue 13: a burst of executor_concurrency x 4 simultaneous steps completes
+
+
+def _execute() -> dict[str, Any]:
+    return ASL["States"]["Waves"]["ItemProcessor"]["States"]["Steps"]["ItemProcessor"]["States"]["Execute"]
+
+
 def test_every_task_has_a_timeout_and_retries_lambda_service_errors_with_full_jitter():
     tasks = [(name, s) for name, s in states(ASL) if s["Type"] == "Task"]
     assert {name for name, _ in tasks} == {"Plan", "Execute", "Summarize", "FinalizeFailure"}
     for name, task in tasks:
+        # the stages' timeouts are the run's limits (its job's worst case), so a stage that overruns is
+        # caught inside Express's 5 minutes; finalize-failure's own bound is fixed and short
         assert 0 < task["TimeoutSeconds"] <= 300, name
-        retry = task["Retry"][0]
-        assert "Lambda.ServiceException" in retry["ErrorEquals"], name
-        assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"], name
-        assert retry["JitterStrategy"] == "FULL", name
-        assert retry["BackoffRate"] > 1, name
+        errors = [e for retry in task["Retry"] for e in retry["ErrorEquals"]]
+        assert "Lambda.ServiceException" in errors, name
+        assert errors.count(THROTTLE) == 1, name
+        for retry in task["Retry"]:
+            assert retry["JitterStrategy"] == "FULL", name
+            assert retry["BackoffRate"] > 1, name
+
+
+def _expected_wait(retry: dict[str, Any]) -> float:
+    """Seconds a retrier waits in total, on average, before giving up: full jitter draws each delay
+    uniformly below its capped exponential backoff."""
+    delays = [
+        min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, retry.get("MaxDelaySeconds", float("inf")))
+        for n in range(retry["MaxAttempts"])
+    ]
+    return sum(delays) / 2
+
+
+def test_throttled_steps_wait_long_enough_for_a_burst_of_four_times_the_concurrency():
+    # Given a burst of BURST_FACTOR x concurrency steps, the last ones get a slot after the first
+    # (BURST_FACTOR - 1) rounds; a round holds a slot for at most an endpoint's default timeout
+    from cronpilot.models.job import Endpoint
+
+    slot_seconds = Endpoint.model_fields["timeout"].default.total_seconds()
+    (throttle,) = [r for r in _execute()["Retry"] if THROTTLE in r["ErrorEquals"]]
+    assert throttle["ErrorEquals"] == [THROTTLE]
+    # Then the throttle retrier waits that long on average before it gives up
+    assert _expected_wait(throttle) >= (BURST_FACTOR - 1) * slot_seconds
+    # And its longest single wait stays short, so a slot that frees up is taken soon after
+    assert throttle["MaxDelaySeconds"] <= slot_seconds
 
 
 def test_state_stays_small_step_outputs_are_discarded():
@@ -76,6 +111,6 @@ def test_render_substitutes_every_function_and_leaves_nothing_behind():
 
 
 def test_a_duplicate_step_still_in_progress_is_retried_not_failed():
-    execute = ASL["States"]["Waves"]["ItemProcessor"]["States"]["Steps"]["ItemProcessor"]["States"]["Execute"]
+    execute = _execute()
     errors = [name for retry in execute["Retry"] for name in retry["ErrorEquals"]]
     assert "IdempotencyAlreadyInProgressError" in errors
