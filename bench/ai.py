@@ -7,14 +7,14 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 
-from cronpilot.ai.planner_ai import AiPlanner
+from cronpilot.ai.plan_model import AiPlanner
 from cronpilot.ai.prompts import plan_request
-from cronpilot.ai.summarizer_ai import AiSummarizer
+from cronpilot.ai.summary_model import AiSummarizer
 from cronpilot.clock import FixedClock
+from cronpilot.domain.strategies import PlanContext, SummaryContext
 from cronpilot.local.demo import demo_jobs
 from cronpilot.models.job import Job
 from cronpilot.models.run import NextRunDecision, PlanRecord, RunRecord, StepResult, TokenUsage
-from cronpilot.strategies import PlanContext, SummaryContext
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import boto3
-from cronpilot import schema
 from cronpilot.clock import FixedClock, to_iso
-from cronpilot.discovery import Discovery
+from cronpilot.dal import schema
+from cronpilot.dal.store import Store
+from cronpilot.domain.discovery import Discovery
 from cronpilot.local.cloud import serialize_dynamodb_writes
 from cronpilot.models.job import Job
 from cronpilot.models.run import RunRecord
-from cronpilot.store import Store
 from moto import mock_aws
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)

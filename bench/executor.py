@@ -20,8 +20,8 @@ from ipaddress import ip_network
 import httpx
 from cronpilot.clock import AcceleratedClock
 from cronpilot.local.cloud import LocalCloud
+from cronpilot.local.demo_server import DemoServer
 from cronpilot.local.runner import apply_jobs, tick_until
-from cronpilot.local.target import DemoTarget
 from cronpilot.models.job import Job
 from cronpilot.runtime import get_runtime
 from cronpilot.safehttp import EgressPolicy, RequestSpec, SafeHttpClient
@@ -34,7 +34,7 @@ MAX_PARALLEL = 10
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
-def _overhead(target: DemoTarget) -> tuple[float, float]:
+def _overhead(target: DemoServer) -> tuple[float, float]:
     """Median seconds per call: (safe client, plain httpx)."""
     url = f"{target.base_url}/ok"
     policy = EgressPolicy(allowed_cidrs=(ip_network("127.0.0.0/8"),), allowed_ports=frozenset({target.port}))
@@ -55,7 +55,7 @@ def _overhead(target: DemoTarget) -> tuple[float, float]:
     return statistics.median(safe_times), statistics.median(plain_times)
 
 
-def _job(target: DemoTarget) -> Job:
+def _job(target: DemoServer) -> Job:
     return Job.model_validate(
         {
             "id": "bench-fanout",
@@ -69,7 +69,7 @@ def _job(target: DemoTarget) -> Job:
     )
 
 
-def _makespan(target: DemoTarget) -> tuple[float, float, int]:
+def _makespan(target: DemoServer) -> tuple[float, float, int]:
     """(steps makespan, whole run from tick to idle, succeeded steps)."""
     clock = AcceleratedClock(START)
     logging.getLogger("moto").setLevel(logging.CRITICAL)
@@ -90,7 +90,7 @@ def _makespan(target: DemoTarget) -> tuple[float, float, int]:
 
 
 def run() -> list[tuple[str, str, str]]:
-    with DemoTarget() as target:
+    with DemoServer() as target:
         safe, plain = _overhead(target)
         span, whole, succeeded = _makespan(target)
     ideal = ENDPOINTS / MAX_PARALLEL * ENDPOINT_MS / 1000

@@ -3,7 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from cronpilot.discovery import Discovery, StepFunctionsStarter
+from cronpilot.domain.discovery import Discovery
 from cronpilot.models.run import ScheduledEvent
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
@@ -15,8 +15,7 @@ from cronpilot.runtime import get_runtime
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     tick = ScheduledEvent.model_validate(event)
     runtime = get_runtime()
-    starter = StepFunctionsStarter(runtime.sfn, runtime.settings.state_machine_arn)
-    result = Discovery(runtime.store, starter, runtime.clock, owner=context.aws_request_id).tick()
+    result = Discovery(runtime.store, runtime.starter, runtime.clock, owner=context.aws_request_id).tick()
     logger.info(
         "discovery tick",
         tick_time=tick.time.isoformat(),

@@ -4,8 +4,7 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from cronpilot.executor import step_executor
-from cronpilot.idempotency import Handler, idempotent_executor
+from cronpilot.dal.idempotency import Handler
 from cronpilot.models.run import StepTask
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
@@ -13,7 +12,7 @@ from cronpilot.runtime import get_runtime
 
 def execute_step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = StepTask.model_validate(event)
-    outcome = step_executor(get_runtime()).execute(task)
+    outcome = get_runtime().step_executor.execute(task)
     logger.info("step done", run_id=task.run_id, step_id=task.step.step_id, status=outcome.status)
     return outcome.model_dump()
 
@@ -24,10 +23,7 @@ def _replayed(response: Any) -> None:
 
 @cache
 def idempotent_execute_step() -> Handler:
-    store = get_runtime().store
-    return idempotent_executor(
-        execute_step, table_name=store.table_name, client=store.client, on_replay=_replayed
-    )
+    return get_runtime().idempotent(execute_step, on_replay=_replayed)
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")

@@ -4,10 +4,10 @@ that timed out or was stopped (which no Catch sees). Records the failure, backs 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.domain.finalizing import finalize_failure
 from cronpilot.models.run import FailureEvent
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
-from cronpilot.summarizer import finalize_failure
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")

@@ -3,10 +3,9 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.domain.planning import plan_run
 from cronpilot.models.run import RunRef
 from cronpilot.observability import logger, metrics, tracer
-from cronpilot.pilot import plan_strategy
-from cronpilot.planner import plan_run
 from cronpilot.runtime import get_runtime
 
 
@@ -16,6 +15,6 @@ from cronpilot.runtime import get_runtime
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = RunRef.model_validate(event)
     runtime = get_runtime()
-    output = plan_run(runtime.store, runtime.clock, ref, plan_strategy(runtime))
+    output = plan_run(runtime.store, runtime.health_store, runtime.clock, ref, runtime.plan_strategy)
     logger.info("run planned", run_id=ref.run_id, waves=len(output.waves))
     return output.model_dump()

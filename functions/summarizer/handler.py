@@ -3,11 +3,10 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.domain.summarizing import summarize_run
 from cronpilot.models.run import RunRef
 from cronpilot.observability import logger, metrics, tracer
-from cronpilot.pilot import summary_strategy
 from cronpilot.runtime import get_runtime
-from cronpilot.summarizer import summarize_run
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")
@@ -16,6 +15,6 @@ from cronpilot.summarizer import summarize_run
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = RunRef.model_validate(event)
     runtime = get_runtime()
-    outcome = summarize_run(runtime.store, runtime.clock, ref, summary_strategy(runtime))
+    outcome = summarize_run(runtime.store, runtime.clock, ref, runtime.summary_strategy)
     logger.info("run summarized", run_id=ref.run_id, status=outcome["status"])
     return outcome

@@ -41,7 +41,7 @@ SPECS = {
         FunctionSpec(
             "planner", "Plans a run's endpoint calls as dependency waves", Duration.seconds(180), 1024
         ),
-        # One HTTP call with retries inside a 240 s total budget (cronpilot.executor.MAX_TOTAL_BUDGET).
+        # One HTTP call with retries inside a 240 s total budget (domain.execution.MAX_TOTAL_BUDGET).
         FunctionSpec(
             "executor", "Calls one endpoint through the SSRF-safe client", Duration.seconds(300), 512
         ),

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
-from cronpilot import idempotency
+from cronpilot.dal import idempotency
 
 from .functions import CronpilotFunctions
 from .monitoring import MonitoredResources, Monitoring

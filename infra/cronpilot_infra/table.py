@@ -6,7 +6,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from cronpilot import schema
+from cronpilot.dal import schema
 
 # Item operations the functions use. TransactWriteItems has no IAM action of its own: each item in a
 # transaction is authorised as its PutItem / UpdateItem / ConditionCheckItem.

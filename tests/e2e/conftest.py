@@ -7,17 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 from cronpilot.clock import AcceleratedClock
+from cronpilot.dal.store import Store
 from cronpilot.local.cloud import LocalCloud
-from cronpilot.local.target import DemoTarget
+from cronpilot.local.demo_server import DemoServer
 from cronpilot.runtime import get_runtime
-from cronpilot.store import Store
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def target() -> Iterator[DemoTarget]:
-    with DemoTarget() as demo:
+def target() -> Iterator[DemoServer]:
+    with DemoServer() as demo:
         yield demo
 
 
@@ -27,7 +27,7 @@ def clock() -> AcceleratedClock:
 
 
 @pytest.fixture
-def cloud(target: DemoTarget, clock: AcceleratedClock) -> Iterator[LocalCloud]:
+def cloud(target: DemoServer, clock: AcceleratedClock) -> Iterator[LocalCloud]:
     with LocalCloud(
         clock, egress_allowed_cidrs="127.0.0.0/8", egress_allowed_ports=f"80,443,{target.port}"
     ) as local:

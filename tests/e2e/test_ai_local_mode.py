@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from cronpilot.clock import AcceleratedClock
+from cronpilot.dal.store import Store
+from cronpilot.dal.usage import UsageStore
 from cronpilot.local.cloud import LocalCloud
 from cronpilot.local.runner import apply_jobs, run_report, tick_until
 from cronpilot.runtime import get_runtime
-from cronpilot.store import Store
-from cronpilot.usage_store import UsageStore
 
 from tests.integration.http_servers import LoopbackHTTPServer
 from tests.integration.http_servers import Reply as TargetReply

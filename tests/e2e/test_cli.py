@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from cronpilot.cli import EXIT_INVALID, EXIT_NOT_FOUND, app
-from cronpilot.local.target import DemoTarget
+from cronpilot.cli import app
+from cronpilot.cli.common import EXIT_INVALID, EXIT_NOT_FOUND
+from cronpilot.local.demo_server import DemoServer
 from typer.testing import CliRunner
 
 
 @pytest.fixture
 def target():
-    with DemoTarget() as demo:
+    with DemoServer() as demo:
         yield demo
 
 
@@ -30,7 +31,7 @@ def cli(tmp_path):
     return run
 
 
-def job_file(tmp_path: Path, target: DemoTarget, **overrides) -> Path:
+def job_file(tmp_path: Path, target: DemoServer, **overrides) -> Path:
     doc = {
         "id": "cli-job",
         "goal": "exercise the CLI",

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 from cronpilot.cli import app
+from cronpilot.domain.operations import OperationError, delete_job
 from cronpilot.local.runner import apply_jobs, tick_until
 from cronpilot.models.run import RunStatus, StepStatus
-from cronpilot.operations import OperationError, delete_job
 from typer.testing import CliRunner
 
 from tests.support.factories import make_job

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from cronpilot import idempotency
+from cronpilot.dal import idempotency
 
 from tests.infra.conftest import (
     NO_RESOURCE_LEVEL,

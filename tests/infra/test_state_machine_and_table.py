@@ -8,7 +8,7 @@ from typing import Any
 
 import cronpilot_infra.paths as infra_paths
 import pytest
-from cronpilot import schema
+from cronpilot.dal import schema
 from cronpilot.local import cloud
 from cronpilot_infra.settings import DeploySettings, SettingsError
 

@@ -8,11 +8,11 @@ from typing import Literal
 
 import boto3
 import pytest
-from cronpilot import schema
 from cronpilot.clock import FixedClock
+from cronpilot.dal import schema
+from cronpilot.dal.store import Store
 from cronpilot.local.cloud import serialize_dynamodb_writes
 from cronpilot.models.run import RunRecord
-from cronpilot.store import Store
 from moto import mock_aws
 
 TABLE = "cronpilot-test"

@@ -8,14 +8,14 @@ from datetime import timedelta
 
 import pytest
 from anthropic._constants import ANTHROPIC_API_VERSION
+from cronpilot.ai.pilot import PilotPlanner
 from cronpilot.ai.prompts import PLAN_TOOL
 from cronpilot.clock import FixedClock
+from cronpilot.dal.store import Store
+from cronpilot.dal.usage import UsageStore
+from cronpilot.domain.planning import plan_run
 from cronpilot.models.run import RunRecord, TokenUsage
-from cronpilot.pilot import PilotPlanner
-from cronpilot.planner import plan_run
 from cronpilot.runtime import Runtime
-from cronpilot.store import Store
-from cronpilot.usage_store import UsageStore
 
 from tests.integration.conftest import START, TABLE
 from tests.support.factories import endpoint, make_job
@@ -59,7 +59,7 @@ def _plan(store: Store, fake: FakeAnthropic, job, *, at=START, **settings) -> Ru
     runtime = Runtime(settings=ai_settings(fake, TABLE, **settings), clock=clock)
     runtime.__dict__["store"] = store  # the moto-backed store of the fixture
     ref = claim_run(store, job, at)
-    plan_run(store, clock, ref, PilotPlanner(runtime))
+    plan_run(store, runtime.health_store, clock, ref, PilotPlanner(runtime))
     return store.get_run(ref.run_id)
 
 
@@ -285,9 +285,9 @@ def test_cached_prefix_is_byte_identical_across_runs_and_changes_with_the_job(st
 
 
 def test_unhealthy_circuits_are_reported_outside_the_cached_prefix(store, fake, env):
-    from cronpilot.ai.planner_ai import AiPlanner
+    from cronpilot.ai.plan_model import AiPlanner
     from cronpilot.ai.prompts import cached_prefix
-    from cronpilot.strategies import PlanContext
+    from cronpilot.domain.strategies import PlanContext
 
     job = _job()
     run = RunRecord.claimed(job.id, START, 1, "schedule", START)

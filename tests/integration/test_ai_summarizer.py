@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from cronpilot.ai.pilot import PilotSummarizer
 from cronpilot.ai.prompts import SUMMARY_TOOL
 from cronpilot.clock import FixedClock
+from cronpilot.dal.store import Store
+from cronpilot.domain.summarizing import summarize_run
 from cronpilot.models.job import JobStatus
 from cronpilot.models.run import RunRecord, StepResult, StepStatus, TokenUsage
-from cronpilot.pilot import PilotSummarizer
 from cronpilot.runtime import Runtime
-from cronpilot.store import Store
-from cronpilot.summarizer import summarize_run
 
 from tests.integration.conftest import START, TABLE
 from tests.support.factories import endpoint, make_job

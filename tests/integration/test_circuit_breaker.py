@@ -10,8 +10,11 @@ from ipaddress import ip_network
 
 import pytest
 from botocore.exceptions import ClientError
-from cronpilot import schema
-from cronpilot.circuit import (
+from cronpilot.clock import FixedClock
+from cronpilot.dal import schema
+from cronpilot.dal.health import DynamoHealthStore
+from cronpilot.dal.store import Store
+from cronpilot.domain.circuit import (
     CircuitBreaker,
     CircuitPolicy,
     CircuitState,
@@ -20,12 +23,10 @@ from cronpilot.circuit import (
     endpoint_health,
     origin_of,
 )
-from cronpilot.clock import FixedClock
-from cronpilot.executor import CIRCUIT_OPEN, StepExecutor
+from cronpilot.domain.execution import CIRCUIT_OPEN, StepExecutor
 from cronpilot.models.job import Job
 from cronpilot.models.run import PlanStep, StepStatus, StepTask, make_run_id
 from cronpilot.safehttp import EgressPolicy, HttpOutcome, SafeHttpClient
-from cronpilot.store import Store
 
 from tests.integration.conftest import START
 from tests.integration.http_servers import LoopbackHTTPServer, RecordedRequest, Reply
@@ -84,7 +85,7 @@ def executor(store: Store, clock: FixedClock, upstream: Upstream) -> StepExecuto
     policy = EgressPolicy(
         allowed_cidrs=(ip_network("127.0.0.0/8"),), allowed_ports=frozenset({upstream.server.port})
     )
-    breaker = CircuitBreaker.for_store(store, clock, POLICY)
+    breaker = CircuitBreaker(DynamoHealthStore(store.table_name, store.client), clock, POLICY)
     return StepExecutor(store, clock, SafeHttpClient(policy).send, breaker=breaker)
 
 
@@ -117,7 +118,7 @@ def open_the_circuit(runs: Runs) -> None:
 
 
 def health(store: Store, job: Job, clock: FixedClock) -> str:
-    return endpoint_health(store, job, clock, POLICY)["call"]
+    return endpoint_health(DynamoHealthStore(store.table_name, store.client), job, clock, POLICY)["call"]
 
 
 def test_failures_from_two_jobs_open_the_shared_circuit(store, clock, jobs, upstream, runs):
@@ -191,7 +192,7 @@ def test_a_failed_probe_opens_it_again_for_another_cool_down(store, clock, jobs,
 def test_exactly_one_of_many_concurrent_callers_becomes_the_probe(store, clock, jobs, upstream, runs):
     open_the_circuit(runs)
     clock.advance(POLICY.cool_down)
-    breaker = CircuitBreaker.for_store(store, clock, POLICY)
+    breaker = CircuitBreaker(DynamoHealthStore(store.table_name, store.client), clock, POLICY)
     url = upstream.server.url("/a")
     barrier = threading.Barrier(16)
 
@@ -208,7 +209,7 @@ def test_exactly_one_of_many_concurrent_callers_becomes_the_probe(store, clock, 
 def test_a_probe_that_never_reports_is_replaced_after_the_probe_timeout(store, clock, jobs, upstream, runs):
     open_the_circuit(runs)
     clock.advance(POLICY.cool_down)
-    breaker = CircuitBreaker.for_store(store, clock, POLICY)
+    breaker = CircuitBreaker(DynamoHealthStore(store.table_name, store.client), clock, POLICY)
     url = upstream.server.url("/a")
     lost = breaker.acquire(url)  # its Lambda dies before reporting
     assert lost.is_probe
@@ -283,7 +284,7 @@ def test_which_outcomes_count_against_the_endpoint(outcome, verdict):
 def test_a_probe_whose_call_raised_is_released_for_the_next_caller(store, clock, jobs, upstream, runs):
     open_the_circuit(runs)
     clock.advance(POLICY.cool_down)
-    breaker = CircuitBreaker.for_store(store, clock, POLICY)
+    breaker = CircuitBreaker(DynamoHealthStore(store.table_name, store.client), clock, POLICY)
 
     def broken_send(spec):
         raise RuntimeError("the secret could not be read")
@@ -306,7 +307,7 @@ class FailingDynamoDB:
 
 
 def test_recording_an_outcome_never_fails_the_step_that_already_called(clock):
-    breaker = CircuitBreaker("t", FailingDynamoDB(), clock, POLICY)  # type: ignore[arg-type]
+    breaker = CircuitBreaker(DynamoHealthStore("t", FailingDynamoDB()), clock, POLICY)  # type: ignore[arg-type]
     permit = Permit("http://127.0.0.1:1", allowed=True)
 
     breaker.record(permit, _outcome(False, 503, "http-status"))  # does not raise

@@ -7,10 +7,10 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from cronpilot import schema
-from cronpilot.discovery import LEASE_DURATION, Discovery
+from cronpilot.dal import schema
+from cronpilot.dal.store import ClaimConflict, JobNotFound, LeaseLost, Store
+from cronpilot.domain.discovery import LEASE_DURATION, Discovery
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, StepStatus
-from cronpilot.store import ClaimConflict, JobNotFound, LeaseLost, Store
 
 from tests.integration.conftest import START, RecordingStarter
 from tests.support.factories import make_job
@@ -286,8 +286,8 @@ def test_claim_race_every_run_claimed_exactly_once(store, clock):
 
 
 def test_runs_expire_by_ttl(store, clock, starter):
-    from cronpilot import schema
-    from cronpilot.store import RUN_RETENTION
+    from cronpilot.dal import schema
+    from cronpilot.dal.store import RUN_RETENTION
 
     apply(store, "ttl")
     Discovery(store, starter, clock, owner="a").tick()

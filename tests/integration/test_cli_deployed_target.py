@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import boto3
-from cronpilot.cli import EXIT_TARGET, app
+from cronpilot.cli import app
+from cronpilot.cli.common import EXIT_TARGET
 from typer.testing import CliRunner
 
 from tests.support.factories import job_doc

@@ -14,12 +14,12 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from cronpilot import runtime
 from cronpilot.clock import FixedClock
-from cronpilot.executor import StepExecutor, idempotency_key
-from cronpilot.idempotency import EXECUTOR_PARTITION, EXPIRES_AFTER
+from cronpilot.dal.idempotency import EXECUTOR_PARTITION, EXPIRES_AFTER
+from cronpilot.dal.store import JobNotFound, Store
+from cronpilot.domain.execution import StepExecutor, idempotency_key
 from cronpilot.local.cloud import LambdaContext, load_handler
 from cronpilot.models.run import PlanStep, StepStatus, StepTask, make_run_id
 from cronpilot.safehttp import EgressPolicy, SafeHttpClient
-from cronpilot.store import JobNotFound, Store
 
 from tests.integration.conftest import START, TABLE
 from tests.integration.http_servers import LoopbackHTTPServer, RecordedRequest, Reply

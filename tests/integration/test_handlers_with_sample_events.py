@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from cronpilot import runtime, schema
+from cronpilot import runtime
 from cronpilot.clock import FixedClock
+from cronpilot.dal import schema
+from cronpilot.dal.store import Store
 from cronpilot.local.cloud import (
     ASL_SUBSTITUTIONS,
     LambdaContext,
@@ -17,7 +19,6 @@ from cronpilot.local.cloud import (
     serialize_dynamodb_writes,
 )
 from cronpilot.models.run import RunStatus
-from cronpilot.store import Store
 
 from tests.conftest import load_event
 from tests.integration.conftest import START

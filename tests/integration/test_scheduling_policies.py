@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from cronpilot.discovery import Discovery
+from cronpilot.dal.store import LeaseLost
+from cronpilot.domain.discovery import Discovery
+from cronpilot.domain.operations import pause_job, resume_job, trigger_job
+from cronpilot.domain.strategies import DeterministicSummarizer
+from cronpilot.domain.summarizing import summarize_run
 from cronpilot.models.run import RunRef, RunStatus, StepResult, StepStatus
-from cronpilot.operations import pause_job, resume_job, trigger_job
-from cronpilot.store import LeaseLost
-from cronpilot.strategies import DeterministicSummarizer
-from cronpilot.summarizer import summarize_run
 
 from tests.integration.conftest import START
 from tests.support.factories import make_job

@@ -10,7 +10,7 @@ from cronpilot.ai import client as ai_client
 from cronpilot.ai.client import LlmConfigError, anthropic_api_key, choose
 from cronpilot.ai.conversation import Conversation, repair_request, tool_input
 from cronpilot.ai.failures import FailureClass, LlmCallError
-from cronpilot.ai.planner_ai import PlanAnswer, validate_plan
+from cronpilot.ai.plan_model import PlanAnswer, validate_plan
 from cronpilot.ai.prompts import (
     cached_prefix,
     endpoint_catalogue,
@@ -20,7 +20,7 @@ from cronpilot.ai.prompts import (
     plan_request,
     summary_request,
 )
-from cronpilot.ai.summarizer_ai import SummaryAnswer, to_proposal
+from cronpilot.ai.summary_model import SummaryAnswer, to_proposal
 from cronpilot.clock import FixedClock
 from cronpilot.config import Settings
 from cronpilot.models.job import LlmProvider

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cronpilot.dag import PlanError, find_cycle, topological_waves
+from cronpilot.domain.scheduling import clamp_next_run, failure_backoff, jitter_offset, next_slot
+from cronpilot.domain.strategies import deterministic_plan
 from cronpilot.models.job import Guardrails
-from cronpilot.planning import PlanError, find_cycle, topological_waves
-from cronpilot.scheduling import clamp_next_run, failure_backoff, jitter_offset, next_slot
-from cronpilot.strategies import deterministic_plan
 
 from tests.support.factories import endpoint, make_job
 

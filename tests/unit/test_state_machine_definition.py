@@ -98,7 +98,7 @@ def test_state_stays_small_step_outputs_are_discarded():
 
 
 def test_whole_execution_times_out_before_the_claim_lease():
-    from cronpilot.discovery import LEASE_DURATION
+    from cronpilot.domain.discovery import LEASE_DURATION
 
     assert ASL["TimeoutSeconds"] < LEASE_DURATION.total_seconds()
 

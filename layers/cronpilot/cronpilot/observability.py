@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 if TYPE_CHECKING:
-    from cronpilot.discovery import DiscoveryResult
+    from cronpilot.domain.discovery import DiscoveryResult
     from cronpilot.models.run import StepResult
 
 logger = Logger()

@@ -1,10 +1,14 @@
-"""What a handler needs, built once per cold start: settings, clients, the store and the clock.
+"""The composition root: what a handler needs, built once per cold start.
 
-Local mode and the tests replace parts with `override(...)`; nothing else mutates it.
+The only place that builds AWS clients and the objects around them: the store, the usage ledger, the
+circuit breaker, the idempotency layer, the execution starter, the HTTP client and the strategies.
+Domain code receives them; it never builds them. Local mode and the tests replace parts with
+`override(...)`; nothing else mutates it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -14,11 +18,18 @@ from botocore.config import Config
 
 from cronpilot.clock import Clock, SystemClock
 from cronpilot.config import Settings, get_settings
-from cronpilot.store import Store
+from cronpilot.dal.store import Store
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
+    from cronpilot.dal.executions import StepFunctionsStarter
+    from cronpilot.dal.health import DynamoHealthStore
+    from cronpilot.dal.idempotency import Handler
+    from cronpilot.dal.usage import UsageStore
+    from cronpilot.domain.circuit import CircuitBreaker
+    from cronpilot.domain.execution import StepExecutor
+    from cronpilot.domain.strategies import PlanStrategy, SummaryStrategy
     from cronpilot.safehttp import SafeHttpClient
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
@@ -34,8 +45,33 @@ class Runtime:
         return Store(self.settings.table_name, boto3.client("dynamodb", config=_BOTO_CONFIG))
 
     @cached_property
+    def health_store(self) -> DynamoHealthStore:
+        from cronpilot.dal.health import DynamoHealthStore
+
+        return DynamoHealthStore(self.store.table_name, self.store.client)
+
+    @cached_property
+    def usage_ledger(self) -> UsageStore:
+        from cronpilot.dal.usage import UsageStore
+
+        return UsageStore(self.store.table_name, self.store.client)
+
+    @cached_property
+    def circuit_breaker(self) -> CircuitBreaker:
+        """One breaker per origin, shared by every job that calls it."""
+        from cronpilot.domain.circuit import CircuitBreaker
+
+        return CircuitBreaker(self.health_store, self.clock)
+
+    @cached_property
     def sfn(self) -> SFNClient:
         return boto3.client("stepfunctions", config=_BOTO_CONFIG)
+
+    @cached_property
+    def starter(self) -> StepFunctionsStarter:
+        from cronpilot.dal.executions import StepFunctionsStarter
+
+        return StepFunctionsStarter(self.sfn, self.settings.state_machine_arn)
 
     @cached_property
     def http_client(self) -> SafeHttpClient:
@@ -52,6 +88,32 @@ class Runtime:
                 "private networks reachable by the executor", cidrs=[str(c) for c in policy.allowed_cidrs]
             )
         return SafeHttpClient(policy)
+
+    @cached_property
+    def step_executor(self) -> StepExecutor:
+        from cronpilot.domain.execution import StepExecutor
+
+        return StepExecutor(self.store, self.clock, self.http_client.send, breaker=self.circuit_breaker)
+
+    def idempotent(self, handler: Handler, on_replay: Callable[[Any], None] | None = None) -> Handler:
+        """Wrap a handler in Powertools idempotency, its records in the application table."""
+        from cronpilot.dal.idempotency import idempotent_executor
+
+        return idempotent_executor(
+            handler, table_name=self.store.table_name, client=self.store.client, on_replay=on_replay
+        )
+
+    @cached_property
+    def plan_strategy(self) -> PlanStrategy:
+        from cronpilot.ai.pilot import PilotPlanner
+
+        return PilotPlanner(self)
+
+    @cached_property
+    def summary_strategy(self) -> SummaryStrategy:
+        from cronpilot.ai.pilot import PilotSummarizer
+
+        return PilotSummarizer(self)
 
 
 _current: Runtime | None = None

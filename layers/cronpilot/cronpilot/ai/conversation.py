@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from cronpilot.ai.failures import REPAIRABLE, FailureClass, LlmCallError, record_failure, record_tokens
 from cronpilot.ai.prompts import estimate_tokens
 from cronpilot.clock import Clock
+from cronpilot.domain.ports import Reservation, UsageLedger
 from cronpilot.models.job import Job
 from cronpilot.models.run import LlmFailure, TokenUsage
 from cronpilot.observability import logger
-from cronpilot.usage_store import Reservation, UsageStore
 
 ENUM_ERRORS = frozenset({"literal_error", "enum"})
 MAX_ERRORS_FED_BACK = 10
@@ -96,7 +96,7 @@ class ModelStrategy:
 
     model: str
     client_factory: Callable[[], Any]
-    usage_store: UsageStore | None
+    usage_store: UsageLedger | None
     clock: Clock
     max_repairs: int
 
@@ -123,7 +123,7 @@ class Conversation:
         job: Job,
         tool_name: str,
         client_factory: Callable[[], Any],
-        usage_store: UsageStore | None,
+        usage_store: UsageLedger | None,
         clock: Clock,
         run_tokens: TokenUsage,
         max_repairs: int,

@@ -1,12 +1,8 @@
 """Local mode: the whole AWS side of cronpilot on moto, in this process, with no AWS account.
 
-Two seams (DESIGN.md): moto's docker-free Lambda backend only echoes payloads, so `invoke` is
-replaced with a call of the real handler; and moto's DynamoDB does not make condition-check-plus-write
-atomic across threads, so its write methods are serialised with one lock.
-
-Beside the seams, caches over what moto rebuilds on every call though it depends only on a class or a
-string (boto3 clients, parsed JSONPaths, URL tables): it runs the same code, minus CPU time that every
-handler thread would otherwise queue for behind the GIL.
+moto's docker-free Lambda backend only echoes payloads, so `invoke` is replaced with a call of the
+real handler (DESIGN.md); the patches of moto's own internals (the DynamoDB lock, transaction
+rollback, the caches) live in moto_patches.py.
 """
 
 from __future__ import annotations
@@ -30,8 +26,14 @@ from typing import Any
 
 import boto3
 
-from cronpilot import runtime, schema
+from cronpilot import runtime
 from cronpilot.clock import Clock, to_iso
+from cronpilot.dal import schema
+from cronpilot.local.moto_patches import (
+    cache_interpreter_setup,
+    cache_request_routing,
+    serialize_dynamodb_writes,
+)
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -46,9 +48,6 @@ ASL_SUBSTITUTIONS = {
     "SummarizerFunctionArn": "summarizer",
     "FinalizeFailureFunctionArn": "finalize_failure",
 }
-_DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
-# moto's readers iterate the same dicts the writers mutate ("dictionary changed size during iteration").
-_DYNAMODB_READS = ("get_item", "query", "scan", "batch_get_item")
 
 
 def function_name(name: str) -> str:
@@ -94,161 +93,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 300_000
-
-
-def serialize_dynamodb_writes() -> Callable[[], None]:
-    """Make moto's conditional writes atomic across threads (as DynamoDB's are); returns the undo.
-    Reads take the same lock: moto's readers are not safe against concurrent writers.
-
-    Also replaces moto's transaction rollback, which deep-copies the whole table on every
-    TransactWriteItems (O(table size) per claim), with a snapshot of only the items the transaction
-    touches. Under the write lock nothing else can change those items, so the rollback is exact.
-    """
-    import copy
-
-    import moto.dynamodb.models as dynamodb_models
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.models.table import Table
-
-    class _TableSharingCopy:
-        @staticmethod
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
-
-    originals = {name: getattr(DynamoDBBackend, name) for name in _DYNAMODB_WRITES + _DYNAMODB_READS}
-    original_transact = originals["transact_write_items"]
-
-    def transact_with_item_rollback(self_: Any, transact_items: list[dict[str, Any]]) -> Any:
-        snapshot = []
-        for entry in transact_items:
-            op = next(iter(entry.values()))
-            table = self_.get_table(op["TableName"])
-            key = op["Item"] if "Item" in op else op["Key"]
-            hash_value = DynamoType(key[table.hash_key_attr])
-            range_value = DynamoType(key[table.range_key_attr])
-            current = table.items.get(hash_value, {}).get(range_value)
-            snapshot.append((table, hash_value, range_value, copy.deepcopy(current)))
-        try:
-            return original_transact(self_, transact_items)
-        except Exception:
-            for table, hash_value, range_value, item in reversed(snapshot):
-                if item is None:
-                    table.items.get(hash_value, {}).pop(range_value, None)
-                else:
-                    table.items[hash_value][range_value] = item
-            raise
-
-    lock = threading.RLock()
-    replacements = {**originals, "transact_write_items": transact_with_item_rollback}
-    for name, implementation in replacements.items():
-
-        def locked(self_: Any, *args: Any, __implementation: Any = implementation, **kwargs: Any) -> Any:
-            with lock:
-                return __implementation(self_, *args, **kwargs)
-
-        setattr(DynamoDBBackend, name, locked)
-    real_copy_module = dynamodb_models.copy
-    dynamodb_models.copy = _TableSharingCopy  # type: ignore[assignment]
-
-    def undo() -> None:
-        dynamodb_models.copy = real_copy_module
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
-
-    return undo
-
-
-def cache_interpreter_setup() -> Callable[[], None]:
-    """Stop moto's ASL interpreter from redoing per state what needs doing once; returns the undo.
-
-    Measured on the executor bench (50 steps), these were a third of the interpreter's CPU, all of it
-    under the GIL the handlers need:
-    - every Lambda task builds a new boto3 client (`boto_client_for`: ~6 ms each). A client is
-      thread-safe and depends only on the region and service, so one per (region, service) is reused.
-    - every JSONPath (`$.run_id`, `$$.Map.Item.Value`, ResultPath...) is parsed by a new jsonpath-ng
-      parser that rebuilds its yacc tables (~5 ms per task). Parsed paths are immutable: parse each
-      once.
-    Neither changes what the interpreter computes, only how often it rebuilds the same objects.
-    """
-    import functools
-    import sys
-
-    import jsonpath_ng
-    import jsonpath_ng.ext
-    from moto.core.models import botocore_stubber
-    from moto.stepfunctions.parser.asl.component.common.path import result_path
-    from moto.stepfunctions.parser.asl.utils import boto_client, json_path
-
-    original_client_for = boto_client.boto_client_for
-    clients: dict[tuple[str, str, bool], Any] = {}
-    clients_lock = threading.Lock()
-
-    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        key = (region, service, bool(botocore_stubber.enabled))
-        with clients_lock:
-            if key not in clients:
-                clients[key] = original_client_for(region, service, state_credentials)
-            return clients[key]
-
-    def holders(of: Any) -> list[Any]:
-        """The interpreter's modules that imported `boto_client_for` by name (their own reference)."""
-        return [
-            module
-            for name, module in list(sys.modules.items())
-            if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is of
-        ]
-
-    for module in holders(original_client_for):  # modules imported later take the patched one
-        module.boto_client_for = client_for
-    original_parsers = (json_path.parse, result_path.parse)
-    json_path.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)
-    result_path.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.parse)
-
-    def undo() -> None:
-        json_path.parse, result_path.parse = original_parsers
-        for module in holders(client_for):
-            module.boto_client_for = original_client_for
-        clients.clear()
-
-    return undo
-
-
-def cache_request_routing() -> Callable[[], None]:
-    """Stop moto from rebuilding per request what depends only on a class; returns the undo.
-
-    For every API call moto's stubber rebuilds the backend's URL table (`BaseBackend.urls`: an
-    `__import__` of the service's urls module, an environment lookup and string formatting per
-    route), and the response class lists its own methods with `inspect.getmembers`. Both depend
-    only on the class (S3, whose routes follow environment variables, keeps rebuilding its table).
-    """
-    import functools
-
-    import moto.core.responses as responses
-    from moto.core.base_backend import BaseBackend
-    from moto.settings import enable_iso_regions
-
-    original_urls = BaseBackend.__dict__["urls"]
-    original_method_names = responses.method_names_from_class
-    routes: dict[tuple[type, bool], Any] = {}
-
-    def urls(self: Any) -> Any:
-        cls = type(self)
-        if next(c for c in cls.__mro__ if "_url_module" in c.__dict__) is not BaseBackend:
-            return original_urls.fget(self)  # its routes are not a function of the class alone
-        key = (cls, enable_iso_regions())
-        if key not in routes:
-            routes[key] = original_urls.fget(self)
-        return routes[key]
-
-    BaseBackend.urls = property(urls)  # type: ignore[assignment,method-assign]
-    responses.method_names_from_class = functools.cache(original_method_names)
-
-    def undo() -> None:
-        BaseBackend.urls = original_urls  # type: ignore[method-assign]
-        responses.method_names_from_class = original_method_names
-
-    return undo
 
 
 class LocalCloud:

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cronpilot.clock import AcceleratedClock, to_iso
+from cronpilot.dal.store import Store
+from cronpilot.domain.scheduling import first_run_at
 from cronpilot.local.cloud import LocalCloud
 from cronpilot.models.job import Job
 from cronpilot.models.run import RunRecord
-from cronpilot.scheduling import first_run_at
-from cronpilot.store import Store
 
 TICK = timedelta(minutes=1)
 

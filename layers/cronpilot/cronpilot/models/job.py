@@ -239,7 +239,7 @@ class Job(Strict):
                         f"endpoint {endpoint.id!r} depends_on unknown endpoint {dep!r}: "
                         f"use one of {sorted(known)}"
                     )
-        from cronpilot.planning import find_cycle
+        from cronpilot.dag import find_cycle
 
         cycle = find_cycle({e.id: e.depends_on for e in endpoints})
         if cycle:

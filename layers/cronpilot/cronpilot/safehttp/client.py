@@ -33,7 +33,7 @@ from typing import Final
 import httpx
 
 from cronpilot.safehttp.body import SUPPORTED_ENCODINGS, BodyReader, BodyTooLarge, UnsupportedEncoding
-from cronpilot.safehttp.policy import EgressDenied, EgressPolicy, Target, parse_target, redact_url
+from cronpilot.safehttp.policy import Destination, EgressDenied, EgressPolicy, parse_destination, redact_url
 from cronpilot.safehttp.transport import PinnedBackend, PinnedTransport, Pins, Resolver, SystemResolver
 
 MAX_REDIRECTS: Final = 3
@@ -150,7 +150,7 @@ class SafeHttpClient:
 
         Raises EgressDenied. Never connects. Useful when an endpoint is registered.
         """
-        return list(self._pin(parse_target(url, self._policy), {}))
+        return list(self._pin(parse_destination(url, self._policy), {}))
 
     def send(self, spec: RequestSpec) -> HttpOutcome:
         if self._closed:
@@ -170,21 +170,21 @@ class SafeHttpClient:
     def _get_ssl_context(self) -> ssl.SSLContext:
         return self._ssl_context if self._ssl_context is not None else _default_ssl_context()
 
-    def _pin(self, target: Target, pins: Pins) -> tuple[str, ...]:
+    def _pin(self, destination: Destination, pins: Pins) -> tuple[str, ...]:
         """Resolve once per (host, port) per send; every address must pass, or none is used."""
-        key = (target.host, target.port)
+        key = (destination.host, destination.port)
         if key in pins:
             return pins[key]
         try:
-            if target.literal is not None:
-                answers = [str(target.literal)]
+            if destination.literal is not None:
+                answers = [str(destination.literal)]
             else:
                 try:
-                    answers = self._resolver.resolve(target.host, target.port)
+                    answers = self._resolver.resolve(destination.host, destination.port)
                 except (OSError, UnicodeError, ValueError) as exc:
-                    raise EgressDenied("unresolvable", f"{target.host} did not resolve") from exc
+                    raise EgressDenied("unresolvable", f"{destination.host} did not resolve") from exc
                 if not answers:
-                    raise EgressDenied("unresolvable", f"{target.host} has no addresses")
+                    raise EgressDenied("unresolvable", f"{destination.host} has no addresses")
             addresses: list[str] = []
             for answer in answers:
                 self._policy.check_address(answer)
@@ -192,7 +192,7 @@ class SafeHttpClient:
                 if address not in addresses:
                     addresses.append(address)
         except EgressDenied as exc:
-            raise exc.for_url(target.url) from None
+            raise exc.for_url(destination.url) from None
         pins[key] = tuple(addresses)
         return pins[key]
 
@@ -241,23 +241,23 @@ class _Send:
         redirected = False
         while True:
             try:
-                target = parse_target(url, self.c._policy)
-                self.c._pin(target, self.pins)
+                destination = parse_destination(url, self.c._policy)
+                self.c._pin(destination, self.pins)
             except EgressDenied as exc:
                 return self._outcome(_Result(error=str(exc), error_kind="egress-denied"), keep_last=True)
             if redirected:
                 self.redirects += 1  # counted once the hop passed the policy and is about to be sent
                 redirected = False
             if first_origin is None:
-                first_origin = target.origin
-            elif target.origin != first_origin:
+                first_origin = destination.origin
+            elif destination.origin != first_origin:
                 # Credentials were meant for the first origin: once we leave it they are gone for good.
                 headers = [(k, v) for k, v in headers if k.lower() not in self.secrets]
             if self.deadline - self.c._monotonic() <= 0:
                 return self._outcome(_Result(error="total time budget exhausted", error_kind="timeout"))
             self.attempts += 1
-            self.final_url = redact_url(target.url)
-            result = self._attempt(method, target, headers, body)
+            self.final_url = redact_url(destination.url)
+            result = self._attempt(method, destination, headers, body)
             self.last = result
             location = result.headers.get("location") if result.headers is not None else None
             if result.status in REDIRECT_STATUSES and location:
@@ -267,7 +267,7 @@ class _Send:
                         _Result(result.status, error=str(denied), error_kind="too-many-redirects")
                     )
                 try:
-                    url = target.url.join(location)
+                    url = destination.url.join(location)
                 except httpx.InvalidURL:
                     denied = EgressDenied("invalid-url", "the redirect location cannot be parsed")
                     return self._outcome(
@@ -309,7 +309,7 @@ class _Send:
         return headers
 
     def _attempt(
-        self, method: str, target: Target, headers: list[tuple[str, str]], body: bytes | None
+        self, method: str, destination: Destination, headers: list[tuple[str, str]], body: bytes | None
     ) -> _Result:
         spec = self.spec
         timeouts = {
@@ -319,7 +319,7 @@ class _Send:
             "pool": spec.connect_timeout,
         }
         request = httpx.Request(
-            method, target.url, headers=headers, content=body, extensions={"timeout": timeouts}
+            method, destination.url, headers=headers, content=body, extensions={"timeout": timeouts}
         )
         result = _Result()
         try:

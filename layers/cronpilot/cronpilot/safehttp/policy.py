@@ -229,7 +229,7 @@ def parse_loose_ipv4(host: str) -> ipaddress.IPv4Address | None:
 
 
 @dataclass(frozen=True)
-class Target:
+class Destination:
     """A URL that passed the static checks, normalised for resolution and connection."""
 
     url: httpx.URL
@@ -242,7 +242,7 @@ class Target:
         return (self.url.scheme, self.host, self.port)
 
 
-def parse_target(url: str | httpx.URL, policy: EgressPolicy) -> Target:
+def parse_destination(url: str | httpx.URL, policy: EgressPolicy) -> Destination:
     """Parse and statically validate a URL (scheme, userinfo, host syntax, port). No DNS."""
     try:
         parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
@@ -255,7 +255,7 @@ def parse_target(url: str | httpx.URL, policy: EgressPolicy) -> Target:
         raise exc.for_url(parsed) from None
 
 
-def _parse(url: httpx.URL, policy: EgressPolicy) -> Target:
+def _parse(url: httpx.URL, policy: EgressPolicy) -> Destination:
     if url.scheme not in ALLOWED_SCHEMES:
         raise EgressDenied("scheme", f"scheme {url.scheme!r} is not allowed (http and https only)")
     if url.userinfo:
@@ -287,7 +287,7 @@ def _parse(url: httpx.URL, policy: EgressPolicy) -> Target:
     policy.check_port(port)
     if host != raw:
         url = url.copy_with(host=host)
-    return Target(url=url, host=url.raw_host.decode("ascii"), port=port, literal=literal)
+    return Destination(url=url, host=url.raw_host.decode("ascii"), port=port, literal=literal)
 
 
 def _invalid_url_denial(url: str, policy: EgressPolicy) -> EgressDenied:

@@ -6,18 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
-from cronpilot.circuit import CircuitBreaker, Permit
 from cronpilot.clock import Clock
+from cronpilot.domain.circuit import CircuitBreaker, Permit
+from cronpilot.domain.ports import JobStore
 from cronpilot.models.job import Endpoint, SecretRef
 from cronpilot.models.run import StepOutcome, StepResult, StepStatus, StepTask
 from cronpilot.observability import record_step
 from cronpilot.safehttp import HttpOutcome, RequestSpec
-from cronpilot.store import Store
-
-if TYPE_CHECKING:
-    from cronpilot.runtime import Runtime
 
 # The executor Lambda's timeout is 300 s; a call's total budget stays well inside it.
 MAX_TOTAL_BUDGET = timedelta(seconds=240)
@@ -68,13 +64,6 @@ def build_request(endpoint: Endpoint, idempotency_key: str, resolver: SecretReso
     )
 
 
-def step_executor(runtime: Runtime) -> StepExecutor:
-    """The executor as the Lambda runs it: the runtime's store, clock and client, and the circuit
-    breaker every job shares."""
-    breaker = CircuitBreaker.for_store(runtime.store, runtime.clock)
-    return StepExecutor(runtime.store, runtime.clock, runtime.http_client.send, breaker=breaker)
-
-
 def idempotency_key(run_id: str, step_id: str) -> str:
     return f"cronpilot-{run_id}-{step_id}"
 
@@ -82,7 +71,7 @@ def idempotency_key(run_id: str, step_id: str) -> str:
 class StepExecutor:
     def __init__(
         self,
-        store: Store,
+        store: JobStore,
         clock: Clock,
         send: Sender,
         resolver: SecretResolver = resolve_secret,

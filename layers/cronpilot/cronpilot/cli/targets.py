@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cronpilot.clock import Clock, FixedClock, SystemClock, from_iso, to_iso
-from cronpilot.store import Store
-
-DEFAULT_STATE_FILE = Path(".cronpilot/local-state.json")
+from cronpilot.clock import Clock, FixedClock, SystemClock
+from cronpilot.dal.snapshot import StateFileError, load_state, save_state
+from cronpilot.dal.store import Store
 
 
 class TargetError(Exception):
@@ -54,47 +51,24 @@ def deployed_target(*, stack: str | None, table: str | None, region: str | None)
     yield Target(Store(table, client), SystemClock(), f"table {table}")
 
 
-def save_state(path: Path, client: Any, table: str, now: datetime) -> None:
-    items: list[dict[str, Any]] = []
-    for page in client.get_paginator("scan").paginate(TableName=table):
-        items += page["Items"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"now": to_iso(now), "items": items}))
-    temporary.replace(path)  # atomic: a crash never leaves half a state file
-
-
-def load_state(path: Path, client: Any, table: str) -> datetime | None:
-    """Restore the table; returns local mode's simulated time, which only moves forward."""
-    if not path.exists():
-        return None
-    try:
-        state = json.loads(path.read_text())
-    except ValueError as exc:
-        raise TargetError(
-            f"{path} is not a cronpilot state file ({exc}): move it away to start fresh"
-        ) from exc
-    items = state.get("items", [])
-    for start in range(0, len(items), 25):
-        batch = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
-        client.batch_write_item(RequestItems={table: batch})
-    return from_iso(state["now"]) if state.get("now") else None
-
-
 @contextmanager
 def local_state_target(path: Path) -> Iterator[Target]:
     """Local mode's jobs and runs, kept in a state file between commands."""
     from moto import mock_aws
 
-    from cronpilot import schema
-    from cronpilot.local.cloud import REGION, TABLE_NAME, serialize_dynamodb_writes
+    from cronpilot.dal import schema
+    from cronpilot.local.cloud import REGION, TABLE_NAME
+    from cronpilot.local.moto_patches import serialize_dynamodb_writes
 
     with mock_aws():
         undo = serialize_dynamodb_writes()
         try:
             client = boto3.client("dynamodb", region_name=REGION)
             client.create_table(**schema.create_table_request(TABLE_NAME))
-            simulated = load_state(path, client, TABLE_NAME)
+            try:
+                simulated = load_state(path, client, TABLE_NAME)
+            except StateFileError as exc:
+                raise TargetError(str(exc)) from exc
             now = max(simulated or datetime.now(UTC), datetime.now(UTC)).replace(microsecond=0)
             yield Target(Store(TABLE_NAME, client), FixedClock(now), f"local state {path}")
             save_state(path, client, TABLE_NAME, now)

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from cronpilot.domain.ports import ClaimConflict, JobNotFound, JobRecord, JobStore
+from cronpilot.domain.scheduling import first_run_at
 from cronpilot.models.job import Job, JobStatus
-from cronpilot.scheduling import first_run_at
-from cronpilot.store import ClaimConflict, JobNotFound, JobRecord, Store
 
 
 class OperationError(Exception):
@@ -30,7 +30,7 @@ def _pretty(job: Job) -> list[str]:
     ).splitlines()
 
 
-def apply_job(store: Store, job: Job, now: datetime) -> ApplyResult:
+def apply_job(store: JobStore, job: Job, now: datetime) -> ApplyResult:
     """Create or update a job. An unchanged job keeps its next run; a changed schedule is re-planned."""
     try:
         current = store.get_job(job.id)
@@ -63,7 +63,7 @@ def apply_job(store: Store, job: Job, now: datetime) -> ApplyResult:
     return ApplyResult(job.id, "updated" if current else "created", diff, next_run)
 
 
-def pause_job(store: Store, job_id: str, now: datetime, until: datetime | None = None) -> None:
+def pause_job(store: JobStore, job_id: str, now: datetime, until: datetime | None = None) -> None:
     record = store.get_job(job_id)
     reason = f"paused by operator until {until.isoformat()}" if until else "paused by operator"
     store.set_job_schedule_state(
@@ -77,7 +77,7 @@ def pause_job(store: Store, job_id: str, now: datetime, until: datetime | None =
     )
 
 
-def resume_job(store: Store, job_id: str, now: datetime) -> datetime | None:
+def resume_job(store: JobStore, job_id: str, now: datetime) -> datetime | None:
     record = store.get_job(job_id)
     next_run = first_run_at(record.job, now)
     store.set_job_schedule_state(
@@ -92,7 +92,7 @@ def resume_job(store: Store, job_id: str, now: datetime) -> datetime | None:
     return next_run
 
 
-def trigger_job(store: Store, job_id: str, now: datetime) -> None:
+def trigger_job(store: JobStore, job_id: str, now: datetime) -> None:
     """Run now: the next tick claims it under the job's overlap policy; the run's trigger is `manual`."""
     record = store.get_job(job_id)
     if record.job.status == JobStatus.PAUSED:
@@ -108,7 +108,7 @@ def trigger_job(store: Store, job_id: str, now: datetime) -> None:
     )
 
 
-def delete_job(store: Store, job_id: str, now: datetime, *, force: bool = False) -> None:
+def delete_job(store: JobStore, job_id: str, now: datetime, *, force: bool = False) -> None:
     """Refuse while runs are in flight unless forced: their remaining writes are then discarded and
     each is recorded as failed when its execution ends."""
     record = store.get_job(job_id)

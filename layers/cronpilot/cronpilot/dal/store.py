@@ -16,15 +16,24 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from cronpilot import schema
 from cronpilot.clock import from_iso, to_iso
-from cronpilot.dynamo import deserialize, epoch_seconds, is_condition_failure, serialize
+from cronpilot.dal import schema
+from cronpilot.dal.items import deserialize, epoch_seconds, is_condition_failure, serialize
+from cronpilot.domain.ports import (
+    ClaimConflict,
+    DuePage,
+    JobNotFound,
+    JobRecord,
+    JobState,
+    LeaseLost,
+    RunNotFound,
+    StoreError,
+)
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, parse_run_id
 
@@ -35,79 +44,6 @@ RUN_RETENTION = timedelta(days=90)
 # A deleted job leaves this tombstone; it outlives any execution of the job (25-minute timeout).
 DELETED = "deleted-job"
 TOMBSTONE_RETENTION = timedelta(days=1)
-
-
-class StoreError(Exception):
-    """Base class of data-access errors the domain handles."""
-
-
-class JobNotFound(StoreError):
-    pass
-
-
-class RunNotFound(StoreError):
-    pass
-
-
-class ClaimConflict(StoreError):
-    """Another discovery invocation changed the job first (claimed it, or moved its slot)."""
-
-
-class LeaseLost(StoreError):
-    """The run's fencing epoch is stale: the lease expired and someone else holds the job now."""
-
-
-@dataclass
-class JobState:
-    """Scheduling state kept beside the job definition."""
-
-    next_run_at: datetime | None = None
-    next_run_source: str = "baseline"
-    next_run_reason: str = ""
-    epoch: int = 0
-    lease_owner: str | None = None
-    lease_expires_at: datetime | None = None
-    current_run_id: str | None = None
-    consecutive_failures: int = 0
-    paused_until: datetime | None = None
-    buffered: bool = False
-    updated_at: datetime | None = None
-    # Concurrent runs (overlap `allow`) and their own leases; None until the first concurrent claim.
-    inflight: dict[str, datetime] | None = None
-
-    def lease_live(self, now: datetime) -> bool:
-        return self.lease_expires_at is not None and self.lease_expires_at > now
-
-    def runs_in_flight(self, now: datetime) -> list[str]:
-        """Runs holding a live lease: the concurrent ones, and the current run."""
-        return sorted(run_id for run_id, until in self._leases().items() if until > now)
-
-    def abandoned_runs(self, now: datetime) -> list[str]:
-        """Runs whose lease expired before they finished: the next claim fences them and records why."""
-        return sorted(run_id for run_id, until in self._leases().items() if until <= now)
-
-    def _leases(self) -> dict[str, datetime]:
-        """Every unfinished run's lease expiry (the current run's is also in `inflight` when concurrent)."""
-        leases = dict(self.inflight or {})
-        if self.current_run_id and self.lease_expires_at is not None:
-            leases.setdefault(self.current_run_id, self.lease_expires_at)
-        return leases
-
-
-@dataclass
-class JobRecord:
-    job: Job
-    state: JobState = field(default_factory=JobState)
-
-    @property
-    def job_id(self) -> str:
-        return self.job.id
-
-
-@dataclass
-class DuePage:
-    records: list[JobRecord]
-    scanned: int
 
 
 @functools.lru_cache(maxsize=32)
@@ -296,6 +232,9 @@ class Store:
         self.client = client
 
     # ---------------------------------------------------------------- jobs
+
+    def due_shards(self) -> list[str]:
+        return schema.all_due_shards()
 
     def put_job(
         self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime

@@ -8,10 +8,10 @@ from typing import Any
 from cronpilot.ai.conversation import ModelStrategy, StrictAnswer
 from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import PLAN_TOOL, plan_request
+from cronpilot.dag import find_cycle, topological_waves
+from cronpilot.domain.strategies import PlanContext, PlanDecision, deterministic_plan
 from cronpilot.models.job import Job
 from cronpilot.models.run import PlanRecord, PlanStep
-from cronpilot.planning import find_cycle, topological_waves
-from cronpilot.strategies import PlanContext, PlanDecision, deterministic_plan
 
 MAX_REPAIRS = 2
 PLAN_MAX_TOKENS = 1024

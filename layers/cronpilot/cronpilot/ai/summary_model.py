@@ -1,7 +1,7 @@
 """The AI summarizer: Claude reads the (untrusted) results and proposes the next run.
 
 The proposal is only a proposal: the summarizer domain clamps it to the guardrails, honours
-pause-until and applies the failure backoff (cronpilot.summarizer.decide_next_run).
+pause-until and applies the failure backoff (cronpilot.domain.summarizing.decide_next_run).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any, Literal
 from cronpilot.ai.conversation import ModelStrategy, StrictAnswer
 from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import SUMMARY_TOOL, summary_request
+from cronpilot.domain.scheduling import next_slot, with_jitter
+from cronpilot.domain.strategies import DeterministicSummarizer, Proposal, SummaryContext
 from cronpilot.models.job import Job
-from cronpilot.scheduling import next_slot, with_jitter
-from cronpilot.strategies import DeterministicSummarizer, Proposal, SummaryContext
 
 MAX_REPAIRS = 1
 SUMMARY_MAX_TOKENS = 1024

@@ -1,5 +1,5 @@
-"""Summarizer and finalize-failure: record the outcome, choose the next run inside the guardrails,
-release the lease. Both are fenced by the run's epoch."""
+"""Summarizing a run: record its outcome, choose the next run inside the guardrails, release the
+lease, all fenced by the run's epoch. (A run that failed is finalized in finalizing.py.)"""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from collections import Counter
 from typing import Any
 
 from cronpilot.clock import Clock
+from cronpilot.domain.ports import JobRecord, JobStore, LeaseLost
+from cronpilot.domain.scheduling import clamp_next_run, failure_backoff
+from cronpilot.domain.strategies import Proposal, SummaryContext, SummaryStrategy
 from cronpilot.models.job import JobStatus
-from cronpilot.models.run import FailureEvent, NextRunDecision, RunRecord, RunRef, RunStatus, StepStatus
+from cronpilot.models.run import NextRunDecision, RunRecord, RunRef, RunStatus, StepStatus
 from cronpilot.observability import record_run_outcome
-from cronpilot.scheduling import clamp_next_run, failure_backoff
-from cronpilot.store import JobNotFound, JobRecord, LeaseLost, Store
-from cronpilot.strategies import Proposal, SummaryContext, SummaryStrategy
 
-MAX_ERROR_CHARS = 1000
 # A concurrent run's finish races newer claims; each lost race re-reads the job once.
 FINISH_ATTEMPTS = 3
 
@@ -27,7 +26,7 @@ def _outcome_status(counts: Counter[str]) -> RunStatus:
     return RunStatus.PARTIAL
 
 
-def summarize_run(store: Store, clock: Clock, ref: RunRef, strategy: SummaryStrategy) -> dict[str, Any]:
+def summarize_run(store: JobStore, clock: Clock, ref: RunRef, strategy: SummaryStrategy) -> dict[str, Any]:
     record = store.get_job(ref.job_id)
     run = store.get_fenced_run(ref.run_id, ref.epoch)
     if RunStatus(run.status).is_final:  # a retried invocation after the outcome was recorded
@@ -46,7 +45,7 @@ def summarize_run(store: Store, clock: Clock, ref: RunRef, strategy: SummaryStra
     run.llm_failures += proposal.failures
     decision = decide_next_run(record, run, proposal, failures, now)
     run.next_run = decision
-    _finish(store, record, run, decision, failures, proposal)
+    write_outcome(store, record, run, decision, failures, proposal)
     record_run_outcome(run.status)
     return {"status": run.status}
 
@@ -113,8 +112,8 @@ def _shadow_decision(
     return NextRunDecision(at=clamped.at, source=clamped.source, reason=clamped.reason, proposed_at=shadow.at)
 
 
-def _finish(
-    store: Store,
+def write_outcome(
+    store: JobStore,
     record: JobRecord,
     run: RunRecord,
     decision: NextRunDecision,
@@ -150,67 +149,3 @@ def _finish(
                 raise
             record = store.get_job(run.job_id)  # a newer run was claimed meanwhile: look again
     raise LeaseLost(f"run {run.run_id} kept losing the race to finish against newer runs")
-
-
-def finalize_failure(store: Store, clock: Clock, event: FailureEvent) -> dict[str, Any]:
-    """The Catch target: record the failure, back off, release the lease. Never raises for a stale run."""
-    try:
-        run = store.get_fenced_run(event.run_id, event.epoch)
-        record = store.get_job(event.job_id)
-    except LeaseLost:
-        return {"status": "fenced"}
-    except JobNotFound:  # deleted (with --force) while the run was in flight
-        return _close_orphaned_run(store, clock, run, event)
-    if RunStatus(run.status).is_final:
-        return {"status": run.status}
-    now = clock.now()
-    results = store.get_step_results(run.run_id)
-    counts = Counter(str(r.status) for r in results.values())
-    run.step_counts = {s.value: counts[s] for s in StepStatus}
-    run.status = RunStatus.FAILED
-    run.finished_at = now
-    run.error = describe_error(event.error)
-    failures = record.state.consecutive_failures + 1
-    delay = failure_backoff(failures, record.job.guardrails)
-    decision = NextRunDecision(
-        at=now.replace(microsecond=0) + delay,
-        source="backoff",
-        reason=f"run failed ({run.error[:120]}): backing off {delay}",
-    )
-    run.next_run = decision
-    try:
-        _finish(store, record, run, decision, failures)
-    except LeaseLost:
-        return {"status": "fenced"}
-    record_run_outcome(run.status)
-    return {"status": run.status}
-
-
-def _close_orphaned_run(store: Store, clock: Clock, run: RunRecord, event: FailureEvent) -> dict[str, Any]:
-    if RunStatus(run.status).is_final:
-        return {"status": run.status}
-    run.status = RunStatus.FAILED
-    run.finished_at = clock.now()
-    run.error = f"job deleted while the run was in flight ({describe_error(event.error)})"[:MAX_ERROR_CHARS]
-    try:
-        store.close_orphaned_run(run)
-    except LeaseLost:  # the job exists again (re-applied): its own runs own the schedule now
-        return {"status": "fenced"}
-    record_run_outcome(run.status)
-    return {"status": run.status}
-
-
-def describe_error(error: dict[str, Any]) -> str:
-    """Step Functions' Catch output: {"Error": ..., "Cause": ...}; Lambda causes are JSON envelopes."""
-    import json
-
-    name = str(error.get("Error", "Unknown"))
-    cause = error.get("Cause", "")
-    try:
-        parsed = json.loads(cause) if isinstance(cause, str) and cause.startswith("{") else None
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        kind, message = parsed.get("errorType", ""), parsed.get("errorMessage", "")
-        cause = message if kind == name else f"{kind}: {message}".strip(": ")
-    return f"{name}: {cause}"[:MAX_ERROR_CHARS] if cause else name

@@ -7,24 +7,24 @@ next_run_at <= now, and the claim's conditional write lets exactly one invocatio
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-
-from botocore.exceptions import ClientError
+from typing import Any
 
 from cronpilot.clock import Clock
+from cronpilot.domain.ports import (
+    ClaimConflict,
+    ExecutionStarter,
+    JobRecord,
+    JobStore,
+    LeaseLost,
+    StartFailed,
+)
+from cronpilot.domain.scheduling import first_run_at, next_slot, with_jitter
 from cronpilot.models.job import JobStatus, OverlapPolicy
 from cronpilot.models.run import RunRecord, RunStatus, make_run_id
 from cronpilot.observability import record_discovery
-from cronpilot.scheduling import first_run_at, next_slot, with_jitter
-from cronpilot.schema import all_due_shards
-from cronpilot.store import ClaimConflict, JobRecord, LeaseLost, Store
-
-if TYPE_CHECKING:
-    from mypy_boto3_stepfunctions import SFNClient
 
 # Longer than the state machine's TimeoutSeconds (25 min), so a live execution never outlives its lease.
 LEASE_DURATION = timedelta(minutes=30)
@@ -33,28 +33,6 @@ CATCH_UP_AFTER = timedelta(minutes=2)
 # Conflicts in a row that mark a stale snapshot, and how often one tick may re-read a shard.
 STALE_AFTER_CONFLICTS = 3
 MAX_REREADS = 20
-
-
-class ExecutionStarter(Protocol):
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]: ...
-
-
-class StepFunctionsStarter:
-    def __init__(self, sfn: SFNClient, state_machine_arn: str) -> None:
-        self.sfn = sfn
-        self.state_machine_arn = state_machine_arn
-
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
-        payload = {"run_id": run.run_id, "job_id": run.job_id, "epoch": run.epoch}
-        try:
-            self.sfn.start_execution(
-                stateMachineArn=self.state_machine_arn, name=run.run_id, input=json.dumps(payload)
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
-                return "already-started"
-            raise
-        return "started"
 
 
 @dataclass
@@ -81,7 +59,7 @@ class DiscoveryResult:
 
 
 class Discovery:
-    def __init__(self, store: Store, starter: ExecutionStarter, clock: Clock, owner: str) -> None:
+    def __init__(self, store: JobStore, starter: ExecutionStarter, clock: Clock, owner: str) -> None:
         self.store = store
         self.starter = starter
         self.clock = clock
@@ -91,7 +69,7 @@ class Discovery:
     def tick(self) -> DiscoveryResult:
         now = self.clock.now()
         result = DiscoveryResult()
-        shards = all_due_shards()
+        shards = self.store.due_shards()
         self._random.shuffle(shards)
         for shard in shards:
             for _ in range(MAX_REREADS + 1):
@@ -176,11 +154,11 @@ class Discovery:
         try:
             if self.starter.start(run) == "already-started":
                 result.already_started += 1
-        except ClientError as exc:
+        except StartFailed as exc:
             # Put the slot back so the next tick retries it; the run record says what happened.
             result.start_failures += 1
             run.status = RunStatus.START_FAILED
-            run.error = f"StartExecution failed: {exc.response.get('Error', {}).get('Code', 'unknown')}"
+            run.error = str(exc)
             run.finished_at = now
             with contextlib.suppress(LeaseLost):
                 self.store.finish_run(

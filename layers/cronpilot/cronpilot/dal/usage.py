@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from cronpilot import schema
-from cronpilot.dynamo import deserialize, epoch_seconds, is_condition_failure, serialize
+from cronpilot.dal import schema
+from cronpilot.dal.items import deserialize, epoch_seconds, is_condition_failure, serialize
+from cronpilot.domain.ports import Reservation
 from cronpilot.models.run import TokenUsage
 
 if TYPE_CHECKING:
@@ -21,15 +21,6 @@ _FIELDS = ("input", "output", "cache_read", "cache_write")
 
 def usage_day(now: datetime) -> str:
     return now.astimezone(UTC).date().isoformat()
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """Tokens held against one job-day's budget while a call is in flight."""
-
-    job_id: str
-    day: str
-    tokens: int
 
 
 class UsageStore:

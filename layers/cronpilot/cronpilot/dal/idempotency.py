@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent,
 )
 
-from cronpilot import schema
+from cronpilot.dal import schema
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord

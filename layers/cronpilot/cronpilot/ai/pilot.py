@@ -3,13 +3,10 @@ deployment, overridable per job), the deterministic strategies otherwise, both i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cronpilot.ai.client import LlmChoice, LlmConfigError, choose, make_client
-from cronpilot.models.job import Job
-from cronpilot.observability import logger
-from cronpilot.runtime import Runtime
-from cronpilot.strategies import (
+from cronpilot.domain.strategies import (
     DeterministicPlanner,
     DeterministicSummarizer,
     PlanContext,
@@ -19,15 +16,11 @@ from cronpilot.strategies import (
     SummaryContext,
     SummaryStrategy,
 )
-from cronpilot.usage_store import UsageStore
+from cronpilot.models.job import Job
+from cronpilot.observability import logger
 
-
-def plan_strategy(runtime: Runtime) -> PlanStrategy:
-    return PilotPlanner(runtime)
-
-
-def summary_strategy(runtime: Runtime) -> SummaryStrategy:
-    return PilotSummarizer(runtime)
+if TYPE_CHECKING:
+    from cronpilot.runtime import Runtime
 
 
 class _Pilot:
@@ -45,11 +38,10 @@ class _Pilot:
 
     def _model_args(self, choice: LlmChoice) -> dict[str, Any]:
         """What every AI strategy is built with: the model, its client, usage accounting, the clock."""
-        store = self.runtime.store
         return {
             "model": choice.model,
             "client_factory": lambda: make_client(choice.provider, self.runtime.settings),
-            "usage_store": UsageStore(store.table_name, store.client),
+            "usage_store": self.runtime.usage_ledger,
             "clock": self.runtime.clock,
         }
 
@@ -59,7 +51,7 @@ class PilotPlanner(_Pilot):
         choice = self._choice(job)
         if choice is None or not choice.enabled:
             return DeterministicPlanner().plan(job, context)
-        from cronpilot.ai.planner_ai import AiPlanner
+        from cronpilot.ai.plan_model import AiPlanner
 
         ai = AiPlanner(**self._model_args(choice), decided_by=f"{choice.provider}:{choice.model}")
         if not choice.shadow:
@@ -72,7 +64,7 @@ class PilotSummarizer(_Pilot):
         choice = self._choice(job)
         if choice is None or not choice.enabled:
             return DeterministicSummarizer().propose(job, context)
-        from cronpilot.ai.summarizer_ai import AiSummarizer
+        from cronpilot.ai.summary_model import AiSummarizer
 
         ai = AiSummarizer(**self._model_args(choice))
         if not choice.shadow:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: DemoTarget.Server
+    server: DemoServer.Server
 
     def log_message(self, format: str, *args: Any) -> None:  # keep the demo's output readable
         pass
@@ -59,14 +59,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, {"error": f"no route {parts.path}"})
 
 
-class DemoTarget:
+class DemoServer:
     class Server(ThreadingHTTPServer):
         daemon_threads = True
         counts: dict[str, int]
         lock: threading.Lock
 
     def __init__(self) -> None:
-        self.server = DemoTarget.Server(("127.0.0.1", 0), _Handler)
+        self.server = DemoServer.Server(("127.0.0.1", 0), _Handler)
         self.server.counts = {}
         self.server.lock = threading.Lock()
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -80,7 +80,7 @@ class DemoTarget:
     def port(self) -> int:
         return int(self.server.server_address[1])
 
-    def __enter__(self) -> DemoTarget:
+    def __enter__(self) -> DemoServer:
         self._thread.start()
         return self
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from cronpilot.dag import topological_waves
+from cronpilot.domain.scheduling import next_slot, with_jitter
 from cronpilot.models.job import Job
 from cronpilot.models.run import (
     LlmFailure,
@@ -16,8 +18,6 @@ from cronpilot.models.run import (
     StepStatus,
     TokenUsage,
 )
-from cronpilot.planning import topological_waves
-from cronpilot.scheduling import next_slot, with_jitter
 
 
 @dataclass

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from cronpilot.circuit import endpoint_health
 from cronpilot.clock import Clock
+from cronpilot.domain.circuit import endpoint_health
+from cronpilot.domain.ports import HealthStore, JobStore
+from cronpilot.domain.strategies import PlanContext, PlanStrategy
 from cronpilot.models.run import PlanOutput, RunRef, RunStatus
-from cronpilot.store import Store
-from cronpilot.strategies import PlanContext, PlanStrategy
 
 HISTORY_RUNS = 10
 
 
-def plan_run(store: Store, clock: Clock, ref: RunRef, strategy: PlanStrategy) -> PlanOutput:
+def plan_run(
+    store: JobStore, health: HealthStore, clock: Clock, ref: RunRef, strategy: PlanStrategy
+) -> PlanOutput:
     record = store.get_job(ref.job_id)
     run = store.get_fenced_run(ref.run_id, ref.epoch)
     if run.plan is None:  # a retried invocation reuses the plan it already recorded
@@ -19,7 +21,7 @@ def plan_run(store: Store, clock: Clock, ref: RunRef, strategy: PlanStrategy) ->
         context = PlanContext(
             run=run,
             history=[r for r in history if r.run_id != run.run_id][:HISTORY_RUNS],
-            endpoint_health=endpoint_health(store, record.job, clock),
+            endpoint_health=endpoint_health(health, record.job, clock),
         )
         decision = strategy.plan(record.job, context)
         run.plan = decision.plan

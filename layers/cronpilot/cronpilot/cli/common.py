@@ -1,0 +1,106 @@
+"""What every command shares: the consoles, exit codes, one-line errors, the target and job-file loading."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from cronpilot.jobfiles import JobFileError, load_job_file
+from cronpilot.models.job import Job
+
+console = Console(width=None if sys.stdout.isatty() else 200)
+errors = Console(stderr=True)
+
+# Exit codes scripts can rely on.
+EXIT_INVALID = 1  # invalid input or an action the job's state does not allow
+EXIT_USAGE = 2  # bad command line (typer's own)
+EXIT_NOT_FOUND = 3  # no such job or run
+EXIT_TARGET = 4  # the target (AWS account, stack, state file) cannot be used
+
+DEFAULT_STATE_FILE = Path(".cronpilot/local-state.json")
+
+Output = Annotated[str, typer.Option("--output", "-o", help="table or json")]
+
+
+def one_line_errors[F: Callable[..., Any]](command: F) -> F:
+    """Turn domain and AWS errors into one clear line and a stable exit code, never a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from cronpilot.cli.targets import TargetError
+    from cronpilot.domain.operations import OperationError
+    from cronpilot.domain.ports import JobNotFound, RunNotFound
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (JobNotFound, RunNotFound) as exc:
+            raise fail(str(exc), EXIT_NOT_FOUND) from None
+        except OperationError as exc:
+            raise fail(str(exc), EXIT_INVALID) from None
+        except (TargetError, ClientError, BotoCoreError) as exc:
+            raise fail(str(exc), EXIT_TARGET) from None
+        except ValueError as exc:
+            raise fail(str(exc), EXIT_INVALID) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def target(ctx: typer.Context) -> Iterator[Any]:
+    """Where the command operates: local mode's state file, or a deployed stack's table."""
+    from cronpilot.cli.targets import deployed_target, local_state_target
+
+    options = ctx.obj or {}
+    if options.get("local"):
+        with local_state_target(options["state"]) as chosen:
+            yield chosen
+    else:
+        with deployed_target(
+            stack=options.get("stack"), table=options.get("table"), region=options.get("region")
+        ) as chosen:
+            yield chosen
+
+
+def emit_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def iso(value: datetime | None) -> str:
+    from cronpilot.clock import to_iso
+
+    return to_iso(value) if value else "-"
+
+
+def parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def load_jobs(files: list[Path]) -> list[Job]:
+    jobs, problems = [], []
+    for path in files:
+        try:
+            jobs.append(load_job_file(path))
+        except JobFileError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise fail("\n".join(problems))
+    ids = [job.id for job in jobs]
+    if len(set(ids)) != len(ids):
+        raise fail(f"two job files use the same id: {sorted({i for i in ids if ids.count(i) > 1})}")
+    return jobs

@@ -1,0 +1,110 @@
+"""`cronpilot local ...`: run cronpilot on this machine, on moto, with no AWS account."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cronpilot.cli.common import DEFAULT_STATE_FILE, console, iso, load_jobs, one_line_errors
+from cronpilot.cli.render import print_report_runs
+from cronpilot.models.job import Job
+
+local_app = typer.Typer(
+    no_args_is_help=True, help="Run cronpilot on this machine, on moto, with no AWS account."
+)
+
+
+@local_app.command("run")
+def local_run(
+    files: Annotated[list[Path], typer.Argument(help="Job files to run.")],
+    ticks: Annotated[int, typer.Option(min=1, help="Scheduler ticks to run.")] = 3,
+    report: Annotated[Path | None, typer.Option(help="Write a JSON report of every run here.")] = None,
+    allow_private: Annotated[
+        list[str] | None,
+        typer.Option("--allow-private", help="CIDR the executor may call (e.g. 127.0.0.0/8). Repeatable."),
+    ] = None,
+    allow_port: Annotated[list[int] | None, typer.Option("--allow-port", help="Extra port to allow.")] = None,
+) -> None:
+    """Run job files end to end in local mode and print (or write) what happened."""
+    jobs = load_jobs(files)
+    ports = sorted({80, 443, *(allow_port or [])})
+    cidrs = ",".join(allow_private or [])
+    result = run_jobs_locally(jobs, ticks=ticks, cidrs=cidrs, ports=",".join(map(str, ports)))
+    print_report_runs(result["runs"])
+    if report:
+        report.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"report written to {report}")
+
+
+@local_app.command("demo")
+def local_demo(ticks: Annotated[int, typer.Option(min=1)] = 12) -> None:
+    """Run the example jobs against a demo HTTP server on 127.0.0.1."""
+    from cronpilot.local.demo import demo_jobs
+    from cronpilot.local.demo_server import DemoServer
+
+    with DemoServer() as server:
+        jobs = demo_jobs(server.base_url)
+        console.print(f"demo server on {server.base_url}; {len(jobs)} jobs; {ticks} scheduler ticks")
+        result = run_jobs_locally(jobs, ticks=ticks, cidrs="127.0.0.0/8", ports=f"80,443,{server.port}")
+    print_report_runs(result["runs"])
+
+
+def run_jobs_locally(jobs: list[Job], *, ticks: int, cidrs: str, ports: str) -> dict[str, Any]:
+    from cronpilot.local.cloud import LocalCloud
+    from cronpilot.local.runner import apply_jobs, run_report, start_clock, tick_until
+    from cronpilot.runtime import get_runtime
+
+    clock = start_clock()
+    with LocalCloud(clock, egress_allowed_cidrs=cidrs, egress_allowed_ports=ports) as cloud:
+        store = get_runtime().store
+        apply_jobs(store, jobs, clock.now())
+        with console.status("ticking") as status:
+
+            def progress(number: int, outcome: dict[str, Any]) -> None:
+                status.update(
+                    f"tick {number}/{ticks} at {clock.now():%Y-%m-%d %H:%M} UTC: "
+                    f"{len(outcome['claimed'])} claimed"
+                )
+
+            tick_until(cloud, clock, store, ticks=ticks, on_tick=progress)
+        return run_report(store, cloud, [job.id for job in jobs])
+
+
+@local_app.command("tick")
+@one_line_errors
+def local_tick(
+    ctx: typer.Context,
+    ticks: Annotated[int, typer.Option(min=1)] = 1,
+    allow_private: Annotated[list[str] | None, typer.Option("--allow-private")] = None,
+    allow_port: Annotated[list[int] | None, typer.Option("--allow-port")] = None,
+) -> None:
+    """Run the scheduler over local mode's state file (jobs applied with --local)."""
+    from cronpilot.clock import AcceleratedClock
+    from cronpilot.dal.snapshot import load_state, save_state
+    from cronpilot.local.cloud import TABLE_NAME, LocalCloud
+    from cronpilot.local.runner import tick_until
+    from cronpilot.runtime import get_runtime
+
+    path = (ctx.obj or {}).get("state", DEFAULT_STATE_FILE)
+    clock = AcceleratedClock(datetime.now(UTC))
+    ports = ",".join(map(str, sorted({80, 443, *(allow_port or [])})))
+    with LocalCloud(
+        clock, egress_allowed_cidrs=",".join(allow_private or []), egress_allowed_ports=ports
+    ) as cloud:
+        client = cloud.client("dynamodb")
+        simulated = load_state(path, client, TABLE_NAME)
+        if simulated:
+            clock.jump_to(simulated)
+        store = get_runtime().store
+        claimed: list[str] = []
+        tick_until(
+            cloud, clock, store, ticks=ticks, on_tick=lambda _n, outcome: claimed.extend(outcome["claimed"])
+        )
+        save_state(path, client, TABLE_NAME, clock.now())
+    console.print(
+        f"{ticks} tick(s), now {iso(clock.now())}: {len(claimed)} run(s): {', '.join(claimed) or '-'}"
+    )

@@ -1,0 +1,129 @@
+"""How the CLI shows jobs and runs as tables and text (JSON output is built by the commands)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+from cronpilot.cli.common import console, iso
+from cronpilot.domain.ports import JobRecord
+from cronpilot.models.run import RunRecord, StepResult
+
+
+def status_cell(status: str, skip_reason: str | None) -> str:
+    return status + (f" ({skip_reason})" if skip_reason else "")
+
+
+def counts_cell(counts: Mapping[str, int]) -> str:
+    """Steps ok/failed/skipped."""
+    return f"{counts.get('succeeded', 0)}/{counts.get('failed', 0)}/{counts.get('skipped', 0)}"
+
+
+def print_report_runs(runs: list[dict[str, Any]]) -> None:
+    """The runs of a local-mode report, one row each."""
+    table = Table(title="runs", show_lines=False)
+    for column in ("job", "run id", "status", "ok/failed/skipped", "duration", "next run", "source"):
+        table.add_column(column)
+    for run in runs:
+        counts = Counter(str(step["status"]) for step in run["steps"])
+        duration = f"{run['duration_ms'] / 1000:.2f}s" if run["duration_ms"] is not None else "-"
+        next_run = run["next_run"] or {}
+        table.add_row(
+            run["job_id"],
+            run["run_id"],
+            status_cell(run["status"], run.get("skip_reason")),
+            counts_cell(counts),
+            duration,
+            next_run.get("at") or "-",
+            next_run.get("source") or "-",
+        )
+    console.print(table)
+
+
+def print_job_rows(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="jobs")
+    for column in ("job", "status", "schedule", "next run", "source", "running"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["job_id"],
+            row["status"],
+            row["schedule"],
+            row["next_run_at"],
+            row["next_run_source"],
+            row["running"] or "-",
+        )
+    console.print(table)
+
+
+def print_job(record: JobRecord) -> None:
+    job, state = record.job, record.state
+    console.print(f"[bold]{job.id}[/bold] {job.name} ({job.status})")
+    console.print(f"goal: {job.goal or '-'}")
+    console.print(f"schedule: {job.schedule.describe()}")
+    console.print(f"guardrails: {job.guardrails.model_dump(mode='json')}")
+    console.print(f"next run: {iso(state.next_run_at)} ({state.next_run_source}: {state.next_run_reason})")
+    if state.paused_until:
+        console.print(f"paused until: {iso(state.paused_until)}")
+    running = ", ".join(sorted(state.inflight)) if state.inflight else state.current_run_id
+    console.print(f"failing runs in a row: {state.consecutive_failures}; running: {running or '-'}")
+    table = Table(title="endpoints")
+    for column in ("id", "method", "url", "depends on"):
+        table.add_column(column)
+    for endpoint in job.endpoints:
+        table.add_row(endpoint.id, endpoint.method, endpoint.url, ", ".join(endpoint.depends_on) or "-")
+    console.print(table)
+
+
+def print_runs(job_id: str, runs: list[RunRecord]) -> None:
+    table = Table(title=f"runs of {job_id}")
+    for column in ("run id", "status", "why then", "ok/failed/skipped", "next run", "source"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            run.run_id,
+            status_cell(run.status, run.skip_reason),
+            run.trigger,
+            counts_cell(run.step_counts),
+            iso(run.next_run.at) if run.next_run else "-",
+            run.next_run.source if run.next_run else "-",
+        )
+    console.print(table)
+
+
+def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
+    console.print(f"[bold]{run.run_id}[/bold] {run.status} (why then: {run.trigger})")
+    if run.skip_reason:
+        console.print(f"skipped: {run.skip_reason}: {run.error}")
+    elif run.error:
+        console.print(f"error: {run.error}")
+    if run.plan:
+        console.print(f"plan by {run.plan.source}: {run.plan.rationale}")
+        for number, wave in enumerate(run.plan.waves, 1):
+            console.print(f"  wave {number}: {', '.join(wave)}")
+    table = Table(title="steps")
+    for column in ("step", "status", "http", "attempts", "latency", "error / reason"):
+        table.add_column(column)
+    for step in steps.values():
+        table.add_row(
+            step.step_id,
+            step.status,
+            str(step.http_status or "-"),
+            str(step.attempts),
+            f"{step.latency_ms} ms",
+            step.error or step.skip_reason or "",
+        )
+    console.print(table)
+    console.print(f"summary: {run.summary or '-'}")
+    if run.next_run:
+        console.print(f"next run: {iso(run.next_run.at)} ({run.next_run.source}: {run.next_run.reason})")
+    tokens = run.tokens
+    console.print(
+        f"tokens: in {tokens.input}, out {tokens.output}, cache read {tokens.cache_read}, "
+        f"cache write {tokens.cache_write}"
+    )
+    for failure in run.llm_failures:
+        console.print(f"LLM {failure.phase} fell back: {failure.failure_class}: {failure.detail}")

@@ -1,0 +1,217 @@
+"""What the domain needs from storage and AWS, as interfaces (Protocols) and the records they return.
+
+The data-access package (`cronpilot.dal`) implements these against DynamoDB and Step Functions; the
+unit tests implement them in memory. Domain modules import from here, never from `cronpilot.dal`,
+boto3 or botocore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from cronpilot.models.health import Health
+    from cronpilot.models.job import Job, JobStatus
+    from cronpilot.models.run import RunRecord, StepResult, TokenUsage
+
+
+class StoreError(Exception):
+    """Base class of data-access errors the domain handles."""
+
+
+class JobNotFound(StoreError):
+    pass
+
+
+class RunNotFound(StoreError):
+    pass
+
+
+class ClaimConflict(StoreError):
+    """Another discovery invocation changed the job first (claimed it, or moved its slot)."""
+
+
+class LeaseLost(StoreError):
+    """The run's fencing epoch is stale: the lease expired and someone else holds the job now."""
+
+
+@dataclass
+class JobState:
+    """Scheduling state kept beside the job definition."""
+
+    next_run_at: datetime | None = None
+    next_run_source: str = "baseline"
+    next_run_reason: str = ""
+    epoch: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    current_run_id: str | None = None
+    consecutive_failures: int = 0
+    paused_until: datetime | None = None
+    buffered: bool = False
+    updated_at: datetime | None = None
+    # Concurrent runs (overlap `allow`) and their own leases; None until the first concurrent claim.
+    inflight: dict[str, datetime] | None = None
+
+    def lease_live(self, now: datetime) -> bool:
+        return self.lease_expires_at is not None and self.lease_expires_at > now
+
+    def runs_in_flight(self, now: datetime) -> list[str]:
+        """Runs holding a live lease: the concurrent ones, and the current run."""
+        return sorted(run_id for run_id, until in self._leases().items() if until > now)
+
+    def abandoned_runs(self, now: datetime) -> list[str]:
+        """Runs whose lease expired before they finished: the next claim fences them and records why."""
+        return sorted(run_id for run_id, until in self._leases().items() if until <= now)
+
+    def _leases(self) -> dict[str, datetime]:
+        """Every unfinished run's lease expiry (the current run's is also in `inflight` when concurrent)."""
+        leases = dict(self.inflight or {})
+        if self.current_run_id and self.lease_expires_at is not None:
+            leases.setdefault(self.current_run_id, self.lease_expires_at)
+        return leases
+
+
+@dataclass
+class JobRecord:
+    job: Job
+    state: JobState = field(default_factory=JobState)
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+
+@dataclass
+class DuePage:
+    records: list[JobRecord]
+    scanned: int
+
+
+class StartFailed(StoreError):
+    """Step Functions refused to start an execution (throttled, or the service failed)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"StartExecution failed: {code}")
+        self.code = code
+
+
+class HealthUnavailable(StoreError):
+    """Endpoint health could not be read or written (best-effort bookkeeping)."""
+
+
+# ------------------------------------------------------------------ interfaces
+
+
+class JobStore(Protocol):
+    """Jobs, runs and step results, every run write fenced on the run's epoch (see dal/store.py)."""
+
+    def put_job(
+        self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime
+    ) -> None: ...
+    def get_job(self, job_id: str) -> JobRecord: ...
+    def list_jobs(self) -> list[JobRecord]: ...
+    def close_orphaned_run(self, run: RunRecord) -> None: ...
+    def delete_job(self, seen: JobRecord, now: datetime) -> None: ...
+    def set_job_schedule_state(
+        self,
+        record: JobRecord,
+        *,
+        status: JobStatus,
+        next_run_at: datetime | None,
+        source: str,
+        reason: str,
+        paused_until: datetime | None,
+        now: datetime,
+    ) -> None: ...
+    def due_shards(self) -> list[str]: ...
+    def query_due(self, shard: str, now: datetime, page_size: int = 200) -> Iterator[DuePage]: ...
+    def claim(
+        self,
+        seen: JobRecord,
+        run: RunRecord,
+        *,
+        owner: str,
+        lease_until: datetime,
+        now: datetime,
+        next_run_at: datetime | None,
+        next_run_source: str,
+        next_run_reason: str,
+    ) -> None: ...
+    def record_skip(
+        self,
+        seen: JobRecord,
+        skipped: RunRecord,
+        *,
+        next_run_at: datetime | None,
+        next_run_source: str,
+        next_run_reason: str,
+        buffer: bool = False,
+    ) -> None: ...
+    def get_run(self, run_id: str) -> RunRecord: ...
+    def get_fenced_run(self, run_id: str, epoch: int) -> RunRecord: ...
+    def list_runs(
+        self, job_id: str, *, limit: int = 20, after: str | None = None
+    ) -> tuple[list[RunRecord], str | None]: ...
+    def save_run(self, run: RunRecord) -> None: ...
+    def put_step_result(
+        self, job_id: str, run_id: str, epoch: int, result: StepResult, now: datetime
+    ) -> None: ...
+    def get_step_context(
+        self, job_id: str, run_id: str, step_ids: list[str]
+    ) -> tuple[JobRecord, dict[str, StepResult]]: ...
+    def get_step_results(self, run_id: str, step_ids: list[str] | None = None) -> dict[str, StepResult]: ...
+    def finish_run(
+        self,
+        run: RunRecord,
+        *,
+        next_run_at: datetime | None,
+        next_run_source: str,
+        next_run_reason: str,
+        consecutive_failures: int,
+        pause_until: datetime | None = None,
+        index_due: bool = True,
+        latest: bool = True,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens held against one job-day's budget while a call is in flight."""
+
+    job_id: str
+    day: str
+    tokens: int
+
+
+class UsageLedger(Protocol):
+    """Tokens used per job per UTC day; a call reserves its estimate first and settles afterwards."""
+
+    def reserve(self, job_id: str, now: datetime, tokens: int, limit: int) -> Reservation | None: ...
+    def settle(self, reservation: Reservation, now: datetime, usage: TokenUsage, calls: int = 1) -> None: ...
+    def release(self, reservation: Reservation, now: datetime) -> None: ...
+    def committed(self, job_id: str, now: datetime) -> int: ...
+    def today(self, job_id: str, now: datetime) -> TokenUsage: ...
+
+
+class HealthStore(Protocol):
+    """Circuit state per endpoint origin. Writes are conditional: False (or no change) when the item
+    moved under us. Storage trouble raises HealthUnavailable."""
+
+    def read(self, origin: str) -> Health: ...
+    def start_probe(self, seen: Health, now: datetime, probe_id: str) -> bool: ...
+    def record_failures(
+        self, seen: Health, now: datetime, failures: list[datetime], *, open_circuit: bool
+    ) -> bool: ...
+    def end_probe(self, origin: str, probe_id: str, now: datetime, *, closed: bool) -> None: ...
+    def release_probe(self, origin: str, probe_id: str, now: datetime) -> None: ...
+
+
+class ExecutionStarter(Protocol):
+    """Starts a run's execution; the run id is the execution name, so a second start is harmless.
+    Raises StartFailed when the service refuses."""
+
+    def start(self, run: RunRecord) -> Literal["started", "already-started"]: ...
