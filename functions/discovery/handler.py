@@ -15,7 +15,10 @@ from cronpilot.runtime import get_runtime
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     tick = ScheduledEvent.model_validate(event)
     runtime = get_runtime()
-    result = Discovery(runtime.store, runtime.starter, runtime.clock, owner=context.aws_request_id).tick()
+    discovery = Discovery(
+        runtime.store, runtime.starter, runtime.clock, context.aws_request_id, runtime.run_budgeter
+    )
+    result = discovery.tick()
     logger.info(
         "discovery tick",
         tick_time=tick.time.isoformat(),

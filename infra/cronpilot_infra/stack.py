@@ -50,6 +50,8 @@ class CronpilotStack(Stack):
         machine.grant_start(functions.discovery)
         functions.discovery.add_environment("STATE_MACHINE_ARN", machine.state_machine.state_machine_arn)
         functions.discovery.add_environment("EXPRESS_STATE_MACHINE_ARN", machine.express.state_machine_arn)
+        # the run budget counts model time when the deployment's provider plans and summarizes
+        functions.discovery.add_environment("LLM_PROVIDER", settings.llm_provider)
         # the state machine's tasks: their run's items, fenced by the epoch.
         for fn in (functions.planner, functions.executor, functions.summarizer, functions.finalize_failure):
             table.grant_items(fn)

@@ -45,6 +45,11 @@ def test_every_stage_is_caught_into_finalize_failure(name):
     assert catch["ResultPath"] == "$.error"
 
 
+RUN_LIMITS = {
+    "Plan": "$.limits.plan_seconds",
+    "Execute": "$.step_seconds",
+    "Summarize": "$.limits.summarize_seconds",
+}
 THROTTLE = "Lambda.TooManyRequestsException"
 BURST_FACTOR = 4  # issue 13: a burst of executor_concurrency x 4 simultaneous steps completes
 
@@ -59,13 +64,22 @@ def test_every_task_has_a_timeout_and_retries_lambda_service_errors_with_full_ji
     for name, task in tasks:
         # the stages' timeouts are the run's limits (its job's worst case), so a stage that overruns is
         # caught inside Express's 5 minutes; finalize-failure's own bound is fixed and short
-        assert 0 < task["TimeoutSeconds"] <= 300, name
+        assert task.get("TimeoutSecondsPath") == RUN_LIMITS.get(name), name
+        if name == "FinalizeFailure":
+            assert 0 < task["TimeoutSeconds"] <= 60
         errors = [e for retry in task["Retry"] for e in retry["ErrorEquals"]]
         assert "Lambda.ServiceException" in errors, name
         assert errors.count(THROTTLE) == 1, name
         for retry in task["Retry"]:
             assert retry["JitterStrategy"] == "FULL", name
             assert retry["BackoffRate"] > 1, name
+
+
+def test_the_run_limits_reach_every_step_of_every_wave():
+    waves = ASL["States"]["Waves"]
+    assert waves["ItemSelector"]["step_seconds.$"] == "$.limits.step_seconds"
+    steps = waves["ItemProcessor"]["States"]["Steps"]
+    assert steps["ItemSelector"]["step_seconds.$"] == "$.step_seconds"
 
 
 def _expected_wait(retry: dict[str, Any]) -> float:

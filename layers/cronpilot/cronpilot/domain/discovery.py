@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cronpilot.clock import Clock
+from cronpilot.domain.budget import RunBudgeter
 from cronpilot.domain.ports import (
     ClaimConflict,
     ExecutionStarter,
@@ -59,9 +60,17 @@ class DiscoveryResult:
 
 
 class Discovery:
-    def __init__(self, store: JobStore, starter: ExecutionStarter, clock: Clock, owner: str) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        starter: ExecutionStarter,
+        clock: Clock,
+        owner: str,
+        budget: RunBudgeter | None = None,
+    ) -> None:
         self.store = store
         self.starter = starter
+        self.budget = budget or RunBudgeter()  # the deployment's model settings (runtime.run_budgeter)
         self.clock = clock
         self.owner = owner
         self._random = random.Random(owner)  # noqa: S311 - spreading work, not secrecy
@@ -152,7 +161,7 @@ class Discovery:
         )
         result.claimed.append(run.run_id)
         try:
-            if self.starter.start(run) == "already-started":
+            if self.starter.start(run, self.budget(record.job)) == "already-started":
                 result.already_started += 1
         except StartFailed as exc:
             # Put the slot back so the next tick retries it; the run record says what happened.

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
 
 from cronpilot.clock import Clock
+from cronpilot.domain.budget import MAX_CALL_BUDGET, call_budget
 from cronpilot.domain.circuit import CircuitBreaker, Permit
 from cronpilot.domain.ports import JobStore
 from cronpilot.models.job import Endpoint, SecretRef
@@ -15,8 +15,9 @@ from cronpilot.models.run import StepOutcome, StepResult, StepStatus, StepTask
 from cronpilot.observability import record_step
 from cronpilot.safehttp import HttpOutcome, RequestSpec
 
-# The executor Lambda's timeout is 300 s; a call's total budget stays well inside it.
-MAX_TOTAL_BUDGET = timedelta(seconds=240)
+# The executor Lambda's timeout is 300 s; a call's total budget stays well inside it (and is what the
+# run's budget counts for the step: cronpilot.domain.budget).
+MAX_TOTAL_BUDGET = MAX_CALL_BUDGET
 
 SecretResolver = Callable[[SecretRef], str]
 Sender = Callable[[RequestSpec], HttpOutcome]
@@ -56,7 +57,7 @@ def build_request(endpoint: Endpoint, idempotency_key: str, resolver: SecretReso
         body=body,
         connect_timeout=min(5.0, timeout),
         read_timeout=timeout,
-        total_timeout=min(MAX_TOTAL_BUDGET.total_seconds(), timeout * 3),
+        total_timeout=call_budget(endpoint).total_seconds(),
         retry_non_idempotent=bool(endpoint.retryable),
         max_attempts=3 if endpoint.retryable is not False else 1,
         secret_header_names=endpoint.secret_header_names(),

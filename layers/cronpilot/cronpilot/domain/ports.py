@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
+    from cronpilot.domain.budget import RunBudget
     from cronpilot.models.health import Health
     from cronpilot.models.job import Job, JobStatus
     from cronpilot.models.run import RunRecord, StepResult, TokenUsage
@@ -211,7 +212,9 @@ class HealthStore(Protocol):
 
 
 class ExecutionStarter(Protocol):
-    """Starts a run's execution; the run id is the execution name, so a second start is harmless.
+    """Starts a run's execution on the state machine type its budget fits (Express or Standard), with
+    the budget's task limits in the input; the run id is the execution name. Express does not dedupe
+    names: a second start runs twice, which the epoch fence and the idempotent steps make harmless.
     Raises StartFailed when the service refuses."""
 
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]: ...
+    def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]: ...

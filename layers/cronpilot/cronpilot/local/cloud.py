@@ -7,6 +7,7 @@ rollback, the caches) live in moto_patches.py.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import json
@@ -32,6 +33,7 @@ from cronpilot.dal import schema
 from cronpilot.local.moto_patches import (
     cache_interpreter_setup,
     cache_request_routing,
+    keep_states_errors_out_of_map_iterations,
     serialize_dynamodb_writes,
 )
 
@@ -39,6 +41,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE_NAME = "cronpilot-local"
 STATE_MACHINE_NAME = "cronpilot-local-run"
+EXPRESS_STATE_MACHINE_NAME = "cronpilot-local-run-express"
 FUNCTIONS = ("discovery", "planner", "executor", "summarizer", "finalize_failure")
 ASL_PATH = Path(__file__).resolve().parent.parent / "asl" / "run_job.asl.json"
 FUNCTIONS_DIR = Path(__file__).resolve().parents[4] / "functions"
@@ -48,6 +51,21 @@ ASL_SUBSTITUTIONS = {
     "SummarizerFunctionArn": "summarizer",
     "FinalizeFailureFunctionArn": "finalize_failure",
 }
+
+
+@functools.cache
+def _too_many_requests() -> type[Exception]:
+    """Lambda's answer to an invocation beyond the function's reserved concurrency: HTTP 429
+    TooManyRequestsException (moto turns its JsonRESTError into that response)."""
+    from moto.core.exceptions import JsonRESTError
+
+    class TooManyRequestsException(JsonRESTError):
+        code = 429
+
+        def __init__(self) -> None:
+            super().__init__("TooManyRequestsException", "Rate Exceeded.")
+
+    return TooManyRequestsException
 
 
 def function_name(name: str) -> str:
@@ -105,8 +123,11 @@ class LocalCloud:
         egress_allowed_cidrs: str = "",
         egress_allowed_ports: str = "80,443",
         extra_env: dict[str, str] | None = None,
+        reserved_concurrency: dict[str, int] | None = None,
     ) -> None:
         self.clock = clock
+        # put_function_concurrency per function, as the stack reserves it; the seam enforces it
+        self.reserved_concurrency = dict(reserved_concurrency or {})
         self.env = {
             "AWS_DEFAULT_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "local",
@@ -127,7 +148,11 @@ class LocalCloud:
         self.invocations: list[tuple[str, dict[str, Any]]] = []
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+        self._in_flight_lock = threading.Lock()
+        self.throttled: list[str] = []  # function names, one entry per refused invocation
         self.state_machine_arn = ""
+        self.express_state_machine_arn = ""
 
     # ----------------------------------------------------------- lifecycle
 
@@ -148,9 +173,14 @@ class LocalCloud:
         self._install_lambda_seam()
         self._undo.append(cache_interpreter_setup())
         self._undo.append(cache_request_routing())
+        self._undo.append(keep_states_errors_out_of_map_iterations())
         self._create_resources()
-        os.environ["STATE_MACHINE_ARN"] = self.state_machine_arn
-        self._saved_env.setdefault("STATE_MACHINE_ARN", None)
+        for key, value in (
+            ("STATE_MACHINE_ARN", self.state_machine_arn),
+            ("EXPRESS_STATE_MACHINE_ARN", self.express_state_machine_arn),
+        ):
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
         runtime.reset()
         runtime.override(clock=self.clock)
         self._handlers = {function_name(n): load_handler(n) for n in FUNCTIONS}
@@ -189,10 +219,28 @@ class LocalCloud:
             response_headers: Any,
         ) -> bytes:
             fn = backend.get_function(function_name, qualifier)  # unknown functions still fail like AWS
-            return cloud._run_handler(fn.function_name, body, response_headers)
+            cloud._enter(fn.function_name, fn.reserved_concurrency)
+            try:
+                return cloud._run_handler(fn.function_name, body, response_headers)
+            finally:
+                cloud._leave(fn.function_name)
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
         self._undo.append(lambda: setattr(LambdaSimpleBackend, "invoke", original))
+
+    def _enter(self, name: str, reserved: int | str | None) -> None:
+        """Lambda refuses an invocation beyond the function's reserved concurrency with HTTP 429
+        TooManyRequestsException (Step Functions sees Lambda.TooManyRequestsException)."""
+        with self._in_flight_lock:
+            running = self._in_flight.get(name, 0)
+            if reserved is not None and running >= int(reserved):
+                self.throttled.append(name)
+                raise _too_many_requests()()
+            self._in_flight[name] = running + 1
+
+    def _leave(self, name: str) -> None:
+        with self._in_flight_lock:
+            self._in_flight[name] -= 1
 
     def _run_handler(self, name: str, body: Any, response_headers: dict[str, str]) -> bytes:
         event = json.loads(body) if body else {}
@@ -254,10 +302,19 @@ class LocalCloud:
                 Code={"ZipFile": code.getvalue()},
                 Architectures=["arm64"],
             )
+            if name in self.reserved_concurrency:
+                lambda_.put_function_concurrency(
+                    FunctionName=function_name(name),
+                    ReservedConcurrentExecutions=self.reserved_concurrency[name],
+                )
         sfn = self.client("stepfunctions")
         definition = render_asl({key: function_arn(name) for key, name in ASL_SUBSTITUTIONS.items()})
+        # Both types from the one definition, as CDK deploys them; discovery picks per run.
         self.state_machine_arn = sfn.create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=role, type="STANDARD"
+        )["stateMachineArn"]
+        self.express_state_machine_arn = sfn.create_state_machine(
+            name=EXPRESS_STATE_MACHINE_NAME, definition=definition, roleArn=role, type="EXPRESS"
         )["stateMachineArn"]
         events = self.client("events")
         events.put_rule(Name="cronpilot-local-tick", ScheduleExpression="rate(1 minute)", State="ENABLED")
@@ -289,13 +346,20 @@ class LocalCloud:
             raise RuntimeError(f"{name} failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
         return payload
 
+    @property
+    def state_machine_arns(self) -> list[str]:
+        return [arn for arn in (self.state_machine_arn, self.express_state_machine_arn) if arn]
+
     def executions(self, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Both machines' executions. A test's view only: AWS lists no Express executions (their
+        history is the log group's), and cronpilot itself never lists or describes executions."""
         sfn = self.client("stepfunctions")
-        kwargs: dict[str, Any] = {"stateMachineArn": self.state_machine_arn}
-        if status:
-            kwargs["statusFilter"] = status
-        for page in sfn.get_paginator("list_executions").paginate(**kwargs):
-            yield from page["executions"]
+        for arn in self.state_machine_arns:
+            kwargs: dict[str, Any] = {"stateMachineArn": arn}
+            if status:
+                kwargs["statusFilter"] = status
+            for page in sfn.get_paginator("list_executions").paginate(**kwargs):
+                yield from page["executions"]
 
     def wait_idle(self, timeout: float = 120, *, raise_on_timeout: bool = True) -> None:
         """Block until no execution is RUNNING (moto runs them on background threads)."""
@@ -312,14 +376,29 @@ class LocalCloud:
         through the API each poll cost a ListExecutions round trip under the GIL the runs need."""
         from moto.stepfunctions.responses import get_backend
 
-        if not self.state_machine_arn:
-            return False
-        machine = get_backend(ACCOUNT, REGION).describe_state_machine(self.state_machine_arn)
-        return any(execution.status == "RUNNING" for execution in list(machine.executions))
+        backend = get_backend(ACCOUNT, REGION)
+        for arn in self.state_machine_arns:
+            machine = backend.describe_state_machine(arn)
+            if any(execution.status == "RUNNING" for execution in list(machine.executions)):
+                return True
+        return False
+
+    def execution_type(self, run_id: str) -> str:
+        """Which machine ran the run: "STANDARD" or "EXPRESS" (a test's view, see `executions`)."""
+        return self._execution(run_id)[0]
 
     def describe_execution(self, run_id: str) -> dict[str, Any]:
-        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
-        return self.client("stepfunctions").describe_execution(executionArn=arn)
+        return self._execution(run_id)[1]
+
+    def _execution(self, run_id: str) -> tuple[str, dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        for kind, arn in (("STANDARD", self.state_machine_arn), ("EXPRESS", self.express_state_machine_arn)):
+            execution_arn = arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+            try:
+                return kind, sfn.describe_execution(executionArn=execution_arn)
+            except sfn.exceptions.ExecutionDoesNotExist:
+                continue
+        raise LookupError(f"no execution named {run_id}")
 
 
 @contextmanager

@@ -174,3 +174,25 @@ def cache_request_routing() -> Callable[[], None]:
         responses.method_names_from_class = original_method_names
 
     return undo
+
+
+def keep_states_errors_out_of_map_iterations() -> Callable[[], None]:
+    """A Map iteration that fails with a States.* error (a task's States.Timeout) reaches the Map as
+    that error, as on AWS. moto wraps every iteration error in a custom error name, whose constructor
+    refuses the States. prefix: the run then failed with States.Runtime, which AWS's States.ALL does
+    not even catch. Returns the undo."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
+
+    def error_name(error_name: str) -> Any:
+        if error_name.startswith("States."):
+            return StatesErrorName.from_name(error_name)
+        return CustomErrorName(error_name=error_name)
+
+    iteration_worker.CustomErrorName = error_name  # type: ignore[misc,assignment]
+
+    def undo() -> None:
+        iteration_worker.CustomErrorName = CustomErrorName  # type: ignore[misc]
+
+    return undo
