@@ -112,12 +112,15 @@ def test_ai_plan_and_next_run_carried_through_local_mode(ai_cloud, ai_store, ai_
     assert run.tokens.output == 100
     assert run.llm_failures == []
     usage = UsageStore(ai_store.table_name, ai_store.client).today(job.id, run.scheduled_at)
-    assert usage == run.tokens
+    assert usage.counts() == run.tokens.counts()
     # And the report shows who decided
     [entry] = run_report(ai_store, ai_cloud, [job.id])["runs"]
     assert entry["plan"]["source"] == "ai"
     assert entry["next_run"]["source"] == "ai"
     assert entry["tokens"]["output"] == 100
+    # And what the two calls cost at Haiku 4.5's list price
+    assert entry["ai_spend"]["model_calls"] == 2
+    assert entry["ai_spend"]["cost_usd"] == round((run.tokens.input * 1 + 100 * 5) / 1e6, 6)
     assert [r.path for r in fake.requests] == ["/v1/messages", "/v1/messages"]
 
 

@@ -88,7 +88,7 @@ def test_valid_proposal_inside_the_guardrails_is_kept_with_source_ai(store, fake
     assert run.tokens.output == 50
     body = fake.message_requests[0].json
     assert body["tool_choice"] == {"type": "tool", "name": SUMMARY_TOOL}
-    assert body["tools"][0]["input_schema"]["properties"]["next_run"]["properties"]["kind"]["enum"] == [
+    assert body["tools"][1]["input_schema"]["properties"]["next_run"]["properties"]["kind"]["enum"] == [
         "interval",
         "at",
         "pause_until",

@@ -84,10 +84,9 @@ def test_the_model_call_counts_follow_the_pilots_repair_limits() -> None:
 
 
 def test_the_executor_calls_with_the_budgeted_total_timeout() -> None:
-    from cronpilot.domain.execution import build_request
+    from cronpilot.domain.step_calls import build_request
 
-    endpoint = make_job(
-        "j", endpoints=[{"id": "a", "url": "https://x.example.com/", "timeout": "7s"}]
-    ).endpoints[0]
-    request = build_request(endpoint, "key", resolver=lambda ref: "")
+    job = make_job("j", endpoints=[{"id": "a", "url": "https://x.example.com/", "timeout": "7s"}])
+    endpoint = job.endpoints[0]
+    request = build_request(job, endpoint, "key", resolver=lambda ref: "", results={})
     assert request.total_timeout == call_budget(endpoint).total_seconds() == 21

@@ -31,6 +31,9 @@ class Settings(BaseModel):
     anthropic_base_url: str = ""
     llm_timeout_seconds: float = 30.0
     llm_max_retries: int = 2
+    # Prices to charge model calls at, over the list prices (cronpilot.ai.pricing): JSON, e.g.
+    # {"claude-haiku-4-5": {"input": 1.0, "output": 5.0}} in USD per million tokens.
+    llm_prices: str = ""
     stage: str = "dev"
 
 

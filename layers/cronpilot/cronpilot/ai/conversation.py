@@ -10,11 +10,14 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from cronpilot.ai.caching import CachePlan, job_cadence, place_breakpoints
 from cronpilot.ai.failures import REPAIRABLE, FailureClass, LlmCallError, record_failure, record_tokens
+from cronpilot.ai.pricing import LIST_PRICES, PriceTable
 from cronpilot.ai.prompts import estimate_tokens
 from cronpilot.clock import Clock
 from cronpilot.domain.ports import Reservation, UsageLedger
@@ -54,12 +57,15 @@ def describe_validation_error(exc: ValidationError) -> tuple[FailureClass, str]:
 def usage_of(response: Any) -> TokenUsage:
     usage = getattr(response, "usage", None)
     if usage is None:
-        return TokenUsage()
+        return TokenUsage(calls=1)
+    creation = getattr(usage, "cache_creation", None)
     return TokenUsage(
         input=int(getattr(usage, "input_tokens", 0) or 0),
         output=int(getattr(usage, "output_tokens", 0) or 0),
         cache_read=int(getattr(usage, "cache_read_input_tokens", 0) or 0),
         cache_write=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
+        cache_write_1h=int(getattr(creation, "ephemeral_1h_input_tokens", 0) or 0),
+        calls=1,
     )
 
 
@@ -99,6 +105,10 @@ class ModelStrategy:
     usage_store: UsageLedger | None
     clock: Clock
     max_repairs: int
+    prices: PriceTable = field(default_factory=lambda: PriceTable(LIST_PRICES))
+    # The share of runs that consult the model (1.0 when every run does): how likely the next run finds
+    # this run's cache entry alive. Standing decisions lower it.
+    next_use_share: float = 1.0
 
     def conversation(self, *, phase: str, job: Job, tool_name: str, run_tokens: TokenUsage) -> Conversation:
         return Conversation(
@@ -110,6 +120,16 @@ class ModelStrategy:
             clock=self.clock,
             run_tokens=run_tokens,
             max_repairs=self.max_repairs,
+            prices=self.prices,
+        )
+
+    def place_cache(self, request: dict[str, Any], job: Job, at: datetime) -> CachePlan:
+        """Breakpoints where the prefix reaches the model's minimum, with the TTL the cadence pays for."""
+        return place_breakpoints(
+            request,
+            gap=job_cadence(job, at),
+            price=self.prices.price(self.model),
+            next_use_share=self.next_use_share,
         )
 
 
@@ -128,6 +148,7 @@ class Conversation:
         run_tokens: TokenUsage,
         max_repairs: int,
         deadline_seconds: float = DEADLINE_SECONDS,
+        prices: PriceTable | None = None,
     ) -> None:
         self.phase = phase
         self.job = job
@@ -138,9 +159,14 @@ class Conversation:
         self.run_tokens = run_tokens
         self.max_repairs = max_repairs
         self.deadline_seconds = deadline_seconds
+        self.prices = prices or PriceTable(LIST_PRICES)
+        self.cache: CachePlan | None = None
 
-    def run[T](self, request: dict[str, Any], parse: Callable[[Any], T]) -> Outcome[T]:
+    def run[T](
+        self, request: dict[str, Any], parse: Callable[[Any], T], cache: CachePlan | None = None
+    ) -> Outcome[T]:
         outcome: Outcome[T] = Outcome()
+        self.cache = cache
         started = time.monotonic()
         for attempt in range(self.max_repairs + 1):
             response: Any = None
@@ -157,7 +183,7 @@ class Conversation:
                     self._release(reservation)
                     raise
                 outcome.calls += 1
-                usage = usage_of(response)
+                usage = self._priced(usage_of(response), request)
                 outcome.tokens = outcome.tokens + usage
                 self._account(usage, reservation)
                 value = tool_input(response, self.tool_name)
@@ -239,6 +265,14 @@ class Conversation:
             raise LlmCallError(FailureClass.API_ERROR, f"{type(exc).__name__}: {exc}") from exc
         except Exception as exc:  # configuration, credentials: the run still goes on without the LLM
             raise LlmCallError(FailureClass.API_ERROR, f"{type(exc).__name__}: {exc}") from exc
+
+    def _priced(self, usage: TokenUsage, request: dict[str, Any]) -> TokenUsage:
+        """The call's usage with its cost at the model's price and the cache choice it was made with."""
+        cost = self.prices.cost(str(request.get("model", "")), usage)
+        update: dict[str, Any] = {"cost_usd": cost or 0.0, "unpriced_calls": int(cost is None)}
+        if self.cache is not None:
+            update |= {"cache_ttl": self.cache.label, "cache_reason": self.cache.reason}
+        return usage.model_copy(update=update)
 
     def _account(self, usage: TokenUsage, reservation: Reservation | None) -> None:
         record_tokens(self.phase, usage)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cronpilot.ai.client import LlmChoice, LlmConfigError, choose, make_client
+from cronpilot.ai.pricing import price_table
 from cronpilot.domain.strategies import (
     DeterministicPlanner,
     DeterministicSummarizer,
@@ -43,6 +44,7 @@ class _Pilot:
             "client_factory": lambda: make_client(choice.provider, self.runtime.settings),
             "usage_store": self.runtime.usage_ledger,
             "clock": self.runtime.clock,
+            "prices": price_table(self.runtime.settings.llm_prices),
         }
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cronpilot.ai.caching import CachePlan
 from cronpilot.ai.conversation import ModelStrategy, StrictAnswer
 from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import PLAN_TOOL, plan_request
 from cronpilot.dag import find_cycle, topological_waves
 from cronpilot.domain.strategies import PlanContext, PlanDecision, deterministic_plan
+from cronpilot.domain.templating import referenced_endpoints
 from cronpilot.models.job import Job
 from cronpilot.models.run import PlanRecord, PlanStep
 
@@ -31,8 +33,9 @@ class PlanAnswer(StrictAnswer):
 def validate_plan(job: Job, answer: PlanAnswer) -> list[PlanStep]:
     """The plan as steps, or LlmCallError naming every problem precisely (fed back on repair).
 
-    Declared dependencies are hard: a called endpoint's declared dependencies must be in the plan;
-    their edges are added by code, so the model cannot drop them.
+    Declared dependencies are hard: a called endpoint's declared dependencies (and the endpoints whose
+    extracted values it uses) must be in the plan; their edges are added by code, so the model cannot
+    drop them.
     """
     known = {e.id: e for e in job.endpoints}
     semantic: list[str] = []
@@ -73,7 +76,15 @@ def validate_plan(job: Job, answer: PlanAnswer) -> list[PlanStep]:
                     f"{step.endpoint_id!r} declares a dependency on {dep!r}: call {dep!r} too, or drop "
                     f"{step.endpoint_id!r}"
                 )
-        graph[step.endpoint_id] = [d for d in dict.fromkeys([*declared, *deps]) if d in planned]
+        # A step that uses another's extracted values runs after it, whatever the model proposed.
+        producers = referenced_endpoints(endpoint) if endpoint else []
+        for producer in producers:
+            if producer not in planned:
+                semantic.append(
+                    f"{step.endpoint_id!r} uses values extracted by {producer!r}: call {producer!r} too, "
+                    f"or drop {step.endpoint_id!r}"
+                )
+        graph[step.endpoint_id] = [d for d in dict.fromkeys([*declared, *producers, *deps]) if d in planned]
     if not semantic and not structural and (cycle := find_cycle(graph)):
         structural.append(f"dependency cycle {' -> '.join(cycle)}; remove one of these depends_on entries")
     if semantic:
@@ -91,7 +102,10 @@ class AiPlanner(ModelStrategy):
     decided_by: str = "ai"
 
     def request(self, job: Job, context: PlanContext) -> dict[str, Any]:
-        return plan_request(
+        return self.prepared(job, context)[0]
+
+    def prepared(self, job: Job, context: PlanContext) -> tuple[dict[str, Any], CachePlan]:
+        request = plan_request(
             job,
             model=self.model,
             max_tokens=PLAN_MAX_TOKENS,
@@ -99,6 +113,7 @@ class AiPlanner(ModelStrategy):
             history=context.history,
             endpoint_health=context.endpoint_health,
         )
+        return request, self.place_cache(request, job, context.run.scheduled_at)
 
     def plan(self, job: Job, context: PlanContext) -> PlanDecision:
         conversation = self.conversation(
@@ -109,7 +124,8 @@ class AiPlanner(ModelStrategy):
             answer = PlanAnswer.model_validate(value)
             return answer, validate_plan(job, answer)
 
-        outcome = conversation.run(self.request(job, context), parse)
+        request, cache = self.prepared(job, context)
+        outcome = conversation.run(request, parse, cache)
         if outcome.answer is not None:
             answer, steps = outcome.answer
             record = PlanRecord(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from cronpilot.ai.caching import CachePlan
 from cronpilot.ai.conversation import ModelStrategy, StrictAnswer
 from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import SUMMARY_TOOL, summary_request
@@ -89,8 +90,11 @@ class AiSummarizer(ModelStrategy):
     max_repairs: int = MAX_REPAIRS
 
     def request(self, job: Job, context: SummaryContext) -> dict[str, Any]:
+        return self.prepared(job, context)[0]
+
+    def prepared(self, job: Job, context: SummaryContext) -> tuple[dict[str, Any], CachePlan]:
         baseline = next_slot(job.schedule, after=context.now, previous=context.run.scheduled_at)
-        return summary_request(
+        request = summary_request(
             job,
             model=self.model,
             max_tokens=SUMMARY_MAX_TOKENS,
@@ -99,14 +103,15 @@ class AiSummarizer(ModelStrategy):
             now=context.now,
             baseline=baseline,
         )
+        return request, self.place_cache(request, job, context.run.scheduled_at)
 
     def propose(self, job: Job, context: SummaryContext) -> Proposal:
         conversation = self.conversation(
             phase="summarize", job=job, tool_name=SUMMARY_TOOL, run_tokens=context.run.tokens
         )
+        request, cache = self.prepared(job, context)
         outcome = conversation.run(
-            self.request(job, context),
-            lambda value: to_proposal(job, SummaryAnswer.model_validate(value), context.now),
+            request, lambda value: to_proposal(job, SummaryAnswer.model_validate(value), context.now), cache
         )
         if outcome.answer is not None:
             proposal = outcome.answer

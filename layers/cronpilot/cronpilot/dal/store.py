@@ -53,6 +53,10 @@ def _parse_job(job_doc: str) -> Job:
     return Job.model_validate_json(job_doc)
 
 
+# The job attributes of a pending replay (`cronpilot runs retry`).
+RETRY_REQUEST = ("retry_of", "retry_failed_only")
+
+
 def _job_from_item(item: dict[str, Any]) -> JobRecord:
     data = deserialize(item)
     lease = data.get("lease_expires_at")
@@ -74,6 +78,8 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
             if inflight is not None
             else None
         ),
+        retry_of=data.get("retry_of"),
+        retry_failed_only=bool(data.get("retry_failed_only", False)),
     )
     job = _parse_job(data["job_doc"])
     # The status attribute is authoritative: pauses (operator or AI pause-until) change it alone.
@@ -371,6 +377,30 @@ class Store:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def request_retry(
+        self, seen: JobRecord, *, run_id: str, failed_only: bool, reason: str, now: datetime
+    ) -> None:
+        """Make the job due now with a pending replay of `run_id`, which the next claim turns into a
+        run (trigger `retry`) under the job's overlap policy; ClaimConflict if the job moved meanwhile."""
+        update = (
+            _JobUpdate(seen.job_id)
+            .set("retry_of", run_id)
+            .set("retry_failed_only", failed_only)
+            .set("next_run_source", "retry")
+            .set("next_run_reason", reason)
+            .set("updated_at", to_iso(now))
+            .next_run(now)
+            .due(now)
+        )
+        condition_values: dict[str, Any] = {}
+        condition = self._seen_condition(seen, condition_values)
+        try:
+            self.client.update_item(**update.request(self.table_name, condition, condition_values))
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise ClaimConflict(f"job {seen.job_id!r} changed while the retry was requested") from exc
+            raise
+
     def _seen_condition(self, seen: JobRecord, values: dict[str, Any]) -> str:
         """The job is exactly as discovery saw it: same slot, same epoch, still active."""
         values[":seen_epoch"] = seen.state.epoch
@@ -408,6 +438,7 @@ class Store:
             .set("buffered", False)
             .next_run(next_run_at)
             .due(next_run_at)
+            .remove(*RETRY_REQUEST)  # a pending retry becomes this run
         )
         abandoned = seen.state.abandoned_runs(now)
         for run_id in abandoned:
@@ -458,6 +489,8 @@ class Store:
             .next_run(next_run_at)
             .due(next_run_at)
         )
+        if not buffer:
+            update.remove(*RETRY_REQUEST)  # a skipped retry is recorded (trigger `retry`) and dropped
         condition_values: dict[str, Any] = {}
         condition = self._seen_condition(seen, condition_values)
         self._transact(

@@ -149,6 +149,12 @@ class Discovery:
         trigger = "catch-up" if now - slot > CATCH_UP_AFTER else _trigger_of(state.next_run_source)
         concurrent = record.job.guardrails.allows_concurrent_runs
         run = RunRecord.claimed(record.job_id, slot, state.epoch + 1, trigger, now, concurrent=concurrent)
+        if state.retry_of is not None:  # a replay an operator asked for (the claim clears the request)
+            run.trigger, run.retry_of, run.retry_failed_only = (
+                "retry",
+                state.retry_of,
+                state.retry_failed_only,
+            )
         self.store.claim(
             record,
             run,
@@ -194,6 +200,7 @@ class Discovery:
             status=RunStatus.SKIPPED,
             epoch=record.state.epoch,
             trigger=_trigger_of(record.state.next_run_source),
+            retry_of=record.state.retry_of,
             claimed_at=now,
             finished_at=now,
             skip_reason=skip.reason,

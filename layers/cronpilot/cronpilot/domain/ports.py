@@ -56,6 +56,9 @@ class JobState:
     updated_at: datetime | None = None
     # Concurrent runs (overlap `allow`) and their own leases; None until the first concurrent claim.
     inflight: dict[str, datetime] | None = None
+    # A replay requested by an operator (`runs retry`): the next claim creates it and clears these.
+    retry_of: str | None = None
+    retry_failed_only: bool = False
 
     def lease_live(self, now: datetime) -> bool:
         return self.lease_expires_at is not None and self.lease_expires_at > now
@@ -127,6 +130,9 @@ class JobStore(Protocol):
         reason: str,
         paused_until: datetime | None,
         now: datetime,
+    ) -> None: ...
+    def request_retry(
+        self, seen: JobRecord, *, run_id: str, failed_only: bool, reason: str, now: datetime
     ) -> None: ...
     def due_shards(self) -> list[str]: ...
     def query_due(self, shard: str, now: datetime, page_size: int = 200) -> Iterator[DuePage]: ...

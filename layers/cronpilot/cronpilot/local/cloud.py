@@ -19,7 +19,6 @@ import traceback
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -399,9 +398,3 @@ class LocalCloud:
             except sfn.exceptions.ExecutionDoesNotExist:
                 continue
         raise LookupError(f"no execution named {run_id}")
-
-
-@contextmanager
-def local_cloud(clock: Clock, **kwargs: Any) -> Iterator[LocalCloud]:
-    with LocalCloud(clock, **kwargs) as cloud:
-        yield cloud

@@ -118,7 +118,8 @@ def _run_entry(store: Store, cloud: LocalCloud, run: RunRecord) -> dict[str, Any
         }
         if run.next_run
         else None,
-        "tokens": run.tokens.model_dump(),
+        "tokens": run.tokens.counts(),
+        "ai_spend": run.tokens.spend(),
         "llm_failures": [f.model_dump() for f in run.llm_failures],
     }
 

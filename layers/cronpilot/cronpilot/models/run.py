@@ -54,10 +54,19 @@ class StepStatus(StrEnum):
 
 
 class TokenUsage(Model):
-    input: int = 0
+    """What a run's (or a phase's) model calls used and cost. Sums with `+` as the phases add up."""
+
+    input: int = 0  # uncached input tokens
     output: int = 0
     cache_read: int = 0
     cache_write: int = 0
+    cache_write_1h: int = 0  # the part of cache_write written with the 1-hour TTL (priced 2x, not 1.25x)
+    calls: int = 0  # model calls made
+    reuses: int = 0  # model calls avoided by reusing a standing decision
+    cost_usd: float = 0.0  # at the configured prices of the model each call used
+    unpriced_calls: int = 0  # calls to a model with no configured price (not in cost_usd)
+    cache_ttl: str | None = None  # the prompt-cache choice of the last call: "5m", "1h" or "none"
+    cache_reason: str | None = None  # why that choice
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
@@ -65,11 +74,49 @@ class TokenUsage(Model):
             output=self.output + other.output,
             cache_read=self.cache_read + other.cache_read,
             cache_write=self.cache_write + other.cache_write,
+            cache_write_1h=self.cache_write_1h + other.cache_write_1h,
+            calls=self.calls + other.calls,
+            reuses=self.reuses + other.reuses,
+            cost_usd=self.cost_usd + other.cost_usd,
+            unpriced_calls=self.unpriced_calls + other.unpriced_calls,
+            cache_ttl=other.cache_ttl or self.cache_ttl,
+            cache_reason=other.cache_reason or self.cache_reason,
         )
 
     @property
     def total(self) -> int:
         return self.input + self.output + self.cache_read + self.cache_write
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input + self.cache_read + self.cache_write
+
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        """The share of prompt tokens read from the cache; None without any prompt."""
+        return self.cache_read / self.prompt_tokens if self.prompt_tokens else None
+
+    def spend(self) -> dict[str, Any]:
+        """What the AI cost and saved, for reports and --output json."""
+        ratio = self.cache_hit_ratio
+        return {
+            "model_calls": self.calls,
+            "calls_avoided_by_reuse": self.reuses,
+            "cost_usd": round(self.cost_usd, 6),
+            "unpriced_calls": self.unpriced_calls,
+            "cache_hit_ratio": round(ratio, 4) if ratio is not None else None,
+            "cache_ttl": self.cache_ttl,
+            "cache_reason": self.cache_reason,
+        }
+
+    def counts(self) -> dict[str, int]:
+        """The four token kinds the API reports (what budgets and the daily ledger count)."""
+        return {
+            "input": self.input,
+            "output": self.output,
+            "cache_read": self.cache_read,
+            "cache_write": self.cache_write,
+        }
 
 
 class PlanStep(Model):
@@ -101,6 +148,22 @@ class StepResult(Model):
     body_truncated: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    error_kind: str | None = None  # e.g. assertion, template, signing, http-status, timeout, egress-denied
+    # Values extracted for later steps (kept here only, never in state payloads), why any are missing,
+    # and which ones the endpoint marks safe to show to people and the AI.
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    output_problems: dict[str, str] = Field(default_factory=dict)
+    outputs_shown: list[str] = Field(default_factory=list)
+    reused_from: str | None = None  # a replay reused this result from the original run
+
+    def shown_outputs(self) -> dict[str, Any]:
+        return {name: self.outputs[name] for name in self.outputs_shown if name in self.outputs}
+
+    def for_display(self) -> StepResult:
+        """The result as people see it: values not marked safe to show are replaced by '[hidden]'."""
+        shown = set(self.outputs_shown)
+        outputs = {name: value if name in shown else "[hidden]" for name, value in self.outputs.items()}
+        return self.model_copy(update={"outputs": outputs})
 
 
 class NextRunDecision(Model):
@@ -136,6 +199,8 @@ class RunRecord(Model):
     skip_reason: str | None = None
     error: str | None = None
     llm_failures: list[LlmFailure] = Field(default_factory=list)
+    retry_of: str | None = None  # the run this replay re-executes (trigger `retry`)
+    retry_failed_only: bool = False  # reuse the original's succeeded steps, re-execute the rest
 
     @classmethod
     def claimed(
