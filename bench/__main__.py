@@ -18,6 +18,7 @@ SUITES = [
     "bench.executor",
     "bench.ai",
     "bench.infra",
+    "bench.cost",
     "bench.workflows",
 ]
 

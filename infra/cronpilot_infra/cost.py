@@ -284,3 +284,97 @@ def cost_per_million_runs(
 
 def total(lines: list[CostLine]) -> float:
     return sum(line.usd_per_million_runs for line in lines)
+
+
+# ----------------------------------------------------------------------- DynamoDB, call by call
+
+
+@dataclass(frozen=True)
+class ItemSizes:
+    """The worked example's item sizes, in started KB (DynamoDB bills writes per 1 KB, reads per 4 KB)."""
+
+    job_kb: int = 2  # the job document with its schedule state and lease
+    run_kb: int = 1  # the run record as claimed
+    planned_run_kb: int = 2  # with its plan (and, when finished, its outcome)
+    step_result_kb: int = 1
+    due_entry_kb: int = 2  # the job's entry in the due index: the whole item while it projects ALL
+
+
+@dataclass(frozen=True)
+class ModelledCall:
+    function: str  # functions/ folder name
+    operation: str
+    write_units: float = 0.0
+    read_units: float = 0.0
+    why: str = ""
+
+
+def dynamo_calls_per_run(
+    waves: int, steps: int, sizes: ItemSizes | None = None, *, origins: int = 1
+) -> list[ModelledCall]:
+    """Every DynamoDB request one successful run makes, with its billed units (on-demand): a write is
+    1 unit per KB (2 in a transaction, ConditionCheck included; index writes are plain writes, 2 when
+    the index key moves); a strongly consistent read 1 unit per 4 KB, an eventually consistent one
+    half. `steps` spread evenly over `waves`; every step after the first wave depends on one step of
+    the wave before. tests/infra/test_cost_model.py checks this list against local mode's meter."""
+    s = sizes or ItemSizes()
+    dependent_steps = steps - steps // waves if waves > 1 else 0
+    calls = [
+        ModelledCall(
+            "discovery",
+            "transact_write_items",
+            write_units=2 * s.job_kb + 2 * s.run_kb + 2 * s.due_entry_kb,
+            why="claim: job update (lease, epoch, next slot) + run put; the due entry moves (delete + put)",
+        ),
+        ModelledCall("planner", "get_item", read_units=1, why="the job"),
+        ModelledCall("planner", "get_item", read_units=1, why="the run, fenced by its epoch"),
+        ModelledCall("planner", "query", read_units=0.5, why="recent runs (history for the plan)"),
+        *[
+            ModelledCall("planner", "get_item", read_units=1, why="endpoint health of one origin")
+            for _ in range(origins)
+        ],
+        ModelledCall(
+            "planner",
+            "transact_write_items",
+            write_units=2 * s.job_kb + 2 * s.planned_run_kb,
+            why="the plan: epoch fence (ConditionCheck on the job) + run put",
+        ),
+    ]
+    for n in range(steps):
+        dependencies = 1 if n >= steps - dependent_steps else 0
+        calls += [
+            ModelledCall("executor", "put_item", write_units=1, why="idempotency record IN_PROGRESS"),
+            ModelledCall(
+                "executor",
+                "batch_get_item",
+                read_units=2 + dependencies,
+                why="the job, the step's own result (a retry's) and its dependencies' results",
+            ),
+            ModelledCall("executor", "get_item", read_units=1, why="circuit breaker state of the origin"),
+            ModelledCall(
+                "executor",
+                "transact_write_items",
+                write_units=2 * s.job_kb + 2 * s.step_result_kb,
+                why="the result: epoch fence (ConditionCheck on the job) + result put",
+            ),
+            ModelledCall("executor", "update_item", write_units=1, why="idempotency record COMPLETED"),
+        ]
+    calls += [
+        ModelledCall("summarizer", "get_item", read_units=1, why="the job"),
+        ModelledCall("summarizer", "get_item", read_units=1, why="the run, fenced by its epoch"),
+        ModelledCall("summarizer", "query", read_units=1, why="the step results"),
+        ModelledCall(
+            "summarizer",
+            "transact_write_items",
+            write_units=2 * s.job_kb + 2 * s.planned_run_kb + s.due_entry_kb,
+            why="finish: job update (release, next run) + run put; the due entry is rewritten in place",
+        ),
+    ]
+    return calls
+
+
+def dynamo_usage_per_run(waves: int, steps: int, sizes: ItemSizes | None = None) -> DynamoUsage:
+    calls = dynamo_calls_per_run(waves, steps, sizes)
+    return DynamoUsage(
+        write_units=sum(c.write_units for c in calls), read_units=sum(c.read_units for c in calls)
+    )

@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import copy
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cronpilot.clock import AcceleratedClock
+from cronpilot.dal.schema import all_due_shards
+from cronpilot.local.cloud import LocalCloud
+from cronpilot.local.demo_server import DemoServer
+from cronpilot.local.moto_patches import DynamoCall
+from cronpilot.local.runner import apply_jobs, next_tick_time
+from cronpilot.models.job import Job
+from cronpilot.models.run import RunStatus
+from cronpilot.runtime import get_runtime
 from cronpilot_infra import cost
 from cronpilot_infra.cost import (
     DynamoUsage,
     WorkedExample,
     cost_per_million_runs,
     deployed_machines,
+    dynamo_calls_per_run,
+    dynamo_usage_per_run,
     invocations_per_run,
     total,
     transitions_per_run,
 )
 
+from tests.e2e.conftest import START
 from tests.infra.conftest import functions_by_name
+from tests.support.factories import make_job
 
 SOME_DYNAMO = DynamoUsage(write_units=40, read_units=12)
 
@@ -110,3 +124,72 @@ def test_deploy_guide_states_the_counted_formula_and_example(repo_root: Path) ->
     assert example is not None
     assert int(example.group(1)) == transitions_per_run(2, 4)
     assert float(example.group(2)) == pytest.approx(transitions_per_run(2, 4) * 25.0)
+
+
+# ------------------------------------------------------------- DynamoDB: the model against the meter
+
+
+def _worked_example(base_url: str) -> Job:
+    """docs/deploy.md's worked example: 4 endpoints in 2 waves, on one origin."""
+    return make_job(
+        "worked",
+        schedule={"rate": "10m"},
+        endpoints=[
+            {"id": "orders", "url": f"{base_url}/inventory"},
+            {"id": "stock", "url": f"{base_url}/inventory"},
+            {"id": "invoice", "url": f"{base_url}/inventory", "depends_on": ["orders"]},
+            {"id": "reorder", "url": f"{base_url}/inventory", "depends_on": ["stock"]},
+        ],
+    )
+
+
+def counted_dynamo_calls() -> tuple[list[DynamoCall], int]:
+    """The worked example run once in local mode, every DynamoDB request metered; with the number of
+    the tick's due-index queries (one per shard, paid per tick whatever it finds)."""
+    with DemoServer() as target:
+        clock = AcceleratedClock(START)
+        with LocalCloud(
+            clock,
+            egress_allowed_cidrs="127.0.0.0/8",
+            egress_allowed_ports=f"80,443,{target.port}",
+            meter=True,
+        ) as cloud:
+            store = get_runtime().store
+            apply_jobs(store, [_worked_example(target.base_url)], clock.now())
+            clock.jump_to(next_tick_time(store, clock.now()))
+            assert cloud.dynamo_meter is not None
+            cloud.dynamo_meter.clear()
+            cloud.tick()
+            cloud.wait_idle()
+            [run] = store.list_runs("worked")[0]
+            assert run.status == RunStatus.SUCCEEDED, run.error
+            calls = [c for c in cloud.dynamo_meter.calls if c.function]  # not the test's own reads
+    return calls, len(all_due_shards())
+
+
+def _key(function: str, operation: str, writes: float, reads: float) -> tuple[str, str, float, float]:
+    return (function.removeprefix("cronpilot-local-").replace("-", "_"), operation, writes, reads)
+
+
+def test_the_model_counts_every_dynamodb_request_a_run_makes() -> None:
+    # Given the worked example run once in local mode with every DynamoDB request metered
+    counted, shards = counted_dynamo_calls()
+    # When the tick's due-index queries (one per shard, per tick not per run) are set aside
+    tick_queries = [c for c in counted if c.function.endswith("discovery") and c.operation == "query"]
+    assert len(tick_queries) == shards
+    per_run = Counter(
+        _key(c.function, c.operation, c.write_units + c.index_write_units, c.read_units)
+        for c in counted
+        if c not in tick_queries
+    )
+    # Then the model names exactly those requests, function by function, with the same units
+    modelled = Counter(
+        _key(c.function, c.operation, c.write_units, c.read_units) for c in dynamo_calls_per_run(2, 4)
+    )
+    assert per_run == modelled, {
+        "counted, not modelled": per_run - modelled,
+        "modelled, not counted": modelled - per_run,
+    }
+    usage = dynamo_usage_per_run(2, 4)
+    assert usage.write_units == sum(c.write_units + c.index_write_units for c in counted)
+    assert usage.read_units == sum(c.read_units for c in counted if c not in tick_queries)

@@ -30,9 +30,12 @@ from cronpilot import runtime
 from cronpilot.clock import Clock, to_iso
 from cronpilot.dal import schema
 from cronpilot.local.moto_patches import (
+    DynamoMeter,
     cache_interpreter_setup,
     cache_request_routing,
     keep_states_errors_out_of_map_iterations,
+    meter_dynamodb,
+    running_function,
     serialize_dynamodb_writes,
 )
 
@@ -123,10 +126,13 @@ class LocalCloud:
         egress_allowed_ports: str = "80,443",
         extra_env: dict[str, str] | None = None,
         reserved_concurrency: dict[str, int] | None = None,
+        meter: bool = False,
     ) -> None:
         self.clock = clock
         # put_function_concurrency per function, as the stack reserves it; the seam enforces it
         self.reserved_concurrency = dict(reserved_concurrency or {})
+        # what each DynamoDB request would be billed (the cost model's counted calls); off by default
+        self.dynamo_meter: DynamoMeter | None = DynamoMeter() if meter else None
         self.env = {
             "AWS_DEFAULT_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "local",
@@ -173,6 +179,8 @@ class LocalCloud:
         self._undo.append(cache_interpreter_setup())
         self._undo.append(cache_request_routing())
         self._undo.append(keep_states_errors_out_of_map_iterations())
+        if self.dynamo_meter is not None:
+            self._undo.append(meter_dynamodb(self.dynamo_meter))
         self._create_resources()
         for key, value in (
             ("STATE_MACHINE_ARN", self.state_machine_arn),
@@ -247,6 +255,8 @@ class LocalCloud:
         context = LambdaContext(
             function_name=name, aws_request_id=str(uuid.uuid4()), invoked_function_arn=function_arn(name)
         )
+        outer = getattr(running_function, "name", "")
+        running_function.name = name
         try:
             result = self._handlers[name](event, context)
         except Exception as exc:  # Lambda's Unhandled error envelope, so Retry/Catch behave as on AWS
@@ -257,6 +267,8 @@ class LocalCloud:
                 "stackTrace": traceback.format_tb(exc.__traceback__)[-3:],
             }
             return json.dumps(envelope).encode()
+        finally:
+            running_function.name = outer
         return json.dumps(result, default=str).encode()
 
     def replace_handler(self, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> Callable[..., Any]:
