@@ -117,13 +117,29 @@ def test_express_billed_seconds_round_up_to_100_ms() -> None:
     assert cost.express_billed_seconds(example, transitions=10) == pytest.approx(1.7)
 
 
-def test_deploy_guide_states_the_counted_formula_and_example(repo_root: Path) -> None:
+def test_deploy_guide_states_the_computed_formula_and_worked_example(
+    repo_root: Path, template_json: dict[str, Any]
+) -> None:
     guide = (repo_root / "docs" / "deploy.md").read_text()
     assert "`n + w + 4`" in guide
-    example = re.search(r"\| Step Functions \| (\d+) transitions \| \$([\d.]+) \|", guide)
+    # The worked example's table is what the model computes from the ASL, this template and the
+    # DynamoDB calls (the model equals local mode's count: the test below)
+    dynamo = dynamo_usage_per_run(2, 4)
+    example = re.search(r"\| Step Functions \| (\d+) transitions: \$([\d.]+) \|", guide)
     assert example is not None
     assert int(example.group(1)) == transitions_per_run(2, 4)
     assert float(example.group(2)) == pytest.approx(transitions_per_run(2, 4) * 25.0)
+    writes = re.search(r"\| DynamoDB writes \(counted\) \| ([\d.]+) WRU: \$([\d.]+) \|", guide)
+    assert writes is not None
+    assert float(writes.group(1)) == dynamo.write_units
+    totals = re.search(
+        r"\| \*\*total without an LLM\*\* \| \*\*\$([\d.]+)\*\* \| \*\*\$([\d.]+)\*\* \|", guide
+    )
+    assert totals is not None
+    for kind, stated in zip(("standard", "express"), totals.groups(), strict=True):
+        assert float(stated) == pytest.approx(
+            total(cost_per_million_runs(kind, template_json, dynamo)), abs=0.005
+        )
 
 
 # ------------------------------------------------------------- DynamoDB: the model against the meter
