@@ -15,10 +15,14 @@ from cronpilot.runtime import get_runtime
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     tick = ScheduledEvent.model_validate(event)
     runtime = get_runtime()
-    discovery = Discovery(
-        runtime.store, runtime.starter, runtime.clock, context.aws_request_id, runtime.run_budgeter
-    )
-    result = discovery.tick()
+    result = Discovery(
+        runtime.store,
+        runtime.starter,
+        runtime.clock,
+        owner=context.aws_request_id,
+        notices=runtime.notice_queue,
+        budget=runtime.run_budgeter,
+    ).tick()
     logger.info(
         "discovery tick",
         tick_time=tick.time.isoformat(),

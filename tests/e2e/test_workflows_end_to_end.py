@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from cronpilot.cli import app
 from cronpilot.clock import AcceleratedClock
 from cronpilot.dal.store import Store
 from cronpilot.local.cloud import REGION, LocalCloud
@@ -18,9 +19,10 @@ from cronpilot.runtime import get_runtime
 from cronpilot.safehttp.signing import generate_key
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
+from typer.testing import CliRunner
 
 from tests.integration.http_servers import LoopbackHTTPServer, RecordedRequest, Reply
-from tests.support.factories import make_job
+from tests.support.factories import endpoint, job_doc, make_job
 
 TOKEN = "tok-2f7c1e9a5b"
 
@@ -249,3 +251,23 @@ def test_signed_requests_verify_with_the_standard_webhooks_package_including_a_r
     # A tampered body no longer verifies with either key
     with pytest.raises(WebhookVerificationError):
         Webhook(current).verify(signed.body + b" ", signed.headers, json_parse=False)
+
+
+def test_cronpilot_validate_reports_a_reference_error_in_one_line_with_exit_code_1(tmp_path):
+    login = endpoint("login", extract={"token": "access_token"})
+    path = tmp_path / "job.json"
+    path.write_text(
+        json.dumps(
+            job_doc(
+                endpoints=[
+                    login,
+                    endpoint("use", headers={"X": "{{ steps.login.tokn }}"}, depends_on=["login"]),
+                ]
+            )
+        )
+    )
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert str(path) in result.output
+    assert "{{ steps.login.tokn }}: endpoint 'login' extracts no 'tokn'" in result.output

@@ -30,6 +30,7 @@ from cronpilot.domain.ports import (
 )
 from cronpilot.models.health import CircuitState, Health
 from cronpilot.models.job import Job, JobStatus
+from cronpilot.models.notify import Delivery, Notice
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, TokenUsage, parse_run_id
 
 
@@ -310,6 +311,12 @@ class InMemoryStore:
             self.due_at[run.job_id] = (pause_until or next_run_at) if index_due else None
             self.runs[run.run_id] = copy.deepcopy(run)
 
+    def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None:
+        with self._lock:
+            if run_id not in self.runs:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            self.runs[run_id].notifications += deliveries
+
     # -------------------------------------------------------------- helpers
 
     @staticmethod
@@ -429,6 +436,16 @@ class InMemoryUsageLedger:
 
     def today(self, job_id: str, now: datetime) -> TokenUsage:
         return self.used.get((job_id, now.astimezone(UTC).date().isoformat()), TokenUsage())
+
+
+@dataclass
+class RecordingNoticeQueue:
+    """The NoticeQueue port: keeps what was enqueued."""
+
+    notices: list[Notice] = field(default_factory=list)
+
+    def enqueue(self, notices: list[Notice]) -> None:
+        self.notices += notices
 
 
 @dataclass

@@ -228,3 +228,50 @@ def test_a_job_with_every_new_field_survives_its_stored_form():
     assert Job.model_validate_json(job.model_dump_json()) == job
     assert Job.model_validate(json.loads(json.dumps(job.model_dump(mode="json")))) == job
     assert "expect" in json.dumps(Job.model_json_schema())
+
+
+def test_the_pipeline_example_is_valid(repo_root):
+    job = load_job_file(repo_root / "examples" / "payments-pipeline.yaml")
+    assert job.endpoint("settle").depends_on == ("pending",)
+    assert job.signing is not None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_no_value_moves_a_request_off_its_registered_host(seed):
+    # Any text a server could return, URL-encoded into the path and query, leaves scheme, host and port as
+    # registered (the egress policy then checks the same host it would check without templates).
+    import random
+    from urllib.parse import urlsplit
+
+    from cronpilot.domain.templating import render
+    from cronpilot.models.job import Endpoint
+
+    rng = random.Random(seed)
+    alphabet = "/?#@:.%&=\\ \t\r\n[]!$'()*+,;~-_aZ0é\x00"
+    consumer = Endpoint.model_validate(
+        {"id": "use", "url": "https://api.example.com:8443/items/{{ steps.a.v }}?q={{ steps.a.w }}#f"}
+    )
+    for _ in range(200):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        if value in (".", ".."):
+            continue
+        url = render(consumer, lambda ref, value=value: value).url
+        parts = urlsplit(url)
+        assert (parts.scheme, parts.hostname, parts.port) == ("https", "api.example.com", 8443)
+        assert url.startswith("https://api.example.com:8443/items/")
+        assert url.endswith("#f")
+
+
+def test_a_url_taken_from_a_value_cannot_carry_stored_secrets(tmp_path):
+    message = problems(
+        tmp_path,
+        endpoint("login", extract={"base": "instance_url"}),
+        endpoint(
+            "use",
+            "{{ steps.login.base }}/x",
+            depends_on=["login"],
+            headers={"X-Api-Key": {"secret": "cronpilot/dev/key"}},
+        ),
+    )
+    assert "endpoints[1:use]" in message
+    assert "cannot send secret headers (x-api-key): use a token an earlier step extracted" in message

@@ -135,3 +135,8 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
     )
     for failure in run.llm_failures:
         console.print(f"LLM {failure.phase} fell back: {failure.failure_class}: {failure.detail}")
+    for delivery in run.notifications:
+        console.print(
+            f"notified {delivery.event} to {delivery.target}: {delivery.status} "
+            f"after {delivery.attempts} attempt(s)" + (f" ({delivery.error})" if delivery.error else "")
+        )

@@ -43,6 +43,7 @@ def runs_list(
                     "scheduled_at": iso(r.scheduled_at),
                     "status": r.status,
                     "trigger": r.trigger,
+                    "retry_of": r.retry_of,
                     "skip_reason": r.skip_reason,
                     "steps": r.step_counts,
                     "next_run": r.next_run.model_dump(mode="json") if r.next_run else None,

@@ -35,6 +35,7 @@ from cronpilot.domain.ports import (
     StoreError,
 )
 from cronpilot.models.job import Job, JobStatus
+from cronpilot.models.notify import Delivery
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, parse_run_id
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
 
 def _run_to_item(run: RunRecord) -> dict[str, Any]:
     job_id, stamp = parse_run_id(run.run_id)
-    doc = run.model_dump(mode="json")
+    doc = run.model_dump(mode="json", exclude={"notifications"})
     item = {
         **schema.run_key(job_id, stamp),
         "kind": "run",
@@ -118,6 +119,8 @@ def _run_from_item(item: dict[str, Any]) -> RunRecord:
         run.status = RunStatus.ABANDONED
         run.finished_at = from_iso(data["abandoned_at"])
         run.error = data.get("abandoned_reason")
+    # Deliveries are appended beside the document by the notify function (never a fenced write).
+    run.notifications = [Delivery.model_validate_json(entry) for entry in data.get("notifications") or []]
     return run
 
 
@@ -532,7 +535,7 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :run)",
-            "ExpressionAttributeValues": serialize({":pk": f"job#{job_id}", ":run": "run#"}),
+            "ExpressionAttributeValues": serialize({":pk": schema.job_partition(job_id), ":run": "run#"}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
@@ -580,7 +583,7 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :step)",
-            "ExpressionAttributeValues": serialize({":pk": f"run#{run_id}", ":step": "step#"}),
+            "ExpressionAttributeValues": serialize({":pk": schema.run_partition(run_id), ":step": "step#"}),
             "ConsistentRead": True,
         }
         while True:
@@ -632,6 +635,24 @@ class Store:
             update.release_run(run.run_id)
         job_update = update.request(self.table_name, "epoch = :fence_epoch", {":fence_epoch": run.epoch})
         self._transact([{"Update": job_update}, put])
+
+    def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None:
+        """Append deliveries to the run they are about (after it ended: not fenced)."""
+        job_id, stamp = parse_run_id(run_id)
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=serialize(schema.run_key(job_id, stamp)),
+                UpdateExpression="SET notifications = list_append(if_not_exists(notifications, :none), :new)",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues=serialize(
+                    {":none": [], ":new": [d.model_dump_json() for d in deliveries]}
+                ),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise RunNotFound(f"no run with id {run_id!r}") from exc
+            raise
 
     # -------------------------------------------------------------- helpers
 

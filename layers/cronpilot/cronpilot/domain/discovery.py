@@ -14,16 +14,19 @@ from typing import Any
 
 from cronpilot.clock import Clock
 from cronpilot.domain.budget import RunBudgeter
+from cronpilot.domain.notifications import enqueue, missed_notices
 from cronpilot.domain.ports import (
     ClaimConflict,
     ExecutionStarter,
     JobRecord,
     JobStore,
     LeaseLost,
+    NoticeQueue,
     StartFailed,
 )
 from cronpilot.domain.scheduling import first_run_at, next_slot, with_jitter
 from cronpilot.models.job import JobStatus, OverlapPolicy
+from cronpilot.models.notify import Notice
 from cronpilot.models.run import RunRecord, RunStatus, make_run_id
 from cronpilot.observability import record_discovery
 
@@ -67,17 +70,21 @@ class Discovery:
         clock: Clock,
         owner: str,
         budget: RunBudgeter | None = None,
+        notices: NoticeQueue | None = None,
     ) -> None:
         self.store = store
         self.starter = starter
         self.budget = budget or RunBudgeter()  # the deployment's model settings (runtime.run_budgeter)
         self.clock = clock
         self.owner = owner
+        self.notices = notices
+        self._missed: list[Notice] = []  # slots skipped as too late this tick: `missed` notifications
         self._random = random.Random(owner)  # noqa: S311 - spreading work, not secrecy
 
     def tick(self) -> DiscoveryResult:
         now = self.clock.now()
         result = DiscoveryResult()
+        self._missed = []
         shards = self.store.due_shards()
         self._random.shuffle(shards)
         for shard in shards:
@@ -85,6 +92,8 @@ class Discovery:
                 if not self._sweep(shard, now, result):
                     break
         record_discovery(result)
+        if self.notices is not None:
+            enqueue(self.notices, self._missed)
         return result
 
     def _sweep(self, shard: str, now: datetime, result: DiscoveryResult) -> bool:
@@ -215,6 +224,8 @@ class Discovery:
             buffer=skip.buffer or record.state.buffered,
         )
         result.skipped.append((skipped.run_id, skip.reason))
+        if skip.reason == "too-late":
+            self._missed += missed_notices(record.job, skipped, now)
 
     def _resume_if_pause_ended(self, record: JobRecord, now: datetime, result: DiscoveryResult) -> None:
         until = record.state.paused_until

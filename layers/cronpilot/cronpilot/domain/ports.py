@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from cronpilot.domain.budget import RunBudget
     from cronpilot.models.health import Health
-    from cronpilot.models.job import Job, JobStatus
+    from cronpilot.models.job import Job, JobStatus, SecretRef
+    from cronpilot.models.notify import Delivery, Notice
     from cronpilot.models.run import RunRecord, StepResult, TokenUsage
 
 
@@ -183,6 +184,7 @@ class JobStore(Protocol):
         index_due: bool = True,
         latest: bool = True,
     ) -> None: ...
+    def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,12 @@ class HealthStore(Protocol):
     def release_probe(self, origin: str, probe_id: str, now: datetime) -> None: ...
 
 
+class NoticeQueue(Protocol):
+    """Hands notices to the notify function without waiting for their delivery."""
+
+    def enqueue(self, notices: list[Notice]) -> None: ...
+
+
 class ExecutionStarter(Protocol):
     """Starts a run's execution on the state machine type its budget fits (Express or Standard), with
     the budget's task limits in the input; the run id is the execution name. Express does not dedupe
@@ -224,3 +232,34 @@ class ExecutionStarter(Protocol):
     Raises StartFailed when the service refuses."""
 
     def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]: ...
+
+
+# What `cronpilot doctor` learns about a deployed secret: readable by the executor, or why not.
+SecretState = Literal["readable", "missing", "customer-key", "no-json-key", "unreadable"]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployed stack as its outputs describe it."""
+
+    stack: str
+    table: str
+    state_machine_arns: tuple[str, ...]
+    alarm_topic_arn: str | None
+    anthropic_secret_arn: str | None
+    job_secret_prefix: str
+    tick_minutes: int
+    metrics_service: str
+
+
+class DeploymentProbe(Protocol):
+    """Read-only questions `cronpilot doctor` asks about a deployment (AWS, or moto in tests)."""
+
+    deployment: Deployment
+
+    def table_exists(self) -> bool: ...
+    def state_machine_exists(self, arn: str) -> bool: ...
+    def last_tick(self, since: datetime, now: datetime) -> datetime | None: ...
+    def confirmed_subscriptions(self) -> int: ...
+    def anthropic_key_set(self) -> bool: ...
+    def secret_state(self, ref: SecretRef) -> SecretState: ...

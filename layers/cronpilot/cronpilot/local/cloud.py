@@ -44,7 +44,7 @@ ACCOUNT = "123456789012"
 TABLE_NAME = "cronpilot-local"
 STATE_MACHINE_NAME = "cronpilot-local-run"
 EXPRESS_STATE_MACHINE_NAME = "cronpilot-local-run-express"
-FUNCTIONS = ("discovery", "planner", "executor", "summarizer", "finalize_failure")
+FUNCTIONS = ("discovery", "planner", "executor", "summarizer", "finalize_failure", "notify")
 ASL_PATH = Path(__file__).resolve().parent.parent / "asl" / "run_job.asl.json"
 FUNCTIONS_DIR = Path(__file__).resolve().parents[4] / "functions"
 ASL_SUBSTITUTIONS = {
@@ -138,6 +138,7 @@ class LocalCloud:
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "TABLE_NAME": TABLE_NAME,
+            "NOTIFY_FUNCTION_NAME": function_name("notify"),
             "EGRESS_ALLOWED_CIDRS": egress_allowed_cidrs,
             "EGRESS_ALLOWED_PORTS": egress_allowed_ports,
             "POWERTOOLS_SERVICE_NAME": "cronpilot",

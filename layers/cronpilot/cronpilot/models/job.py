@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cronpilot.cron import CronExpression, parse_timezone
 from cronpilot.durations import Duration
+from cronpilot.models.notify import MAX_RULES, NotifyRule
 from cronpilot.models.workflow import (
     MAX_EXTRACTS_PER_JOB,
     REFERENCE_FORM,
@@ -194,6 +195,13 @@ class Endpoint(Strict):
     @model_validator(mode="after")
     def _references_well_placed(self) -> Self:
         _, problems = request_references(self.url, self.headers, self.body)
+        if starts_with_reference(self.url) and self.secret_header_names():
+            # The host comes from a response: a stored credential must never follow it there.
+            problems.append(
+                "headers: an endpoint whose URL starts with a reference cannot send secret headers "
+                f"({', '.join(sorted(self.secret_header_names()))}): use a token an earlier step extracted, "
+                "or register the host in the URL"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -256,6 +264,7 @@ class Job(Strict):
     status: JobStatus = JobStatus.ACTIVE
     llm: LlmSettings = Field(default_factory=LlmSettings)
     signing: SigningSpec | None = None  # signs every endpoint's requests unless the endpoint sets its own
+    notify: tuple[NotifyRule, ...] = Field(default=(), max_length=MAX_RULES)
 
     @field_validator("endpoints")
     @classmethod

@@ -8,6 +8,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cronpilot.models.notify import Delivery
+
 RUN_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
@@ -199,6 +201,8 @@ class RunRecord(Model):
     skip_reason: str | None = None
     error: str | None = None
     llm_failures: list[LlmFailure] = Field(default_factory=list)
+    # Notifications about this run (or the slot it skipped), as the notify function delivered them.
+    notifications: list[Delivery] = Field(default_factory=list)
     retry_of: str | None = None  # the run this replay re-executes (trigger `retry`)
     retry_failed_only: bool = False  # reuse the original's succeeded steps, re-execute the rest
 
