@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from cronpilot.domain.budget import RunBudget, RunLimits, run_budget
+from cronpilot.local.cloud import LocalCloud
 from cronpilot.local.runner import apply_jobs, tick_until
 from cronpilot.models.job import Job
 from cronpilot.models.run import RunStatus
@@ -96,3 +97,49 @@ def test_an_express_step_that_overruns_its_limit_times_out_into_the_catch(cloud,
     assert run.status == RunStatus.FAILED
     assert "States.Timeout" in (run.error or "")
     assert store.get_job("hangs").state.lease_owner is None
+
+
+def test_an_express_run_that_dies_silently_is_abandoned_by_the_next_claim_after_its_lease(target, clock):
+    # Given Express's wall at 2 s (5 minutes on AWS) and a planner whose first call hangs past it,
+    # under a plan limit too long for the Catch to come first
+    with LocalCloud(
+        clock,
+        egress_allowed_cidrs="127.0.0.0/8",
+        egress_allowed_ports=f"80,443,{target.port}",
+        express_limit_seconds=2,
+    ) as cloud:
+        get_runtime().__dict__["run_budgeter"] = lambda job: RunBudget(
+            limits=RunLimits(60, 40, 30), worst_case=timedelta(seconds=150)
+        )
+        real_planner = cloud.replace_handler("planner", lambda event, context: None)
+        calls = []
+
+        def hang_once(event: dict[str, Any], context: Any) -> Any:
+            calls.append(event["run_id"])
+            if len(calls) == 1:
+                time.sleep(4)
+                raise RuntimeError("too late: the execution already ended")
+            return real_planner(event, context)
+
+        cloud.replace_handler("planner", hang_once)
+        store = get_runtime().store
+        apply_jobs(store, [_job("silent", target)], clock.now())
+        # When the first run's execution hits the wall: no Catch, no event, the run stays claimed
+        tick_until(cloud, clock, store, ticks=1)
+        [first] = store.list_runs("silent")[0]
+        assert cloud.describe_execution(first.run_id)["status"] != "SUCCEEDED"
+        assert "cronpilot-local-finalize-failure" not in [
+            n for n, e in cloud.invocations if e.get("run_id") == first.run_id
+        ]
+        assert not RunStatus(first.status).is_final
+        assert store.get_job("silent").state.lease_owner is not None
+        time.sleep(2.5)  # the hanging planner gives up; nothing it does reaches the run
+        cloud.express_limit_seconds = 300  # the real wall again: local runs take seconds, not minutes
+        # And the scheduler ticks on past the 30-minute lease (the slots in between are skipped)
+        tick_until(cloud, clock, store, ticks=4)
+        # Then the next claim after the lease fenced the silent run as abandoned and ran a new one
+        runs = {r.run_id: r for r in store.list_runs("silent")[0]}
+        assert runs[first.run_id].status == RunStatus.ABANDONED
+        assert any(r.status == RunStatus.SUCCEEDED for r in runs.values()), [
+            (r.run_id, r.status, r.error) for r in runs.values()
+        ]

@@ -20,6 +20,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -127,12 +128,18 @@ class LocalCloud:
         extra_env: dict[str, str] | None = None,
         reserved_concurrency: dict[str, int] | None = None,
         meter: bool = False,
+        express_limit_seconds: float = 300.0,
     ) -> None:
         self.clock = clock
         # put_function_concurrency per function, as the stack reserves it; the seam enforces it
         self.reserved_concurrency = dict(reserved_concurrency or {})
         # what each DynamoDB request would be billed (the cost model's counted calls); off by default
         self.dynamo_meter: DynamoMeter | None = DynamoMeter() if meter else None
+        # Express executions end at 5 minutes with no Catch and no event (moto runs them as long as
+        # they like); tests shorten the wall to watch a run die silently
+        self.express_limit_seconds = express_limit_seconds
+        self._walls: list[threading.Timer] = []
+        self._ended_express: set[str] = set()  # run ids (execution names) past the wall
         self.env = {
             "AWS_DEFAULT_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "local",
@@ -182,6 +189,7 @@ class LocalCloud:
         self._undo.append(keep_states_errors_out_of_map_iterations())
         if self.dynamo_meter is not None:
             self._undo.append(meter_dynamodb(self.dynamo_meter))
+        self._install_express_wall()
         self._create_resources()
         for key, value in (
             ("STATE_MACHINE_ARN", self.state_machine_arn),
@@ -236,6 +244,40 @@ class LocalCloud:
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
         self._undo.append(lambda: setattr(LambdaSimpleBackend, "invoke", original))
 
+    def _install_express_wall(self) -> None:
+        """End each Express execution still running after the limit, as the service does: no Catch
+        runs and no status-change event is sent, so the run is left to its lease."""
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+        original = StepFunctionsParserBackend.start_execution
+        cloud = self
+
+        def start_execution(backend: Any, state_machine_arn: str, *args: Any, **kwargs: Any) -> Any:
+            execution = original(backend, state_machine_arn, *args, **kwargs)
+            if backend.describe_state_machine(state_machine_arn).type == "EXPRESS":
+                wall = threading.Timer(cloud.express_limit_seconds, cloud._end_express, args=(execution,))
+                wall.daemon = True
+                cloud._walls.append(wall)
+                wall.start()
+            return execution
+
+        StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign,assignment]
+
+        def undo() -> None:
+            StepFunctionsParserBackend.start_execution = original  # type: ignore[method-assign]
+            for wall in self._walls:
+                wall.cancel()
+
+        self._undo.append(undo)
+
+    def _end_express(self, execution: Any) -> None:
+        """moto only stops an execution between states; a task already running would still return
+        into its Catch. So the seam also refuses every later invocation for that run: nothing after
+        the wall reaches a function, as on AWS."""
+        if execution.status == "RUNNING":
+            self._ended_express.add(execution.name)
+            execution.stop(stop_date=datetime.now(UTC), error="States.Timeout", cause="Express limit reached")
+
     def _enter(self, name: str, reserved: int | str | None) -> None:
         """Lambda refuses an invocation beyond the function's reserved concurrency with HTTP 429
         TooManyRequestsException (Step Functions sees Lambda.TooManyRequestsException)."""
@@ -253,6 +295,11 @@ class LocalCloud:
     def _run_handler(self, name: str, body: Any, response_headers: dict[str, str]) -> bytes:
         event = json.loads(body) if body else {}
         self.invocations.append((name, event))
+        if isinstance(event, dict) and event.get("run_id") in self._ended_express:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(
+                {"errorType": "ExecutionEnded", "errorMessage": "past Express's limit"}
+            ).encode()
         context = LambdaContext(
             function_name=name, aws_request_id=str(uuid.uuid4()), invoked_function_arn=function_arn(name)
         )
