@@ -17,9 +17,11 @@ SUITES = [
     "bench.cold_start",
     "bench.executor",
     "bench.ai",
+    "bench.ai_month",
     "bench.infra",
     "bench.cost",
     "bench.workflows",
+    "bench.api",
 ]
 
 
