@@ -295,7 +295,8 @@ class ItemSizes:
 
     job_kb: int = 2  # the job document with its schedule state and lease
     run_kb: int = 1  # the run record as claimed
-    planned_run_kb: int = 2  # with its plan (and, when finished, its outcome)
+    planned_run_kb: int = 2  # with its plan
+    finished_run_kb: int = 3  # with its plan, outcome, summary and next-run decision
     step_result_kb: int = 1
     due_entry_kb: int = 2  # the job's entry in the due index: the whole item while it projects ALL
 
@@ -329,6 +330,7 @@ def dynamo_calls_per_run(
         ModelledCall("planner", "get_item", read_units=1, why="the job"),
         ModelledCall("planner", "get_item", read_units=1, why="the run, fenced by its epoch"),
         ModelledCall("planner", "query", read_units=0.5, why="recent runs (history for the plan)"),
+        ModelledCall("planner", "get_item", read_units=1, why="the job's standing plan decision (none)"),
         *[
             ModelledCall("planner", "get_item", read_units=1, why="endpoint health of one origin")
             for _ in range(origins)
@@ -364,9 +366,12 @@ def dynamo_calls_per_run(
         ModelledCall("summarizer", "get_item", read_units=1, why="the run, fenced by its epoch"),
         ModelledCall("summarizer", "query", read_units=1, why="the step results"),
         ModelledCall(
+            "summarizer", "get_item", read_units=1, why="the job's standing next-run decision (none)"
+        ),
+        ModelledCall(
             "summarizer",
             "transact_write_items",
-            write_units=2 * s.job_kb + 2 * s.planned_run_kb + s.due_entry_kb,
+            write_units=2 * s.job_kb + 2 * s.finished_run_kb + s.due_entry_kb,
             why="finish: job update (release, next run) + run put; the due entry is rewritten in place",
         ),
     ]
