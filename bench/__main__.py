@@ -20,6 +20,7 @@ SUITES = [
     "bench.ai",
     "bench.ai_month",
     "bench.infra",
+    "bench.cost",
     "bench.workflows",
     "bench.jobfiles",
     "bench.api",

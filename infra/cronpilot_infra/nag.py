@@ -34,13 +34,25 @@ def acknowledge_findings(stack: CronpilotStack) -> None:
         )
         assert fn.role is not None
         _ack(fn.role, "AwsSolutions-IAM5[Resource::*]", f"{name}: {XRAY_REASON}")
-    _ack(
-        stack.machine.state_machine.role,
-        "AwsSolutions-IAM5[Resource::*]",
-        "State machine role: X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*) and "
-        "CloudWatch Logs delivery (logs:CreateLogDelivery, PutResourcePolicy, ...) support no "
-        "resource-level permissions. lambda:InvokeFunction names the four task functions' ARNs.",
-    )
+    for machine, level in (
+        (stack.machine.state_machine, settings.standard_log_level),
+        (stack.machine.express, settings.express_log_level),
+    ):
+        _ack(
+            machine.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "State machine role: X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*) and "
+            "CloudWatch Logs delivery (logs:CreateLogDelivery, PutResourcePolicy, ...) support no "
+            "resource-level permissions. lambda:InvokeFunction names the four task functions' ARNs.",
+        )
+        if level != "ALL":
+            _ack(
+                machine,
+                "AwsSolutions-SF1",
+                f"Logs at {level} by the standard_log_level / express_log_level setting: every run's "
+                "outcome, plan and step results are in DynamoDB and failed executions' events are "
+                "logged; ALL would log every transition of every run (CloudWatch Logs ingestion).",
+            )
     prefix = settings.secret_prefix
     for reader, why, parameters in (
         (stack.functions.executor, "Executor reads header secrets that job files reference by name", True),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROVIDERS = ("anthropic", "bedrock", "none")
+LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _SECRET_PREFIX = re.compile(r"^[A-Za-z0-9/_+=.@-]+/$")
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
@@ -78,6 +79,11 @@ class DeploySettings:
     # Upgrade only: false for one deploy removes the due index, so the next deploy can re-create it
     # keys-only (CloudFormation cannot change an index's projection in place). docs/deploy.md.
     due_index: bool = True
+    # Step Functions execution logging per state machine type. Standard keeps its own execution
+    # history, so its log mostly duplicates it; Express keeps none, so ERROR keeps the events of the
+    # executions that failed (ALL logs every transition of every run: ~$0.50 per GB ingested).
+    standard_log_level: str = "ERROR"
+    express_log_level: str = "ERROR"
 
     def __post_init__(self) -> None:
         if not _STAGE.match(self.stage):
@@ -93,6 +99,9 @@ class DeploySettings:
         for cidr in self.private_cidrs:
             if not cidr.is_private:
                 raise SettingsError(f"executor_private_cidrs: {cidr} is not a private network")
+        for key in ("standard_log_level", "express_log_level"):
+            if getattr(self, key) not in LOG_LEVELS:
+                raise SettingsError(f"{key} {getattr(self, key)!r}: one of {', '.join(LOG_LEVELS)}")
         self._check_network()
         for arn in self.topic_arns:
             if not _TOPIC_ARN.match(arn):

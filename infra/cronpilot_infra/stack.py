@@ -78,6 +78,9 @@ class CronpilotStack(Stack):
         table.grant_due_query(functions.discovery)
         machine.grant_start(functions.discovery)
         functions.discovery.add_environment("STATE_MACHINE_ARN", machine.state_machine.state_machine_arn)
+        functions.discovery.add_environment("EXPRESS_STATE_MACHINE_ARN", machine.express.state_machine_arn)
+        # the run budget counts model time when the deployment's provider plans and summarizes
+        functions.discovery.add_environment("LLM_PROVIDER", settings.llm_provider)
         # every function: only the table partitions it reads and writes (access.ACCESS)
         for name, fn in functions.functions.items():
             table.grant_items(fn, ACCESS[name])
@@ -126,6 +129,7 @@ class CronpilotStack(Stack):
         )
         CfnOutput(self, "TableName", value=table.table.table_name)
         CfnOutput(self, "StateMachineArn", value=machine.state_machine.state_machine_arn)
+        CfnOutput(self, "ExpressStateMachineArn", value=machine.express.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         if secrets.anthropic_key is not None:
             CfnOutput(self, "AnthropicSecretArn", value=secrets.anthropic_key.secret_arn)

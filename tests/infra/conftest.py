@@ -141,6 +141,16 @@ def functions_by_name(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def state_machine_id(template: dict[str, Any], kind: str = "STANDARD") -> str:
+    """The logical id of the Standard (or the Express) run state machine."""
+    (found,) = [
+        key
+        for key, value in resources(template, "AWS::StepFunctions::StateMachine").items()
+        if value["Properties"]["StateMachineType"] == kind
+    ]
+    return found
+
+
 def queue_id(template: dict[str, Any], suffix: str) -> str:
     """The logical id of the queue named `<prefix>-<suffix>` (events-dlq, async-failures)."""
     return logical_id(template, "AWS::SQS::Queue", lambda p: p["QueueName"].endswith(f"-{suffix}"))

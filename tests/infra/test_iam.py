@@ -17,6 +17,7 @@ from tests.infra.conftest import (
     grants,
     resources,
     role_statements,
+    state_machine_id,
 )
 
 ITEMS = {
@@ -41,7 +42,8 @@ def _ids(template: dict[str, Any]) -> dict[str, str]:
 
     return {
         "table": one("AWS::DynamoDB::Table"),
-        "machine": one("AWS::StepFunctions::StateMachine"),
+        "machine": state_machine_id(template),
+        "express": state_machine_id(template, "EXPRESS"),
     }
 
 
@@ -166,7 +168,9 @@ def test_discovery_queries_the_due_index_and_starts_the_state_machine(template_j
     ids = _ids(template_json)
     index = {"Fn::Join": ["", [{"Fn::GetAtt": [ids["table"], "Arn"]}, "/index/due"]]}
     assert sorted(map(str, got["dynamodb:Query"])) == sorted(map(str, [_table_arn(ids), index]))
-    assert got["states:StartExecution"] == [{"Ref": ids["machine"]}]
+    assert sorted(map(str, got["states:StartExecution"])) == sorted(
+        str({"Ref": ids[machine]}) for machine in ("machine", "express")
+    )
     assert set(got) == LOGS | XRAY | ITEMS | SQS_SEND | INVOKE_NOTIFY | {"states:StartExecution"}
 
 
@@ -210,8 +214,11 @@ def test_finalize_failure_touches_only_the_table(template_json: dict[str, Any]) 
     )
 
 
-def test_state_machine_invokes_exactly_the_four_task_functions(template_json: dict[str, Any]) -> None:
-    (machine,) = resources(template_json, "AWS::StepFunctions::StateMachine").values()
+@pytest.mark.parametrize("kind", ["STANDARD", "EXPRESS"])
+def test_state_machine_invokes_exactly_the_four_task_functions(
+    template_json: dict[str, Any], kind: str
+) -> None:
+    machine = template_json["Resources"][state_machine_id(template_json, kind)]
     got = grants(role_statements(template_json, machine["Properties"]["RoleArn"]))
     fns = functions_by_name(template_json)
     ids = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import functions_by_name, queue_id, resources
+from tests.infra.conftest import functions_by_name, queue_id, resources, state_machine_id
 
 FUNCTION_ALARM_NAMES = {
     "discovery": "Discovery",
@@ -139,7 +139,7 @@ def test_metric_alarms(
 
 def test_alarm_dimensions_point_at_this_stacks_resources(template_json: dict[str, Any]) -> None:
     alarms = _alarms(template_json)
-    (machine,) = resources(template_json, "AWS::StepFunctions::StateMachine")
+    machine = state_machine_id(template_json)
     assert alarms["ExecutionsFailed"]["Dimensions"] == [
         {"Name": "StateMachineArn", "Value": {"Ref": machine}}
     ]

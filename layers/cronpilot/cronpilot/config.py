@@ -19,6 +19,8 @@ class Settings(BaseModel):
 
     table_name: str = Field(min_length=1)
     state_machine_arn: str = ""
+    # Runs whose worst case fits well inside 5 minutes start here (discovery); empty = all Standard.
+    express_state_machine_arn: str = ""
     # Executor egress: extra ports and private CIDRs reachable only when a deployment says so.
     egress_allowed_ports: str = "80,443"
     egress_allowed_cidrs: str = ""

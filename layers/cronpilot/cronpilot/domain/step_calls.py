@@ -8,10 +8,10 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from typing import Any
 
 from cronpilot.domain.assertions import ASSERTION, failed_expectations, status_accepted
+from cronpilot.domain.budget import MAX_CALL_BUDGET, call_budget
 from cronpilot.domain.templating import (
     Lookup,
     MissingValue,
@@ -28,8 +28,9 @@ from cronpilot.models.workflow import MAX_PARSED_BODY_BYTES, Reference
 from cronpilot.safehttp import HttpOutcome, RequestSpec
 from cronpilot.safehttp.signing import SIGNATURE_HEADERS, SigningKeyError, parse_signing_keys, sign
 
-# The executor Lambda's timeout is 300 s; a call's total budget stays well inside it.
-MAX_TOTAL_BUDGET = timedelta(seconds=240)
+# The executor Lambda's timeout is 300 s; a call's total budget stays well inside it (and is what a
+# run's budget counts for the step: cronpilot.domain.budget).
+MAX_TOTAL_BUDGET = MAX_CALL_BUDGET
 STORED_BODY_CHARS = 8 << 10
 ASSERTION_ATTEMPTS = 3  # with `expect.retry_on_failure`
 ASSERTION_BACKOFF_SECONDS = 1.0
@@ -162,7 +163,7 @@ def build_request(
         body=body,
         connect_timeout=min(5.0, timeout),
         read_timeout=timeout,
-        total_timeout=min(MAX_TOTAL_BUDGET.total_seconds(), timeout * 3),
+        total_timeout=call_budget(endpoint).total_seconds(),
         stored_body_bytes=MAX_PARSED_BODY_BYTES if parses_body(endpoint) else STORED_BODY_CHARS,
         retry_non_idempotent=bool(endpoint.retryable),
         max_attempts=3 if endpoint.retryable is not False else 1,
