@@ -25,6 +25,7 @@ EXIT_INVALID = 1  # invalid input or an action the job's state does not allow
 EXIT_USAGE = 2  # bad command line (typer's own)
 EXIT_NOT_FOUND = 3  # no such job or run
 EXIT_TARGET = 4  # the target (AWS account, stack, state file) cannot be used
+EXIT_TIMEOUT = 5  # local mode: a wait ran out (the report is still written)
 
 DEFAULT_STATE_FILE = Path(".cronpilot/local-state.json")
 

@@ -63,9 +63,12 @@ def jobs_list(ctx: typer.Context, output: Output = "table") -> None:
 @jobs_app.command("show")
 @one_line_errors
 def jobs_show(ctx: typer.Context, job_id: str, output: Output = "table") -> None:
-    """Schedule, guardrails, next run and its source, endpoints."""
+    """Schedule, guardrails, next run and its source, endpoints, AI spend per day."""
+    from cronpilot.domain.spend import spend_by_day
+
     with target(ctx) as chosen:
         record = chosen.store.get_job(job_id)
+        spend = spend_by_day(chosen.store, job_id, chosen.clock.now())
     state = record.state
     if output == "json":
         emit_json(
@@ -86,10 +89,11 @@ def jobs_show(ctx: typer.Context, job_id: str, output: Output = "table") -> None
                 "runs_in_flight": {run_id: iso(until) for run_id, until in (state.inflight or {}).items()},
                 "consecutive_failures": state.consecutive_failures,
                 "paused_until": iso(state.paused_until),
+                "ai_spend_per_day": [day.as_dict() for day in spend],
             }
         )
         return
-    render.print_job(record)
+    render.print_job(record, spend)
 
 
 @jobs_app.command("pause")

@@ -9,7 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
-from cronpilot.cli.common import DEFAULT_STATE_FILE, console, iso, load_jobs, one_line_errors
+from cronpilot.cli.common import (
+    DEFAULT_STATE_FILE,
+    EXIT_TIMEOUT,
+    console,
+    errors,
+    iso,
+    load_jobs,
+    one_line_errors,
+)
 from cronpilot.cli.render import print_report_runs
 from cronpilot.models.job import Job
 
@@ -28,16 +36,29 @@ def local_run(
         typer.Option("--allow-private", help="CIDR the executor may call (e.g. 127.0.0.0/8). Repeatable."),
     ] = None,
     allow_port: Annotated[list[int] | None, typer.Option("--allow-port", help="Extra port to allow.")] = None,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="Seconds to wait for a tick's runs (default: what the configured LLM timeouts, retries and "
+            "repairs can take, plus 120 s for steps).",
+        ),
+    ] = None,
 ) -> None:
     """Run job files end to end in local mode and print (or write) what happened."""
     jobs = load_jobs(files)
     ports = sorted({80, 443, *(allow_port or [])})
     cidrs = ",".join(allow_private or [])
-    result = run_jobs_locally(jobs, ticks=ticks, cidrs=cidrs, ports=",".join(map(str, ports)))
+    result = run_jobs_locally(
+        jobs, ticks=ticks, cidrs=cidrs, ports=",".join(map(str, ports)), wait_seconds=max_wait
+    )
     print_report_runs(result["runs"])
     if report:
         report.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"report written to {report}")
+    if result.get("error"):  # a wait ran out: the report above still says what happened so far
+        errors.print(f"error: {result['error']}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_TIMEOUT)
 
 
 @local_app.command("demo")
@@ -53,9 +74,12 @@ def local_demo(ticks: Annotated[int, typer.Option(min=1)] = 12) -> None:
     print_report_runs(result["runs"])
 
 
-def run_jobs_locally(jobs: list[Job], *, ticks: int, cidrs: str, ports: str) -> dict[str, Any]:
+def run_jobs_locally(
+    jobs: list[Job], *, ticks: int, cidrs: str, ports: str, wait_seconds: float | None = None
+) -> dict[str, Any]:
+    """The report of every run; with "error" set when a wait ran out (the runs so far are still in it)."""
     from cronpilot.local.cloud import LocalCloud
-    from cronpilot.local.runner import apply_jobs, run_report, start_clock, tick_until
+    from cronpilot.local.runner import LocalWaitExceeded, apply_jobs, run_report, start_clock, tick_until
     from cronpilot.runtime import get_runtime
 
     clock = start_clock()
@@ -70,8 +94,13 @@ def run_jobs_locally(jobs: list[Job], *, ticks: int, cidrs: str, ports: str) -> 
                     f"{len(outcome['claimed'])} claimed"
                 )
 
-            tick_until(cloud, clock, store, ticks=ticks, on_tick=progress)
-        return run_report(store, cloud, [job.id for job in jobs])
+            error = None
+            try:
+                tick_until(cloud, clock, store, ticks=ticks, on_tick=progress, wait_seconds=wait_seconds)
+            except LocalWaitExceeded as exc:
+                error = str(exc)
+        report = run_report(store, cloud, [job.id for job in jobs])
+        return {**report, "error": error} if error else report
 
 
 @local_app.command("tick")

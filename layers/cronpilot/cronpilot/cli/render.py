@@ -10,7 +10,8 @@ from rich.table import Table
 
 from cronpilot.cli.common import console, iso
 from cronpilot.domain.ports import JobRecord
-from cronpilot.models.run import RunRecord, StepResult
+from cronpilot.domain.spend import DaySpend
+from cronpilot.models.run import RunRecord, StepResult, TokenUsage
 
 
 def status_cell(status: str, skip_reason: str | None) -> str:
@@ -59,7 +60,42 @@ def print_job_rows(rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def print_job(record: JobRecord) -> None:
+def usd(amount: float) -> str:
+    return f"${amount:.4f}" if amount >= 0.01 else f"${amount:.6f}"
+
+
+def ratio_cell(ratio: float | None) -> str:
+    return f"{ratio:.0%}" if ratio is not None else "-"
+
+
+def spend_line(tokens: TokenUsage) -> str:
+    """One line of what a run's AI calls cost and saved."""
+    unpriced = f" (+{tokens.unpriced_calls} calls at no configured price)" if tokens.unpriced_calls else ""
+    cache = f"; cache {tokens.cache_ttl}: {tokens.cache_reason}" if tokens.cache_ttl else ""
+    return (
+        f"AI: {tokens.calls} model calls, {tokens.reuses} avoided by reuse, "
+        f"{usd(tokens.cost_usd)}{unpriced}; cache hit ratio {ratio_cell(tokens.cache_hit_ratio)}{cache}"
+    )
+
+
+def print_spend(days: list[DaySpend]) -> None:
+    table = Table(title="AI spend per day (UTC)")
+    for column in ("day", "runs", "model calls", "avoided by reuse", "cache hit ratio", "USD"):
+        table.add_column(column)
+    for day in days:
+        usage = day.usage
+        table.add_row(
+            day.day,
+            str(day.runs),
+            str(usage.calls),
+            str(usage.reuses),
+            ratio_cell(usage.cache_hit_ratio),
+            usd(usage.cost_usd) + (f" (+{usage.unpriced_calls} unpriced)" if usage.unpriced_calls else ""),
+        )
+    console.print(table if days else "AI spend: no runs in the last days")
+
+
+def print_job(record: JobRecord, spend: list[DaySpend] | None = None) -> None:
     job, state = record.job, record.state
     console.print(f"[bold]{job.id}[/bold] {job.name} ({job.status})")
     console.print(f"goal: {job.goal or '-'}")
@@ -76,11 +112,22 @@ def print_job(record: JobRecord) -> None:
     for endpoint in job.endpoints:
         table.add_row(endpoint.id, endpoint.method, endpoint.url, ", ".join(endpoint.depends_on) or "-")
     console.print(table)
+    if spend is not None:
+        print_spend(spend)
 
 
 def print_runs(job_id: str, runs: list[RunRecord]) -> None:
     table = Table(title=f"runs of {job_id}")
-    for column in ("run id", "status", "why then", "ok/failed/skipped", "next run", "source"):
+    for column in (
+        "run id",
+        "status",
+        "why then",
+        "ok/failed/skipped",
+        "next run",
+        "source",
+        "AI calls",
+        "USD",
+    ):
         table.add_column(column)
     for run in runs:
         table.add_row(
@@ -90,6 +137,8 @@ def print_runs(job_id: str, runs: list[RunRecord]) -> None:
             counts_cell(run.step_counts),
             iso(run.next_run.at) if run.next_run else "-",
             run.next_run.source if run.next_run else "-",
+            f"{run.tokens.calls}" + (f" (+{run.tokens.reuses} reused)" if run.tokens.reuses else ""),
+            usd(run.tokens.cost_usd),
         )
     console.print(table)
 
@@ -125,5 +174,6 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
         f"tokens: in {tokens.input}, out {tokens.output}, cache read {tokens.cache_read}, "
         f"cache write {tokens.cache_write}"
     )
+    console.print(spend_line(tokens))
     for failure in run.llm_failures:
         console.print(f"LLM {failure.phase} fell back: {failure.failure_class}: {failure.detail}")

@@ -46,6 +46,7 @@ def runs_list(
                     "skip_reason": r.skip_reason,
                     "steps": r.step_counts,
                     "next_run": r.next_run.model_dump(mode="json") if r.next_run else None,
+                    "ai_spend": r.tokens.spend(),
                 }
                 for r in runs
             ]
@@ -63,7 +64,11 @@ def runs_show(ctx: typer.Context, run_id: str, output: Output = "table") -> None
         steps = chosen.store.get_step_results(run_id)
     if output == "json":
         emit_json(
-            {**run.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps.values()]}
+            {
+                **run.model_dump(mode="json"),
+                "ai_spend": run.tokens.spend(),
+                "steps": [s.model_dump(mode="json") for s in steps.values()],
+            }
         )
         return
     render.print_run(run, steps)

@@ -40,6 +40,7 @@ def summarize_run(store: JobStore, clock: Clock, ref: RunRef, strategy: SummaryS
     failures = record.state.consecutive_failures + 1 if counts[StepStatus.FAILED] else 0
 
     proposal = strategy.propose(record.job, SummaryContext(run=run, results=results, now=now))
+    run.finished_at = clock.now()  # the run's duration includes summarizing (a model call can be slow)
     run.summary = proposal.summary
     run.tokens = run.tokens + proposal.tokens
     run.llm_failures += proposal.failures
