@@ -12,7 +12,14 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ["bench.discovery", "bench.cold_start", "bench.executor", "bench.ai", "bench.infra"]
+SUITES = [
+    "bench.discovery",
+    "bench.cold_start",
+    "bench.executor",
+    "bench.ai",
+    "bench.infra",
+    "bench.workflows",
+]
 
 
 def main() -> int:

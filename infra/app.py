@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 from cronpilot_infra.paths import DEFAULT_LAYERS_DIR
-from cronpilot_infra.settings import DeploySettings
+from cronpilot_infra.settings import DeploySettings, SettingsError
 from cronpilot_infra.stack import CronpilotStack
 
 
@@ -33,5 +33,18 @@ def build_app(app: App | None = None) -> App:
     return app
 
 
+def main() -> int:
+    """Bad settings and missing layers are one line naming what to fix, not a traceback."""
+    try:
+        build_app().synth()
+    except SettingsError as exc:
+        print(f"cronpilot: CDK context: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"cronpilot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    build_app().synth()
+    sys.exit(main())

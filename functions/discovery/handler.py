@@ -15,7 +15,13 @@ from cronpilot.runtime import get_runtime
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     tick = ScheduledEvent.model_validate(event)
     runtime = get_runtime()
-    result = Discovery(runtime.store, runtime.starter, runtime.clock, owner=context.aws_request_id).tick()
+    result = Discovery(
+        runtime.store,
+        runtime.starter,
+        runtime.clock,
+        owner=context.aws_request_id,
+        notices=runtime.notice_queue,
+    ).tick()
     logger.info(
         "discovery tick",
         tick_time=tick.time.isoformat(),

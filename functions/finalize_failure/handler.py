@@ -16,7 +16,7 @@ from cronpilot.runtime import get_runtime
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     failure = FailureEvent.from_event(event)
     runtime = get_runtime()
-    outcome = finalize_failure(runtime.store, runtime.clock, failure)
+    outcome = finalize_failure(runtime.store, runtime.clock, failure, notices=runtime.notice_queue)
     logger.warning(
         "run failed", run_id=failure.run_id, error=failure.error.get("Error"), outcome=outcome["status"]
     )

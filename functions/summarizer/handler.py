@@ -15,6 +15,8 @@ from cronpilot.runtime import get_runtime
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = RunRef.model_validate(event)
     runtime = get_runtime()
-    outcome = summarize_run(runtime.store, runtime.clock, ref, runtime.summary_strategy)
+    outcome = summarize_run(
+        runtime.store, runtime.clock, ref, runtime.summary_strategy, notices=runtime.notice_queue
+    )
     logger.info("run summarized", run_id=ref.run_id, status=outcome["status"])
     return outcome

@@ -1,5 +1,8 @@
 """Dashboard, alarms and the alarm topic.
 
+Alarms reach people: the topic (encrypted with its own key) lets CloudWatch and EventBridge publish,
+in its policy and in the key's; every alarm notifies on ALARM and on OK.
+
 Custom metrics come from Powertools EMF: namespace "cronpilot", dimension `service` (one per stage);
 LlmFallbacks adds FailureClass and phase dimensions and is graphed per class with a SEARCH expression.
 """
@@ -10,12 +13,20 @@ from dataclasses import dataclass
 
 from aws_cdk import (
     Duration,
+    RemovalPolicy,
+    Stack,
 )
 from aws_cdk import (
     aws_cloudwatch as cloudwatch,
 )
 from aws_cdk import (
     aws_cloudwatch_actions as actions,
+)
+from aws_cdk import (
+    aws_iam as iam,
+)
+from aws_cdk import (
+    aws_kms as kms,
 )
 from aws_cdk import (
     aws_lambda as lambda_,
@@ -46,6 +57,12 @@ class MonitoredResources:
     state_machine: sfn.StateMachine
     functions: dict[str, lambda_.Function]
     dead_letters: sqs.IQueue
+    # failed asynchronous invocations of discovery and finalize-failure (their on-failure destination)
+    async_failures: sqs.IQueue
+
+
+# Services that publish to the alarm topic: CloudWatch alarms, and EventBridge rules an operator adds.
+PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com")
 
 
 class Monitoring(Construct):
@@ -54,20 +71,15 @@ class Monitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
+        self.topic_key: kms.Key | None = None
         if settings.alarm_topic_arn:
+            # An existing topic's policy (and key) are its owner's: docs/deploy.md says what they must allow.
             self.topic: sns.ITopic = sns.Topic.from_topic_arn(self, "AlarmTopic", settings.alarm_topic_arn)
         else:
-            self.topic = sns.Topic(
-                self,
-                "AlarmTopic",
-                topic_name=f"{settings.prefix}-alarms",
-                display_name="cronpilot alarms",
-                enforce_ssl=True,
-            )
+            self.topic = self._topic()
             if settings.alarm_email:
                 self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
         machine = resources.state_machine
-        discovery = resources.functions["discovery"]
         self.alarms: dict[str, cloudwatch.Alarm] = {}
 
         self._alarm(
@@ -84,20 +96,32 @@ class Monitoring(Construct):
             "records them as failed): a stage hangs",
         )
         self._alarm(
-            "DiscoveryErrors",
-            discovery.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+            "ExecutionsAborted",
+            machine.metric_aborted(period=FIVE_MINUTES, statistic="Sum"),
             threshold=1,
-            description="The discovery function failed: due jobs are not being claimed",
+            description="Runs were stopped (StopExecution): the ended-execution rule records them as failed",
         )
         self._alarm(
+            "ExecutionsThrottled",
+            machine.metric_throttled(period=FIVE_MINUTES, statistic="Sum"),
+            threshold=1,
+            description="Step Functions throttled state transitions or StartExecution: runs are delayed "
+            "(raise the account's Step Functions quotas)",
+        )
+        for name, fn in resources.functions.items():
+            self._function_alarms(name, fn)
+        tick = Duration.minutes(settings.tick_minutes)
+        self._alarm(
             "DiscoveryLag",
-            self.metric("DiscoveryLagSeconds", "Maximum", Duration.minutes(1)),
-            threshold=settings.discovery_lag_alarm_seconds,
+            self.metric("DiscoveryLagSeconds", "Maximum", tick),
+            threshold=settings.lag_alarm_seconds,
             evaluation_periods=3,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            # Discovery reports its lag on every tick, even with nothing due: no data = no ticks.
+            # Discovery reports its lag once per tick, even with nothing due: with the period equal to
+            # the tick, every period holds one datum, so no data = no ticks.
             missing=cloudwatch.TreatMissingData.BREACHING,
-            description=f"Jobs claimed more than {settings.discovery_lag_alarm_seconds} s late, or no ticks",
+            description=f"Jobs claimed more than {settings.lag_alarm_seconds} s late, or no ticks for "
+            f"{3 * settings.tick_minutes} minutes",
         )
         self._alarm(
             "LeasesStuck",
@@ -114,6 +138,15 @@ class Monitoring(Construct):
             description="EventBridge could not deliver discovery ticks or ended-execution notices "
             "(see the events dead-letter queue)",
         )
+        self._alarm(
+            "AsyncFailures",
+            resources.async_failures.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
+            ),
+            threshold=1,
+            description="A discovery tick or a finalize-failure invocation failed after Lambda's retries "
+            "(the async-failures queue holds the event and the error)",
+        )
         self.daily_spend = self.spend(Duration.days(1))
         self._alarm(
             "DailyTokenSpend",
@@ -123,6 +156,71 @@ class Monitoring(Construct):
             description=f"LLM tokens cost more than {settings.daily_budget_usd} USD over the last day",
         )
         self.dashboard = self._dashboard(resources)
+
+    def _topic(self) -> sns.Topic:
+        """The alarm topic, encrypted with a key of its own whose policy lets the publishers use it (the
+        AWS managed SNS key does not allow CloudWatch, so alarms would be dropped)."""
+        prefix = self.settings.prefix
+        self.topic_key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            alias=f"alias/{prefix}-alarms",
+            description=f"{prefix}: encrypts the alarm topic; CloudWatch and EventBridge may use it",
+            enable_key_rotation=True,
+            # Messages are delivered at once, nothing stays encrypted under this key: it can go.
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            topic_name=f"{prefix}-alarms",
+            display_name="cronpilot alarms",
+            enforce_ssl=True,
+            master_key=self.topic_key,
+        )
+        account = Stack.of(self).account
+        for service in PUBLISHERS:
+            principal = iam.ServicePrincipal(service)
+            topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=f"Publish{service.split('.')[0].title()}",
+                    actions=["sns:Publish"],
+                    principals=[principal],
+                    resources=[topic.topic_arn],
+                    conditions={"StringEquals": {"aws:SourceAccount": account}},
+                )
+            )
+            self.topic_key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=f"Publish{service.split('.')[0].title()}",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    principals=[principal],
+                    resources=["*"],
+                    conditions={"StringEquals": {"aws:SourceAccount": account}},
+                )
+            )
+        return topic
+
+    def _function_alarms(self, name: str, fn: lambda_.Function) -> None:
+        ident = "".join(part.title() for part in name.split("_"))
+        self._alarm(
+            f"{ident}Errors",
+            fn.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+            threshold=1,
+            description=f"The {name} function raised (see its log group)"
+            + (": due jobs are not being claimed" if name == "discovery" else ""),
+        )
+        # Short throttling bursts are retried (the state machine's Retry, Lambda's async retries);
+        # a quarter of an hour of it means the reserved concurrency is too small for the load.
+        self._alarm(
+            f"{ident}Throttles",
+            fn.metric_throttles(period=FIVE_MINUTES, statistic="Sum"),
+            threshold=1,
+            evaluation_periods=3,
+            description=f"The {name} function was throttled for 15 minutes: raise its reserved "
+            "concurrency (executor_concurrency / llm_concurrency) or the account's limit",
+        )
 
     def metric(self, name: str, statistic: str = "Sum", period: Duration = FIVE_MINUTES) -> cloudwatch.Metric:
         return cloudwatch.Metric(
@@ -197,7 +295,9 @@ class Monitoring(Construct):
             comparison_operator=comparison,
             treat_missing_data=missing,
         )
+        # OK too: the people paged learn when it is over without opening the console.
         alarm.add_alarm_action(actions.SnsAction(self.topic))
+        alarm.add_ok_action(actions.SnsAction(self.topic))
         self.alarms[name] = alarm
 
     def _dashboard(self, resources: MonitoredResources) -> cloudwatch.Dashboard:
@@ -222,13 +322,18 @@ class Monitoring(Construct):
                     machine.metric_started(period=FIVE_MINUTES, statistic="Sum", label="started"),
                     m("RunsSucceeded").with_(label="succeeded"),
                     m("RunsFailed").with_(label="failed"),
+                    m("RunsPartial").with_(label="partial"),
                     m("RunsSkipped").with_(label="skipped"),
                 ],
             ),
             cloudwatch.GraphWidget(
                 title="Discovery",
                 width=width,
-                left=[m("DiscoveryLagSeconds", "Maximum", Duration.minutes(1)).with_(label="lag (s, max)")],
+                left=[
+                    m("DiscoveryLagSeconds", "Maximum", Duration.minutes(self.settings.tick_minutes)).with_(
+                        label="lag (s, max)"
+                    )
+                ],
                 right=[
                     m("JobsDue").with_(label="due"),
                     m("RunsClaimed").with_(label="claimed"),
@@ -243,6 +348,7 @@ class Monitoring(Construct):
                     machine.metric_failed(period=FIVE_MINUTES, statistic="Sum", label="failed"),
                     machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum", label="timed out"),
                     machine.metric_aborted(period=FIVE_MINUTES, statistic="Sum", label="aborted"),
+                    machine.metric_throttled(period=FIVE_MINUTES, statistic="Sum", label="throttled"),
                 ],
             ),
         )

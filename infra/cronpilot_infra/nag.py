@@ -76,6 +76,20 @@ def acknowledge_findings(stack: CronpilotStack) -> None:
             "Anthropic API keys are issued in the Anthropic console; there is no API a rotation Lambda "
             "could call. Rotate by creating a new key and running put-secret-value (docs/deploy.md).",
         )
+    if stack.network is not None:
+        _ack(
+            stack.network.eni_policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Executor in the operator's VPC (executor_private_cidrs): Lambda creates, describes and deletes "
+            "its network interfaces with the function's role, and Lambda validates these ec2 actions "
+            "unscoped at create time; the statement equals AWSLambdaVPCAccessExecutionRole's.",
+        )
+    _ack(
+        stack.failures.queue,
+        "AwsSolutions-SQS3",
+        "This queue is the on-failure destination of discovery's and finalize-failure's asynchronous "
+        "invocations (Lambda destinations), i.e. itself a dead-letter queue; it is alarmed and needs no DLQ.",
+    )
     _ack(
         stack.schedule.dead_letters,
         "AwsSolutions-SQS3",

@@ -19,6 +19,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from .failures import AsyncFailures
 from .settings import DeploySettings
 
 DELIVERY_RETRIES = 2
@@ -26,7 +27,13 @@ DELIVERY_RETRIES = 2
 
 class DiscoverySchedule(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, settings: DeploySettings, discovery: lambda_.IFunction
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: DeploySettings,
+        discovery: lambda_.Function,
+        failures: AsyncFailures,
     ) -> None:
         super().__init__(scope, construct_id)
         # Events EventBridge could not deliver after its retries (ticks, and the notices of executions
@@ -60,4 +67,5 @@ class DiscoverySchedule(Construct):
         )
         # Lambda's own async retries would replay a failed tick after the next one already ran:
         # discovery is idempotent and every tick picks up all due jobs, so the next tick is the retry.
-        discovery.configure_async_invoke(retry_attempts=0, max_event_age=max_age)
+        # The failed tick itself (event and error) is kept on the async-failures queue, which alarms.
+        failures.keep_failures_of(discovery, retry_attempts=0, max_event_age=max_age)

@@ -22,7 +22,7 @@ class CronpilotSecrets(Construct):
             self.anthropic_key = secretsmanager.Secret(
                 self,
                 "AnthropicApiKey",
-                secret_name=f"{settings.prefix}/anthropic-api-key",
+                secret_name=settings.anthropic_secret_name,
                 description="Anthropic API key for cronpilot's planner and summarizer (put-secret-value)",
                 removal_policy=RemovalPolicy.DESTROY,
             )

@@ -49,11 +49,22 @@ class DeploySettings:
     # Private CIDRs the executor may call (comma-separated); empty = public internet only.
     executor_private_cidrs: str = ""
     executor_ports: str = "80,443"
+    # The executor reaches private networks only from inside a VPC: its subnets (comma-separated) and
+    # security group. Required with executor_private_cidrs; the subnets need a NAT gateway for public
+    # endpoints, and a route to the private networks.
+    executor_subnet_ids: str = ""
+    executor_security_group_id: str = ""
+    # Create the VPC endpoints the executor needs without a NAT route to AWS (DynamoDB gateway endpoint
+    # on these route tables; Secrets Manager, SSM and X-Ray interface endpoints in the subnets).
+    executor_vpc_endpoints: bool = False
+    executor_vpc_id: str = ""
+    executor_route_table_ids: str = ""
     # Job files reference header secrets by name; the executor may read only names under this prefix
     # (Secrets Manager secrets `<prefix>*` and SSM parameters `/<prefix>*`). Default: cronpilot/<stage>/.
     job_secret_prefix: str = ""
-    # Discovery lag (seconds between a job's due time and its claim) that raises the alarm.
-    discovery_lag_alarm_seconds: int = 180
+    # Discovery lag (seconds between a job's due time and its claim) that raises the alarm; 0 = one
+    # tick plus two minutes (a job due just after a tick waits a whole tick by design).
+    discovery_lag_alarm_seconds: int = 0
     log_retention_days: int = 30
     # Reserved concurrency caps the fan-out against the account (set false in accounts whose
     # concurrency limit is below 100+ these numbers, e.g. new accounts with a limit of 10).
@@ -75,6 +86,19 @@ class DeploySettings:
         for cidr in self.private_cidrs:
             if not cidr.is_private:
                 raise SettingsError(f"executor_private_cidrs: {cidr} is not a private network")
+        self._check_network()
+        if self.anthropic_secret_name.startswith(self.secret_prefix):
+            # the executor (the function that calls external URLs) could then read the LLM API key
+            raise SettingsError(
+                f"job_secret_prefix {self.secret_prefix!r} covers the Anthropic key's secret "
+                f"{self.anthropic_secret_name!r}: choose a prefix that is not a beginning of it, "
+                f"e.g. cronpilot/{self.stage}/"
+            )
+        if self.discovery_lag_alarm_seconds and self.discovery_lag_alarm_seconds <= self.tick_seconds:
+            raise SettingsError(
+                f"discovery_lag_alarm_seconds {self.discovery_lag_alarm_seconds}: must exceed the tick "
+                f"({self.tick_seconds} s with tick_minutes={self.tick_minutes}), or 0 for tick + 120 s"
+            )
         for port in self.executor_ports.split(","):
             if not port.strip().isdigit() or not 0 < int(port) < 65536:
                 raise SettingsError(f"executor_ports: {port!r} is not a port")
@@ -88,6 +112,55 @@ class DeploySettings:
         except ValueError as exc:
             raise SettingsError(f"executor_private_cidrs: {exc}") from exc
 
+    def _check_network(self) -> None:
+        """A setting that cannot take effect fails synthesis and says what to add."""
+        in_vpc = bool(self.subnet_ids or self.executor_security_group_id)
+        if in_vpc and not (self.subnet_ids and self.executor_security_group_id):
+            raise SettingsError(
+                "the executor's VPC needs both executor_subnet_ids and executor_security_group_id"
+            )
+        if self.private_cidrs and not in_vpc:
+            raise SettingsError(
+                f"executor_private_cidrs={self.executor_private_cidrs}: the executor reaches private "
+                "networks only from a VPC; add -c executor_subnet_ids=subnet-a,subnet-b "
+                "-c executor_security_group_id=sg-... (subnets routed to those networks, with a NAT "
+                "gateway for public endpoints; see docs/deploy.md)"
+            )
+        for subnet in self.subnet_ids:
+            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", subnet):
+                raise SettingsError(f"executor_subnet_ids: {subnet!r} is not a subnet id (subnet-...)")
+        if in_vpc and not re.fullmatch(r"sg-[0-9a-f]{8,17}", self.executor_security_group_id):
+            raise SettingsError(
+                f"executor_security_group_id: {self.executor_security_group_id!r} is not a security "
+                "group id (sg-...)"
+            )
+        if self.executor_vpc_endpoints:
+            if not in_vpc:
+                raise SettingsError("executor_vpc_endpoints: the executor is in no VPC (executor_subnet_ids)")
+            if not re.fullmatch(r"vpc-[0-9a-f]{8,17}", self.executor_vpc_id):
+                raise SettingsError("executor_vpc_endpoints: add -c executor_vpc_id=vpc-... (subnets' VPC)")
+            if not self.route_table_ids:
+                raise SettingsError(
+                    "executor_vpc_endpoints: add -c executor_route_table_ids=rtb-... (the subnets' route "
+                    "tables, for the DynamoDB gateway endpoint)"
+                )
+
+    @property
+    def subnet_ids(self) -> list[str]:
+        return [s.strip() for s in self.executor_subnet_ids.split(",") if s.strip()]
+
+    @property
+    def route_table_ids(self) -> list[str]:
+        return [s.strip() for s in self.executor_route_table_ids.split(",") if s.strip()]
+
+    @property
+    def tick_seconds(self) -> int:
+        return self.tick_minutes * 60
+
+    @property
+    def lag_alarm_seconds(self) -> int:
+        return self.discovery_lag_alarm_seconds or self.tick_seconds + 120
+
     @property
     def model(self) -> str:
         if self.llm_model:
@@ -99,6 +172,10 @@ class DeploySettings:
     @property
     def secret_prefix(self) -> str:
         return self.job_secret_prefix or f"cronpilot/{self.stage}/"
+
+    @property
+    def anthropic_secret_name(self) -> str:
+        return f"{self.prefix}/anthropic-api-key"
 
     @property
     def prefix(self) -> str:

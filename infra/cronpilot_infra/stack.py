@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_logs as logs
 from constructs import Construct
-from cronpilot.dal import idempotency
 
+from .access import ACCESS
+from .failures import FINALIZE_RETRIES, AsyncFailures
 from .functions import CronpilotFunctions
 from .monitoring import MonitoredResources, Monitoring
 from .nag import acknowledge_findings
+from .network import ExecutorNetwork
 from .paths import DEFAULT_LAYERS_DIR
 from .schedule import DiscoverySchedule
 from .secrets import CronpilotSecrets
@@ -30,7 +33,16 @@ class CronpilotStack(Stack):
         layers_dir: Path = DEFAULT_LAYERS_DIR,
         **kwargs: Any,
     ) -> None:
-        super().__init__(scope, construct_id, description=f"cronpilot ({settings.stage})", **kwargs)
+        tags = {"project": "cronpilot", "stage": settings.stage}
+        prod = settings.stage == "prod"
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"cronpilot ({settings.stage})",
+            termination_protection=prod,
+            tags=tags,  # the stack itself (explicitStackTags); Tags.of below tags every resource
+            **kwargs,
+        )
         table = CronpilotTable(
             self, "Data", table_name=f"{settings.prefix}-data", retain=settings.stage == "prod"
         )
@@ -38,22 +50,32 @@ class CronpilotStack(Stack):
         functions = CronpilotFunctions(
             self, "Functions", settings=settings, layers_dir=layers_dir, table_name=table.table.table_name
         )
+        self.network = (
+            ExecutorNetwork(self, "ExecutorNetwork", settings=settings, executor=functions.executor)
+            if settings.subnet_ids
+            else None
+        )
         machine = RunStateMachine(self, "Run", settings=settings, functions=functions)
-        schedule = DiscoverySchedule(self, "Schedule", settings=settings, discovery=functions.discovery)
+        failures = AsyncFailures(self, "AsyncFailures", settings=settings)
+        schedule = DiscoverySchedule(
+            self, "Schedule", settings=settings, discovery=functions.discovery, failures=failures
+        )
+        # finalize-failure is invoked asynchronously by the ended-execution rule: after Lambda's retries
+        # the notice and the error land on the async-failures queue (alarmed), not nowhere.
+        failures.keep_failures_of(
+            functions.finalize_failure, retry_attempts=FINALIZE_RETRIES, max_event_age=Duration.hours(6)
+        )
         machine.finalize_abnormal_ends(
             functions.finalize_failure, prefix=settings.prefix, dead_letters=schedule.dead_letters
         )
 
         # discovery: due query, claims (transaction of run put + job update), start one execution per run.
         table.grant_due_query(functions.discovery)
-        table.grant_items(functions.discovery)
         machine.grant_start(functions.discovery)
         functions.discovery.add_environment("STATE_MACHINE_ARN", machine.state_machine.state_machine_arn)
-        # the state machine's tasks: their run's items, fenced by the epoch.
-        for fn in (functions.planner, functions.executor, functions.summarizer, functions.finalize_failure):
-            table.grant_items(fn)
-        # executor: its idempotency records (same table, one partition), and header secrets
-        table.grant_idempotency_deletes(functions.executor, idempotency.EXECUTOR_PARTITION)
+        # every function: only the table partitions it reads and writes (access.ACCESS)
+        for name, fn in functions.functions.items():
+            table.grant_items(fn, ACCESS[name])
         # executor: header secrets of registered endpoints, under the job secret prefix only.
         secrets.grant_job_secrets(functions.executor)
         # planner and summarizer: the LLM (API key secret, or the one Bedrock model).
@@ -70,18 +92,32 @@ class CronpilotStack(Stack):
                 state_machine=machine.state_machine,
                 functions=functions.functions,
                 dead_letters=schedule.dead_letters,
+                async_failures=failures.queue,
             ),
         )
-        self.table, self.functions, self.machine, self.schedule, self.secrets = (
+        self.table, self.functions, self.machine, self.schedule, self.secrets, self.failures = (
             table,
             functions,
             machine,
             schedule,
             secrets,
+            failures,
         )
         CfnOutput(self, "TableName", value=table.table.table_name)
         CfnOutput(self, "StateMachineArn", value=machine.state_machine.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         if secrets.anthropic_key is not None:
             CfnOutput(self, "AnthropicSecretArn", value=secrets.anthropic_key.secret_arn)
+        CfnOutput(self, "AsyncFailuresQueueUrl", value=failures.queue.queue_url)
+        # what `cronpilot doctor` needs beyond the resources (cronpilot.dal.deployment.read_deployment)
+        CfnOutput(self, "JobSecretPrefix", value=settings.secret_prefix)
+        CfnOutput(self, "TickMinutes", value=str(settings.tick_minutes))
+        CfnOutput(self, "MetricsService", value=settings.service)
+        for key, value in tags.items():
+            Tags.of(self).add(key, value)
+        if prod:
+            # prod keeps its logs when the stack goes (the table is retained too: CronpilotTable)
+            for construct in self.node.find_all():
+                if isinstance(construct, logs.LogGroup):
+                    construct.apply_removal_policy(RemovalPolicy.RETAIN)
         acknowledge_findings(self)

@@ -8,16 +8,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 from cronpilot.dal import schema
 
-# Item operations the functions use. TransactWriteItems has no IAM action of its own: each item in a
-# transaction is authorised as its PutItem / UpdateItem / ConditionCheckItem.
-ITEM_READ_WRITE = (
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:Query",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:ConditionCheckItem",
-)
+from .access import DELETE_ACTIONS, READ_ACTIONS, WRITE_ACTIONS, TableAccess
 
 
 class CronpilotTable(Construct):
@@ -47,21 +38,22 @@ class CronpilotTable(Construct):
         )
         self.due_index_arn = f"{self.table.table_arn}/index/{s.due_index}"
 
-    def grant_items(self, grantee: iam.IGrantable) -> None:
-        """Item reads and fenced writes on the table itself (no Scan, no DeleteItem, no index)."""
-        iam.Grant.add_to_principal(
-            grantee=grantee, actions=list(ITEM_READ_WRITE), resource_arns=[self.table.table_arn]
-        )
-
-    def grant_idempotency_deletes(self, grantee: iam.IGrantable, partition: str) -> None:
-        """DeleteItem, only in one partition: Powertools idempotency deletes its in-progress record when
-        the handler raises, so a genuine retry runs again. No other item can be deleted."""
-        iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["dynamodb:DeleteItem"],
-            resource_arns=[self.table.table_arn],
-            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [partition]}},
-        )
+    def grant_items(self, grantee: iam.IGrantable, access: TableAccess) -> None:
+        """Item reads, writes and deletes on the table itself (no Scan, no index), each kind limited to
+        the partitions `access` names: every key of the request must match (ForAllValues)."""
+        for actions, patterns in (
+            (READ_ACTIONS, access.read),
+            (WRITE_ACTIONS, access.write),
+            (DELETE_ACTIONS, access.delete),
+        ):
+            if not patterns:
+                continue
+            iam.Grant.add_to_principal(
+                grantee=grantee,
+                actions=list(actions),
+                resource_arns=[self.table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(patterns)}},
+            )
 
     def grant_due_query(self, grantee: iam.IGrantable) -> None:
         """Query on the sparse "due" index only (discovery)."""

@@ -150,3 +150,20 @@ def test_validate_accepts_the_example(repo_root):
 def test_schema_is_json_schema_of_a_job():
     schema = json.loads(CliRunner().invoke(app, ["schema"]).output)
     assert {"id", "schedule", "endpoints"} <= set(schema["required"])
+
+
+def test_validate_refuses_topics_the_deployment_may_not_publish_to(tmp_path, target, monkeypatch):
+    # Given a job that notifies a topic, and the deployment's allowed topics known to the CLI
+    topic = "arn:aws:sns:eu-west-1:123456789012:ops-alerts"
+    path = job_file(tmp_path, target, notify=[{"events": ["failure"], "sns": topic}])
+    runner = CliRunner()
+    monkeypatch.setenv("CRONPILOT_NOTIFY_TOPICS", "arn:aws:sns:eu-west-1:123456789012:cronpilot-alerts")
+    # When the file is validated
+    refused = runner.invoke(app, ["validate", str(path)])
+    # Then it is refused with the file, the topic and the fix
+    assert refused.exit_code == EXIT_INVALID
+    assert f"{path}: notify: topic {topic} is not one this deployment may publish to" in refused.output
+    assert "notify_topic_arns" in refused.output
+    # And once the topic is allowed it passes
+    monkeypatch.setenv("CRONPILOT_NOTIFY_TOPICS", topic)
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0

@@ -4,9 +4,10 @@ The infra tests share one xdist group, so under `pytest -n 2 --dist loadgroup` a
 builds and synthesizes; the checks that need no synthesis (the pinned CLI's own synth, asl-validator)
 form a second group that runs beside it.
 
-Two stacks are synthesized in the same app: the defaults from cdk.json (anthropic) and a Bedrock
-variant with the opposite choices (no reserved concurrency, private CIDRs, an alarm e-mail, a
-5-minute tick), so both branches of each construct are asserted from one synthesis.
+Three stacks are synthesized in the same app: the defaults from cdk.json (anthropic), a Bedrock
+variant with the opposite choices (no reserved concurrency, private CIDRs with the executor in a VPC
+and its endpoints, an alarm e-mail, a 5-minute tick), and `prod` (termination protection, retained
+logs), so every branch of each construct is asserted from one synthesis.
 """
 
 from __future__ import annotations
@@ -35,14 +36,23 @@ from cronpilot_infra.stack import CronpilotStack
 
 DEFAULT_STACK = "cronpilot-dev"
 BEDROCK_STACK = "cronpilot-bedrock"
+PROD_STACK = "cronpilot-prod"
+EXECUTOR_SUBNETS = ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]
+EXECUTOR_GROUP = "sg-0a1b2c3d4e5f60718"
 BEDROCK_SETTINGS = DeploySettings(
     stage="bedrock",
     llm_provider="bedrock",
     reserved_concurrency=False,
     executor_private_cidrs="10.20.0.0/16, 192.168.1.0/24",
+    executor_subnet_ids=",".join(EXECUTOR_SUBNETS),
+    executor_security_group_id=EXECUTOR_GROUP,
+    executor_vpc_endpoints=True,
+    executor_vpc_id="vpc-0a1b2c3d4e5f60718",
+    executor_route_table_ids="rtb-0a1b2c3d4e5f60718",
     alarm_email="oncall@example.com",
     tick_minutes=5,
 )
+PROD_SETTINGS = DeploySettings(stage="prod")
 ENV = Environment(account="123456789012", region="us-east-1")
 
 
@@ -92,6 +102,7 @@ def synthesized(
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
     app = build_app(App(outdir=str(outdir), context={**context, "layers_dir": str(layers_dir)}))
     CronpilotStack(app, BEDROCK_STACK, settings=BEDROCK_SETTINGS, layers_dir=layers_dir, env=ENV)
+    CronpilotStack(app, PROD_STACK, settings=PROD_SETTINGS, layers_dir=layers_dir, env=ENV)
     app.synth()
     return Synthesized(app=app, outdir=outdir, layers=lambda_layers)
 
@@ -104,6 +115,11 @@ def template(synthesized: Synthesized) -> Template:
 @pytest.fixture(scope="session")
 def template_json(synthesized: Synthesized) -> dict[str, Any]:
     return synthesized.template_json(DEFAULT_STACK)
+
+
+@pytest.fixture(scope="session")
+def prod_json(synthesized: Synthesized) -> dict[str, Any]:
+    return synthesized.template_json(PROD_STACK)
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +138,11 @@ def functions_by_name(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
         name = value["Properties"]["FunctionName"].split("-", 2)[2].replace("-", "_")
         out[name] = value
     return out
+
+
+def queue_id(template: dict[str, Any], suffix: str) -> str:
+    """The logical id of the queue named `<prefix>-<suffix>` (events-dlq, async-failures)."""
+    return logical_id(template, "AWS::SQS::Queue", lambda p: p["QueueName"].endswith(f"-{suffix}"))
 
 
 def logical_id(template: dict[str, Any], kind: str, predicate: Any) -> str:
@@ -167,4 +188,15 @@ NO_RESOURCE_LEVEL = {
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
+}
+
+# Lambda manages a VPC function's network interfaces with its role and checks these unscoped at create
+# time: allowed on "*" for the executor in a VPC only (tests/infra/test_network.py).
+LAMBDA_VPC_ENI = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
 }

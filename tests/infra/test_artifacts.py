@@ -65,9 +65,9 @@ def test_production_layer_binaries_are_aarch64_elf_for_cpython_313(lambda_layers
 def test_cronpilot_layer_ships_the_package_without_operator_code(lambda_layers: dict[str, Path]) -> None:
     package = lambda_layers["cronpilot"] / "python" / "cronpilot"
     assert (package / "__init__.py").is_file()
-    assert (package / "schema.py").is_file()
+    assert (package / "dal" / "schema.py").is_file()
     assert not (package / "local").exists()
-    assert not (package / "cli.py").exists()
+    assert not (package / "cli").exists()
 
 
 def test_layers_ship_unchecked_hash_bytecode_for_cpython_313(lambda_layers: dict[str, Path]) -> None:

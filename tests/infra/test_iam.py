@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
 from cronpilot.dal import idempotency
 
 from tests.infra.conftest import (
+    LAMBDA_VPC_ENI,
     NO_RESOURCE_LEVEL,
     functions_by_name,
     grants,
@@ -25,6 +27,8 @@ ITEMS = {
     "dynamodb:ConditionCheckItem",
 }
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# what a Lambda on-failure destination grants the function's role on the async-failures queue
+SQS_SEND = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 
 
@@ -81,13 +85,75 @@ def test_common_grants_logs_to_own_group_xray_and_table_items(
     assert ("dynamodb:DeleteItem" in got) == (name == "executor")
 
 
-def test_executor_deletes_only_its_idempotency_records(template_json: dict[str, Any]) -> None:
-    role = functions_by_name(template_json)["executor"]["Properties"]["Role"]
-    (statement,) = [s for s in role_statements(template_json, role) if s["Action"] == "dynamodb:DeleteItem"]
-    assert statement["Resource"] == _table_arn(_ids(template_json))
-    assert statement["Condition"] == {
-        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [idempotency.EXECUTOR_PARTITION]}
-    }
+READS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem")
+WRITES = ("dynamodb:PutItem", "dynamodb:UpdateItem")
+# The partitions each role may touch, as the synthesized template says (dynamodb:LeadingKeys).
+EXPECTED_PARTITIONS = {
+    "discovery": {"read": {"job#*"}, "write": {"job#*"}, "delete": set()},
+    "planner": {"read": {"job#*", "endpoint#*"}, "write": {"job#*"}, "delete": set()},
+    "executor": {
+        "read": {"job#*", "run#*", "endpoint#*", "idempotency#executor"},
+        "write": {"run#*", "endpoint#*", "idempotency#executor"},
+        "delete": {"idempotency#executor"},
+    },
+    "summarizer": {"read": {"job#*", "run#*"}, "write": {"job#*"}, "delete": set()},
+    "finalize_failure": {"read": {"job#*", "run#*"}, "write": {"job#*"}, "delete": set()},
+}
+
+
+def _table_partitions(template: dict[str, Any], name: str) -> dict[str, set[str]]:
+    """action -> the LeadingKeys patterns the role is allowed it on, over the table's own ARN."""
+    role = functions_by_name(template)[name]["Properties"]["Role"]
+    table = _table_arn(_ids(template))
+    out: dict[str, set[str]] = {}
+    for statement in role_statements(template, role):
+        found = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if table not in found:
+            continue
+        assert found == [table], statement  # never merged with another resource's grant
+        # every key of the request must match (ForAllValues); a grant without the condition is a bug
+        ((operator, keys),) = statement["Condition"].items()
+        assert operator == "ForAllValues:StringLike", statement
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in actions:
+            assert action not in out, f"{action} granted twice on the table"
+            out[action] = set(keys["dynamodb:LeadingKeys"])
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARTITIONS))
+def test_each_role_reads_and_writes_only_its_partitions(template_json: dict[str, Any], name: str) -> None:
+    got = _table_partitions(template_json, name)
+    expected = EXPECTED_PARTITIONS[name]
+    for action in READS:
+        assert got[action] == expected["read"], action
+    for action in WRITES:
+        assert got[action] == expected["write"], action
+    assert got.get("dynamodb:DeleteItem", set()) == expected["delete"]
+    deletes = {"dynamodb:DeleteItem"} if expected["delete"] else set()
+    assert set(got) == set(READS) | set(WRITES) | deletes
+
+
+def test_executor_cannot_write_jobs_runs_or_leases(template_json: dict[str, Any]) -> None:
+    # The function that calls external URLs: whatever a response does to it, it cannot rewrite job
+    # definitions (their URLs and header secret names), run records or leases
+    got = _table_partitions(template_json, "executor")
+    for action in (*WRITES, "dynamodb:DeleteItem"):
+        for key in ("job#orders-sync", "job#x"):
+            assert not any(fnmatchcase(key, pattern) for pattern in got.get(action, set())), action
+    # it may still check the epoch fence on the job (ConditionCheckItem reads)
+    assert "job#*" in got["dynamodb:ConditionCheckItem"]
+
+
+def test_partition_patterns_come_from_the_schema_module() -> None:
+    from cronpilot.dal import schema
+    from cronpilot_infra.access import ACCESS
+
+    prefixes = (schema.JOB_PARTITION, schema.RUN_PARTITION, schema.ENDPOINT_PARTITION)
+    for access in ACCESS.values():
+        for pattern in (*access.read, *access.write, *access.delete):
+            assert pattern.removesuffix("*") in prefixes or pattern == idempotency.EXECUTOR_PARTITION
+    assert idempotency.EXECUTOR_PARTITION.startswith(schema.IDEMPOTENCY_PARTITION)
 
 
 def test_discovery_queries_the_due_index_and_starts_the_state_machine(template_json: dict[str, Any]) -> None:
@@ -96,7 +162,7 @@ def test_discovery_queries_the_due_index_and_starts_the_state_machine(template_j
     index = {"Fn::Join": ["", [{"Fn::GetAtt": [ids["table"], "Arn"]}, "/index/due"]]}
     assert sorted(map(str, got["dynamodb:Query"])) == sorted(map(str, [_table_arn(ids), index]))
     assert got["states:StartExecution"] == [{"Ref": ids["machine"]}]
-    assert set(got) == LOGS | XRAY | ITEMS | {"states:StartExecution"}
+    assert set(got) == LOGS | XRAY | ITEMS | SQS_SEND | {"states:StartExecution"}
 
 
 def test_executor_reads_only_job_secrets_under_the_prefix(template_json: dict[str, Any]) -> None:
@@ -131,7 +197,7 @@ def test_bedrock_variant_invokes_only_the_configured_model(bedrock_json: dict[st
 
 
 def test_finalize_failure_touches_only_the_table(template_json: dict[str, Any]) -> None:
-    assert set(_function_grants(template_json, "finalize_failure")) == LOGS | XRAY | ITEMS
+    assert set(_function_grants(template_json, "finalize_failure")) == LOGS | XRAY | ITEMS | SQS_SEND
 
 
 def test_state_machine_invokes_exactly_the_four_task_functions(template_json: dict[str, Any]) -> None:
@@ -154,5 +220,5 @@ def test_no_wildcard_resource_where_a_specific_arn_exists(stack: str, request: p
     for policy in resources(template, "AWS::IAM::Policy").values():
         for action, found in grants(policy["Properties"]["PolicyDocument"]["Statement"]).items():
             if "*" in found:
-                assert action in NO_RESOURCE_LEVEL, action
+                assert action in NO_RESOURCE_LEVEL | LAMBDA_VPC_ENI, action
             assert not action.endswith(":*"), action

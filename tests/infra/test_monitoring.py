@@ -7,14 +7,27 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import resources
+from tests.infra.conftest import functions_by_name, queue_id, resources
+
+FUNCTION_ALARM_NAMES = {
+    "discovery": "Discovery",
+    "planner": "Planner",
+    "executor": "Executor",
+    "summarizer": "Summarizer",
+    "finalize_failure": "FinalizeFailure",
+}
 
 
 def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
-        v["Properties"]["AlarmName"].removeprefix("cronpilot-dev-"): v["Properties"]
+        v["Properties"]["AlarmName"].split("-", 2)[2]: v["Properties"]
         for v in resources(template, "AWS::CloudWatch::Alarm").values()
     }
+
+
+def _topic(template: dict[str, Any]) -> str:
+    (topic,) = resources(template, "AWS::SNS::Topic")
+    return topic
 
 
 def _resolve(value: Any) -> str:
@@ -63,6 +76,33 @@ SERVICE = [{"Name": "service", "Value": "cronpilot-dev"}]
         ("DiscoveryLag", "cronpilot", "DiscoveryLagSeconds", "Maximum", 60, 180, "GreaterThanThreshold"),
         ("LeasesStuck", "cronpilot", "LeasesStuck", "Maximum", 900, 1, "GreaterThanOrEqualToThreshold"),
         (
+            "ExecutionsAborted",
+            "AWS/States",
+            "ExecutionsAborted",
+            "Sum",
+            300,
+            1,
+            "GreaterThanOrEqualToThreshold",
+        ),
+        (
+            "ExecutionsThrottled",
+            "AWS/States",
+            "ExecutionThrottled",
+            "Sum",
+            300,
+            1,
+            "GreaterThanOrEqualToThreshold",
+        ),
+        (
+            "AsyncFailures",
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "Maximum",
+            300,
+            1,
+            "GreaterThanOrEqualToThreshold",
+        ),
+        (
             "TickDeadLetters",
             "AWS/SQS",
             "ApproximateNumberOfMessagesVisible",
@@ -91,7 +131,7 @@ def test_metric_alarms(
         threshold,
         comparison,
     )
-    assert props["AlarmActions"] == [{"Ref": topic}]
+    assert props["AlarmActions"] == props["OKActions"] == [{"Ref": topic}]
     if namespace == "cronpilot":
         assert props["Dimensions"] == SERVICE
 
@@ -108,11 +148,51 @@ def test_alarm_dimensions_point_at_this_stacks_resources(template_json: dict[str
     )
 
 
-def test_discovery_lag_alarm_treats_silence_as_breaching(template_json: dict[str, Any]) -> None:
-    # Discovery reports its lag on every tick, so no data means no ticks: the scheduler is down
-    props = _alarms(template_json)["DiscoveryLag"]
+@pytest.mark.parametrize(("stack", "tick_seconds"), [("template_json", 60), ("bedrock_json", 300)])
+def test_discovery_lag_alarm_follows_the_tick_and_treats_silence_as_breaching(
+    stack: str, tick_seconds: int, request: pytest.FixtureRequest
+) -> None:
+    # Discovery reports its lag once per tick, so no data means no ticks: the scheduler is down.
+    # One period per tick: a 5-minute tick never leaves a 1-minute period empty (a false alarm).
+    props = _alarms(request.getfixturevalue(stack))["DiscoveryLag"]
+    assert props["Period"] == tick_seconds
     assert props["TreatMissingData"] == "breaching"
     assert props["EvaluationPeriods"] == 3
+    # a job due just after a tick waits a whole tick by design: the threshold leaves room for it
+    assert props["Threshold"] == tick_seconds + 120
+
+
+def test_every_alarm_notifies_on_alarm_and_on_ok(
+    template_json: dict[str, Any], bedrock_json: dict[str, Any]
+) -> None:
+    for template in (template_json, bedrock_json):
+        topic = {"Ref": _topic(template)}
+        for name, props in _alarms(template).items():
+            assert props["AlarmActions"] == [topic], name
+            assert props["OKActions"] == [topic], name
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTION_ALARM_NAMES))
+def test_every_function_has_error_and_throttle_alarms(template_json: dict[str, Any], name: str) -> None:
+    alarms = _alarms(template_json)
+    function_id = next(
+        k for k, v in template_json["Resources"].items() if v is functions_by_name(template_json)[name]
+    )
+    ident = FUNCTION_ALARM_NAMES[name]
+    errors, throttles = alarms[f"{ident}Errors"], alarms[f"{ident}Throttles"]
+    for props, metric in ((errors, "Errors"), (throttles, "Throttles")):
+        assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/Lambda", metric, "Sum")
+        assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+        assert props["Threshold"] == 1
+    assert errors["EvaluationPeriods"] == 1
+    # short bursts are retried; a quarter of an hour of throttling is a capacity problem
+    assert (throttles["Period"], throttles["EvaluationPeriods"]) == (300, 3)
+
+
+def test_async_failures_alarm_watches_the_on_failure_queue(template_json: dict[str, Any]) -> None:
+    props = _alarms(template_json)["AsyncFailures"]
+    queue = queue_id(template_json, "async-failures")
+    assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
 
 
 def test_daily_token_spend_alarm_prices_tokens_over_one_day(template_json: dict[str, Any]) -> None:
@@ -141,9 +221,39 @@ def test_topic_is_tls_only_and_email_subscribed_when_configured(
     assert subscription["Properties"]["Protocol"] == "email"
     assert subscription["Properties"]["Endpoint"] == "oncall@example.com"
     (policy,) = resources(template_json, "AWS::SNS::TopicPolicy").values()
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Deny"
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    (deny,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+PUBLISHERS = {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
+SAME_ACCOUNT = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_topic_policy_lets_cloudwatch_and_eventbridge_publish(template_json: dict[str, Any]) -> None:
+    # A topic policy replaces SNS's default one: without these statements no alarm is ever delivered
+    topic = _topic(template_json)
+    (policy,) = resources(template_json, "AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": topic}]
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert {s["Principal"]["Service"] for s in allows} == PUBLISHERS
+    for statement in allows:
+        assert statement["Action"] == "sns:Publish"
+        assert statement["Resource"] == {"Ref": topic}
+        assert statement["Condition"] == SAME_ACCOUNT
+
+
+def test_topic_is_encrypted_with_a_key_the_publishers_may_use(template_json: dict[str, Any]) -> None:
+    # The AWS managed SNS key's policy cannot be changed and does not admit CloudWatch: a key of its own
+    topic = template_json["Resources"][_topic(template_json)]["Properties"]
+    (key_id,) = resources(template_json, "AWS::KMS::Key")
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    key = template_json["Resources"][key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    services = [s for s in key["KeyPolicy"]["Statement"] if "Service" in s["Principal"]]
+    assert {s["Principal"]["Service"] for s in services} == PUBLISHERS
+    for statement in services:
+        assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+        assert statement["Condition"] == SAME_ACCOUNT
 
 
 def _metric_names(widget: dict[str, Any]) -> set[str]:
@@ -153,9 +263,14 @@ def _metric_names(widget: dict[str, Any]) -> set[str]:
 def test_dashboard_widgets(template_json: dict[str, Any]) -> None:
     widgets = _widgets(template_json)
     expected = {
-        "Runs": {"ExecutionsStarted", "RunsSucceeded", "RunsFailed", "RunsSkipped"},
+        "Runs": {"ExecutionsStarted", "RunsSucceeded", "RunsFailed", "RunsPartial", "RunsSkipped"},
         "Discovery": {"DiscoveryLagSeconds", "JobsDue", "RunsClaimed", "ClaimConflicts", "StartFailures"},
-        "Step Functions executions": {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"},
+        "Step Functions executions": {
+            "ExecutionsFailed",
+            "ExecutionsTimedOut",
+            "ExecutionsAborted",
+            "ExecutionThrottled",
+        },
         "Endpoints": {"EndpointLatency", "EndpointFailures", "CircuitsOpen"},
         "LLM tokens": {"TokensInput", "TokensOutput", "TokensCacheRead", "TokensCacheWrite"},
         "Lambda errors": {"Errors"},

@@ -14,7 +14,7 @@ import pytest
 from aws_cdk import Stack, Validations
 from cronpilot.local import cloud
 
-from tests.infra.conftest import BEDROCK_STACK, DEFAULT_STACK, Synthesized
+from tests.infra.conftest import BEDROCK_STACK, DEFAULT_STACK, PROD_STACK, Synthesized
 
 NPX_TIMEOUT = 300
 
@@ -82,12 +82,16 @@ def test_every_acknowledgement_names_its_resource_and_gives_a_reason(synthesized
         "<AWS::AccountId>:secret:cronpilot/bedrock/*]",
         "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:"
         "<AWS::AccountId>:parameter/cronpilot/bedrock/*]",
+        "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
+        "<AWS::AccountId>:secret:cronpilot/prod/*]",
+        "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:"
+        "<AWS::AccountId>:parameter/cronpilot/prod/*]",
         "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/"
         "anthropic.claude-haiku-4-5-20251001-v1:0]",
     }
 
 
-@pytest.mark.parametrize("stack", [DEFAULT_STACK, BEDROCK_STACK])
+@pytest.mark.parametrize("stack", [DEFAULT_STACK, BEDROCK_STACK, PROD_STACK])
 def test_cfn_lint_reports_no_errors(synthesized: Synthesized, stack: str) -> None:
     from cfnlint.api import ManualArgs, lint_file
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import functions_by_name, resources
+from tests.infra.conftest import functions_by_name, queue_id, resources
 
 
 def _rule(template: dict[str, Any], name_suffix: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -43,15 +43,20 @@ def test_rule_ticks_discovery_with_retries_and_a_dead_letter_queue(
     assert rule["State"] == "ENABLED"
     assert target["Arn"] == {"Fn::GetAtt": [_function_id(template, "discovery"), "Arn"]}
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": max_age}
-    (queue_id,) = resources(template, "AWS::SQS::Queue")
-    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    dead_letters = queue_id(template, "events-dlq")
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dead_letters, "Arn"]}}
 
 
 def test_dead_letter_queue_is_encrypted_and_tls_only(template_json: dict[str, Any]) -> None:
-    (queue,) = resources(template_json, "AWS::SQS::Queue").values()
+    dead_letters = queue_id(template_json, "events-dlq")
+    queue = template_json["Resources"][dead_letters]
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
     assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
-    (policy,) = resources(template_json, "AWS::SQS::QueuePolicy").values()
+    (policy,) = [
+        p
+        for p in resources(template_json, "AWS::SQS::QueuePolicy").values()
+        if p["Properties"]["Queues"] == [{"Ref": dead_letters}]
+    ]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert any(
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -66,7 +71,11 @@ def test_dead_letter_queue_is_encrypted_and_tls_only(template_json: dict[str, An
 
 def test_lambda_does_not_replay_a_failed_tick(template_json: dict[str, Any]) -> None:
     # The next tick is the retry: discovery picks up every due job, so a replay would only overlap it
-    (config,) = resources(template_json, "AWS::Lambda::EventInvokeConfig").values()
+    (config,) = [
+        c
+        for c in resources(template_json, "AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == {"Ref": _function_id(template_json, "discovery")}
+    ]
     assert config["Properties"]["MaximumRetryAttempts"] == 0
     assert config["Properties"]["MaximumEventAgeInSeconds"] == 60
 
@@ -84,8 +93,8 @@ def test_executions_that_time_out_or_are_stopped_are_sent_to_finalize_failure(
     }
     assert target["Arn"] == {"Fn::GetAtt": [_function_id(template_json, "finalize_failure"), "Arn"]}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
-    (queue_id,) = resources(template_json, "AWS::SQS::Queue")
-    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    dead_letters = queue_id(template_json, "events-dlq")
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dead_letters, "Arn"]}}
     # and EventBridge may invoke that function
     permissions = resources(template_json, "AWS::Lambda::Permission").values()
     assert any(

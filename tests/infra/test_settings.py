@@ -49,11 +49,53 @@ def test_command_line_strings_are_coerced() -> None:
         ({"tick_minutes": "0"}, "tick_minutes"),
         ({"reserved_concurrency": "maybe"}, "reserved_concurrency"),
         ({"job_secret_prefix": "no-trailing-slash"}, "job_secret_prefix"),
+        # the executor must never be able to read the LLM key
+        (
+            {"job_secret_prefix": "cronpilot-dev/"},
+            "covers the Anthropic key's secret 'cronpilot-dev/anthropic",
+        ),
+        ({"job_secret_prefix": "cron/", "stage": "prod"}, None),
+        ({"job_secret_prefix": "c/"}, None),
+        ({"tick_minutes": "5", "discovery_lag_alarm_seconds": "300"}, "must exceed the tick"),
+        # a setting that could not take effect is refused, saying what to add
+        ({"executor_private_cidrs": "10.0.0.0/16"}, "add -c executor_subnet_ids=.*security_group_id"),
+        ({"executor_subnet_ids": "subnet-0a1b2c3d4e5f60718"}, "both executor_subnet_ids and"),
+        ({"executor_subnet_ids": "sn-1", "executor_security_group_id": "sg-0a1b2c3d"}, "not a subnet id"),
+        ({"executor_subnet_ids": "subnet-0a1b2c3d", "executor_security_group_id": "x"}, "not a security"),
+        ({"executor_vpc_endpoints": "true"}, "in no VPC"),
+        (
+            {
+                "executor_subnet_ids": "subnet-0a1b2c3d",
+                "executor_security_group_id": "sg-0a1b2c3d",
+                "executor_vpc_endpoints": "true",
+            },
+            "executor_vpc_id=vpc-",
+        ),
+        (
+            {
+                "executor_subnet_ids": "subnet-0a1b2c3d",
+                "executor_security_group_id": "sg-0a1b2c3d",
+                "executor_vpc_endpoints": "true",
+                "executor_vpc_id": "vpc-0a1b2c3d",
+            },
+            "executor_route_table_ids=rtb-",
+        ),
     ],
 )
-def test_bad_settings_fail_with_the_key_name(context: dict[str, Any], message: str) -> None:
+def test_bad_settings_fail_with_the_key_name(context: dict[str, Any], message: str | None) -> None:
+    if message is None:  # near misses that are fine: the check is a prefix match, not a substring one
+        assert _from(context).secret_prefix == context["job_secret_prefix"]
+        return
     with pytest.raises(SettingsError, match=message):
         _from(context)
+
+
+@pytest.mark.parametrize(("tick", "threshold"), [(1, 180), (5, 420), (60, 3720)])
+def test_discovery_lag_threshold_defaults_to_one_tick_plus_two_minutes(tick: int, threshold: int) -> None:
+    assert DeploySettings(tick_minutes=tick).lag_alarm_seconds == threshold
+    assert DeploySettings(tick_minutes=tick, discovery_lag_alarm_seconds=threshold + 1).lag_alarm_seconds == (
+        threshold + 1
+    )
 
 
 def test_bedrock_defaults_to_the_us_inference_profile() -> None:

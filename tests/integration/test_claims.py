@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 from cronpilot.dal import schema
-from cronpilot.dal.store import ClaimConflict, JobNotFound, LeaseLost, Store
+from cronpilot.dal.store import Store
 from cronpilot.domain.discovery import LEASE_DURATION, Discovery
+from cronpilot.domain.ports import ClaimConflict, JobNotFound, LeaseLost
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, StepStatus
 
 from tests.integration.conftest import START, RecordingStarter

@@ -15,8 +15,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from cronpilot import runtime
 from cronpilot.clock import FixedClock
 from cronpilot.dal.idempotency import EXECUTOR_PARTITION, EXPIRES_AFTER
-from cronpilot.dal.store import JobNotFound, Store
+from cronpilot.dal.store import Store
 from cronpilot.domain.execution import StepExecutor, idempotency_key
+from cronpilot.domain.ports import JobNotFound
 from cronpilot.local.cloud import LambdaContext, load_handler
 from cronpilot.models.run import PlanStep, StepStatus, StepTask, make_run_id
 from cronpilot.safehttp import EgressPolicy, SafeHttpClient

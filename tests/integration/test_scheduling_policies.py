@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from cronpilot.dal.store import LeaseLost
 from cronpilot.domain.discovery import Discovery
 from cronpilot.domain.operations import pause_job, resume_job, trigger_job
+from cronpilot.domain.ports import LeaseLost
 from cronpilot.domain.strategies import DeterministicSummarizer
 from cronpilot.domain.summarizing import summarize_run
 from cronpilot.models.run import RunRef, RunStatus, StepResult, StepStatus

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,7 @@ from cronpilot.ai.prompts import (
 from cronpilot.ai.summary_model import SummaryAnswer, to_proposal
 from cronpilot.clock import FixedClock
 from cronpilot.config import Settings
+from cronpilot.dag import topological_waves
 from cronpilot.models.job import LlmProvider
 from cronpilot.models.run import NextRunDecision, PlanRecord, RunRecord, StepResult, TokenUsage
 
@@ -120,6 +122,24 @@ def test_fence_escapes_bodies_and_truncates_them():
     assert json.loads(fenced.splitlines()[1])["body_truncated"] is True
 
 
+def test_the_model_sees_assertion_failures_and_only_values_marked_safe_to_show():
+    result = StepResult(
+        step_id="a",
+        endpoint_id="a",
+        status="failed",
+        error='assertion failed: json \'status\' is "down", expected "ok"',
+        error_kind="assertion",
+        outputs={"token": "SECRET-TOKEN-VALUE", "cursor": "page-2"},
+        outputs_shown=["cursor"],
+    )
+    fenced = fence_results([result])
+    line = json.loads(fenced.splitlines()[1])
+    assert line["error_kind"] == "assertion"
+    assert 'expected "ok"' in line["error"]
+    assert line["outputs"] == {"cursor": "page-2"}
+    assert "SECRET-TOKEN-VALUE" not in fenced
+
+
 def test_summary_request_places_results_after_the_cached_prefix():
     job = ten_endpoint_job()
     run = RunRecord.claimed(job.id, NOW, 1, "schedule", NOW)
@@ -158,6 +178,60 @@ def test_validate_plan_names_each_problem(answer, failure_class, message):
         validate_plan(make_job(), answer)
     assert caught.value.failure_class == failure_class
     assert message in caught.value.detail
+
+
+def _values_job():
+    """login -> list -> page, where page uses login's token (a transitive producer); other is free."""
+    return make_job(
+        endpoints=[
+            endpoint("login", extract={"token": "t"}),
+            endpoint("list", depends_on=["login"], extract={"cursor": "c"}),
+            endpoint(
+                "page",
+                "https://api.example.com/p?c={{ steps.list.cursor }}",
+                headers={"Authorization": "Bearer {{ steps.login.token }}"},
+                depends_on=["list"],
+            ),
+            endpoint("other"),
+        ]
+    )
+
+
+def test_a_plan_without_the_producer_of_a_value_is_refused():
+    with pytest.raises(LlmCallError) as caught:
+        validate_plan(_values_job(), _answer(("page", []), ("list", [])))
+    assert caught.value.failure_class == FailureClass.SEMANTIC_VIOLATION
+    assert "'page' uses values extracted by 'login': call 'login' too, or drop 'page'" in caught.value.detail
+
+
+def test_whatever_the_model_proposes_producers_run_in_earlier_waves():
+    # Every subset of endpoints, in every order, each step with no dependencies or with all the others:
+    # a plan either fails validation or runs each value's producer in an earlier wave than its consumer.
+    job = _values_job()
+    ids = [e.id for e in job.endpoints]
+    accepted = 0
+    for size in range(1, len(ids) + 1):
+        for chosen in itertools.permutations(ids, size):
+            for wiring in itertools.product((False, True), repeat=size):
+                answer = _answer(
+                    *(
+                        (e, [o for o in chosen if o != e] if wide else [])
+                        for e, wide in zip(chosen, wiring, strict=True)
+                    )
+                )
+                try:
+                    steps = validate_plan(job, answer)
+                except LlmCallError:
+                    continue
+                accepted += 1
+                wave_of = {
+                    step_id: n
+                    for n, wave in enumerate(topological_waves({s.step_id: s.depends_on for s in steps}))
+                    for step_id in wave
+                }
+                if "page" in wave_of:
+                    assert wave_of["login"] < wave_of["list"] < wave_of["page"]
+    assert accepted > 10  # the property was checked on real plans, not only on refusals
 
 
 def _summary(kind: str, interval: int | None = None, at: str | None = None) -> SummaryAnswer:

@@ -33,6 +33,9 @@ class Settings(BaseModel):
     # {"claude-haiku-4-5": {"input": 1.0, "output": 5.0}} in USD per million tokens.
     llm_prices: str = ""
     stage: str = "dev"
+    # Notifications: the notify function to hand notices to, and the SNS topics jobs may name.
+    notify_function_name: str = ""
+    notify_topic_arns: str = ""
 
 
 @lru_cache(maxsize=1)

@@ -47,7 +47,6 @@ __all__ = ["CronError", "CronExpression", "parse_timezone"]
 SEARCH_YEARS = 8
 
 MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK = "minute", "hour", "day-of-month", "month", "day-of-week"
-FIELD_NAMES = (MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK)
 
 MACROS: dict[str, str] = {
     "@yearly": "0 0 1 1 *",

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from cronpilot.dal.usage import UsageStore
     from cronpilot.domain.circuit import CircuitBreaker
     from cronpilot.domain.execution import StepExecutor
+    from cronpilot.domain.notifications import Channels
+    from cronpilot.domain.ports import NoticeQueue
     from cronpilot.domain.strategies import PlanStrategy, SummaryStrategy
+    from cronpilot.models.notify import Delivery, Notice
     from cronpilot.safehttp import SafeHttpClient
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
@@ -102,6 +105,31 @@ class Runtime:
         return idempotent_executor(
             handler, table_name=self.store.table_name, client=self.store.client, on_replay=on_replay
         )
+
+    @cached_property
+    def notice_queue(self) -> NoticeQueue:
+        from cronpilot.dal.notifications import DisabledNoticeQueue, LambdaNoticeQueue
+
+        if not self.settings.notify_function_name:
+            return DisabledNoticeQueue()
+        lambda_client = boto3.client("lambda", config=_BOTO_CONFIG)
+        return LambdaNoticeQueue(lambda_client, self.settings.notify_function_name)
+
+    @cached_property
+    def notify_channels(self) -> Channels:
+        from cronpilot.dal.notifications import AwsChannels
+
+        return AwsChannels(boto3.client("sns", config=_BOTO_CONFIG), self.http_client.send)
+
+    def deliver_notices(self, notices: list[Notice]) -> list[Delivery]:
+        from cronpilot.domain.execution import resolve_secret
+        from cronpilot.domain.notifications import deliver_notices
+        from cronpilot.models.job import SecretRef
+
+        def signing_secret(name: str) -> str:
+            return resolve_secret(SecretRef(secret=name))
+
+        return deliver_notices(self.store, self.notify_channels, signing_secret, notices, self.clock.now)
 
     @cached_property
     def plan_strategy(self) -> PlanStrategy:

@@ -11,6 +11,7 @@ from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import PLAN_TOOL, plan_request
 from cronpilot.dag import find_cycle, topological_waves
 from cronpilot.domain.strategies import PlanContext, PlanDecision, deterministic_plan
+from cronpilot.domain.templating import referenced_endpoints
 from cronpilot.models.job import Job
 from cronpilot.models.run import PlanRecord, PlanStep
 
@@ -32,8 +33,9 @@ class PlanAnswer(StrictAnswer):
 def validate_plan(job: Job, answer: PlanAnswer) -> list[PlanStep]:
     """The plan as steps, or LlmCallError naming every problem precisely (fed back on repair).
 
-    Declared dependencies are hard: a called endpoint's declared dependencies must be in the plan;
-    their edges are added by code, so the model cannot drop them.
+    Declared dependencies are hard: a called endpoint's declared dependencies (and the endpoints whose
+    extracted values it uses) must be in the plan; their edges are added by code, so the model cannot
+    drop them.
     """
     known = {e.id: e for e in job.endpoints}
     semantic: list[str] = []
@@ -74,7 +76,15 @@ def validate_plan(job: Job, answer: PlanAnswer) -> list[PlanStep]:
                     f"{step.endpoint_id!r} declares a dependency on {dep!r}: call {dep!r} too, or drop "
                     f"{step.endpoint_id!r}"
                 )
-        graph[step.endpoint_id] = [d for d in dict.fromkeys([*declared, *deps]) if d in planned]
+        # A step that uses another's extracted values runs after it, whatever the model proposed.
+        producers = referenced_endpoints(endpoint) if endpoint else []
+        for producer in producers:
+            if producer not in planned:
+                semantic.append(
+                    f"{step.endpoint_id!r} uses values extracted by {producer!r}: call {producer!r} too, "
+                    f"or drop {step.endpoint_id!r}"
+                )
+        graph[step.endpoint_id] = [d for d in dict.fromkeys([*declared, *producers, *deps]) if d in planned]
     if not semantic and not structural and (cycle := find_cycle(graph)):
         structural.append(f"dependency cycle {' -> '.join(cycle)}; remove one of these depends_on entries")
     if semantic:

@@ -230,6 +230,9 @@ def fence_results(results: list[StepResult]) -> str:
                     "latency_ms": r.latency_ms,
                     "attempts": r.attempts,
                     "error": _clip(r.error, MAX_ERROR_CHARS) if r.error else None,
+                    "error_kind": r.error_kind,
+                    # Only values the endpoint marks safe to show; the others never reach the model.
+                    "outputs": r.shown_outputs() or None,
                     "skip_reason": r.skip_reason,
                     "body": body,
                     "body_truncated": r.body_truncated or len(r.body) > per_body,

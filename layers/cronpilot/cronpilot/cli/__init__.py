@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from cronpilot.cli.common import DEFAULT_STATE_FILE, console, load_jobs, one_line_errors
+from cronpilot.cli.doctor import doctor
 from cronpilot.cli.jobs import jobs_app
 from cronpilot.cli.local import local_app
 from cronpilot.cli.runs import runs_app
@@ -24,6 +25,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="cronpilot: a
 app.add_typer(local_app, name="local")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(runs_app, name="runs")
+app.command()(doctor)
 
 
 @app.callback()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from rich.console import Console
 
 from cronpilot.jobfiles import JobFileError, load_job_file
 from cronpilot.models.job import Job
+from cronpilot.models.notify import topics_not_allowed
 
 console = Console(width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True)
@@ -28,6 +30,8 @@ EXIT_TARGET = 4  # the target (AWS account, stack, state file) cannot be used
 EXIT_TIMEOUT = 5  # local mode: a wait ran out (the report is still written)
 
 DEFAULT_STATE_FILE = Path(".cronpilot/local-state.json")
+# The stack's notify_topic_arns, comma-separated: job files naming other topics are refused offline.
+NOTIFY_TOPICS_ENV = "CRONPILOT_NOTIFY_TOPICS"
 
 Output = Annotated[str, typer.Option("--output", "-o", help="table or json")]
 
@@ -92,13 +96,31 @@ def fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
     return typer.Exit(code)
 
 
+def allowed_notify_topics() -> frozenset[str] | None:
+    """The SNS topics the deployment may publish to, when the operator says which (None: unknown)."""
+    value = os.environ.get(NOTIFY_TOPICS_ENV)
+    if value is None:
+        return None
+    return frozenset(topic.strip() for topic in value.split(",") if topic.strip())
+
+
 def load_jobs(files: list[Path]) -> list[Job]:
     jobs, problems = [], []
+    allowed = allowed_notify_topics()
     for path in files:
         try:
-            jobs.append(load_job_file(path))
+            job = load_job_file(path)
         except JobFileError as exc:
             problems.append(str(exc))
+            continue
+        jobs.append(job)
+        if allowed is not None:
+            problems += [
+                f"{path}: notify: topic {topic} is not one this deployment may publish to: add it to "
+                f"the stack's notify_topic_arns context (and {NOTIFY_TOPICS_ENV}), "
+                f"or use one of {sorted(allowed)}"
+                for topic in topics_not_allowed(job.notify, allowed)
+            ]
     if problems:
         raise fail("\n".join(problems))
     ids = [job.id for job in jobs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -157,15 +158,22 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
     for column in ("step", "status", "http", "attempts", "latency", "error / reason"):
         table.add_column(column)
     for step in steps.values():
+        kind = f"({step.error_kind}) " if step.error and step.error_kind else ""
+        reused = f" (reused from {step.reused_from})" if step.reused_from else ""
         table.add_row(
             step.step_id,
-            step.status,
+            f"{step.status}{reused}",
             str(step.http_status or "-"),
             str(step.attempts),
             f"{step.latency_ms} ms",
-            step.error or step.skip_reason or "",
+            f"{kind}{step.error or ''}" if step.error else step.skip_reason or "",
         )
     console.print(table)
+    for step in steps.values():
+        for name, value in step.for_display().outputs.items():
+            console.print(f"  {step.step_id}.{name} = {json.dumps(value)}", markup=False)
+        for name, problem in step.output_problems.items():
+            console.print(f"  {step.step_id}.{name}: no value ({problem})", markup=False)
     console.print(f"summary: {run.summary or '-'}")
     if run.next_run:
         console.print(f"next run: {iso(run.next_run.at)} ({run.next_run.source}: {run.next_run.reason})")
@@ -177,3 +185,8 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
     console.print(spend_line(tokens))
     for failure in run.llm_failures:
         console.print(f"LLM {failure.phase} fell back: {failure.failure_class}: {failure.detail}")
+    for delivery in run.notifications:
+        console.print(
+            f"notified {delivery.event} to {delivery.target}: {delivery.status} "
+            f"after {delivery.attempts} attempt(s)" + (f" ({delivery.error})" if delivery.error else "")
+        )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from cronpilot.cli import render
-from cronpilot.cli.common import Output, emit_json, iso, one_line_errors, target
+from cronpilot.cli.common import Output, console, emit_json, iso, one_line_errors, target
 from cronpilot.models.run import RunStatus
 
 runs_app = typer.Typer(
@@ -43,6 +43,7 @@ def runs_list(
                     "scheduled_at": iso(r.scheduled_at),
                     "status": r.status,
                     "trigger": r.trigger,
+                    "retry_of": r.retry_of,
                     "skip_reason": r.skip_reason,
                     "steps": r.step_counts,
                     "next_run": r.next_run.model_dump(mode="json") if r.next_run else None,
@@ -67,8 +68,39 @@ def runs_show(ctx: typer.Context, run_id: str, output: Output = "table") -> None
             {
                 **run.model_dump(mode="json"),
                 "ai_spend": run.tokens.spend(),
-                "steps": [s.model_dump(mode="json") for s in steps.values()],
+                "steps": [s.for_display().model_dump(mode="json") for s in steps.values()],
             }
         )
         return
     render.print_run(run, steps)
+
+
+@runs_app.command("retry")
+@one_line_errors
+def runs_retry(
+    ctx: typer.Context,
+    run_id: str,
+    failed_only: Annotated[
+        bool, typer.Option("--failed-only", help="Re-execute only failed and skipped steps; reuse the rest.")
+    ] = False,
+    output: Output = "table",
+) -> None:
+    """Replay a finished run as a new run (trigger `retry`) on the next tick, under the overlap policy."""
+    from cronpilot.domain.operations import retry_run
+
+    with target(ctx) as chosen:
+        request = retry_run(chosen.store, run_id, chosen.clock.now(), failed_only=failed_only)
+    if output == "json":
+        emit_json(
+            {
+                "job_id": request.job_id,
+                "retry_of": request.retry_of,
+                "failed_only": request.failed_only,
+                "reexecute": request.reexecute,
+            }
+        )
+        return
+    console.print(
+        f"retry of {run_id} requested: the next scheduler tick starts it (trigger retry), "
+        f"re-executing {', '.join(request.reexecute)}"
+    )

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # Longer than any execution (the state machine times out after 25 minutes) with room for a redrive.
 EXPIRES_AFTER = timedelta(hours=24)
-EXECUTOR_PARTITION = "idempotency#executor"
+EXECUTOR_PARTITION = f"{schema.IDEMPOTENCY_PARTITION}executor"
 EVENT_KEY = "[run_id, step.step_id]"
 KEY_PREFIX = "executor"
 

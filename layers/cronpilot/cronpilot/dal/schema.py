@@ -10,6 +10,14 @@ PARTITION_KEY = "PK"
 SORT_KEY = "SK"
 TTL_ATTRIBUTE = "expires_at"
 
+# Every item's partition key starts with one of these. IAM limits each function's role to the
+# partitions it uses (dynamodb:LeadingKeys; infra/cronpilot_infra/access.py), so a key outside them
+# is a permission error in AWS.
+JOB_PARTITION = "job#"  # a job: its definition, its runs, its daily token usage
+RUN_PARTITION = "run#"  # a run's step results
+ENDPOINT_PARTITION = "endpoint#"  # an endpoint's health (circuit breaker), shared by every job
+IDEMPOTENCY_PARTITION = "idempotency#"  # Powertools idempotency records, one partition per function
+
 DUE_INDEX = "due"
 DUE_INDEX_PK = "due_shard"
 DUE_INDEX_SK = "due_at"
@@ -68,21 +76,29 @@ def all_due_shards() -> list[str]:
     return [f"due#{n}" for n in range(DUE_SHARDS)]
 
 
+def job_partition(job_id: str) -> str:
+    return f"{JOB_PARTITION}{job_id}"
+
+
+def run_partition(run_id: str) -> str:
+    return f"{RUN_PARTITION}{run_id}"
+
+
 def job_key(job_id: str) -> dict[str, str]:
-    return {PARTITION_KEY: f"job#{job_id}", SORT_KEY: "job"}
+    return {PARTITION_KEY: job_partition(job_id), SORT_KEY: "job"}
 
 
 def run_key(job_id: str, run_stamp: str) -> dict[str, str]:
-    return {PARTITION_KEY: f"job#{job_id}", SORT_KEY: f"run#{run_stamp}"}
+    return {PARTITION_KEY: job_partition(job_id), SORT_KEY: f"run#{run_stamp}"}
 
 
 def step_key(run_id: str, step_id: str) -> dict[str, str]:
-    return {PARTITION_KEY: f"run#{run_id}", SORT_KEY: f"step#{step_id}"}
+    return {PARTITION_KEY: run_partition(run_id), SORT_KEY: f"step#{step_id}"}
 
 
 def usage_key(job_id: str, day: str) -> dict[str, str]:
-    return {PARTITION_KEY: f"job#{job_id}", SORT_KEY: f"usage#{day}"}
+    return {PARTITION_KEY: job_partition(job_id), SORT_KEY: f"usage#{day}"}
 
 
 def endpoint_health_key(origin: str) -> dict[str, str]:
-    return {PARTITION_KEY: f"endpoint#{origin}", SORT_KEY: "health"}
+    return {PARTITION_KEY: f"{ENDPOINT_PARTITION}{origin}", SORT_KEY: "health"}

@@ -35,6 +35,7 @@ from cronpilot.domain.ports import (
     StoreError,
 )
 from cronpilot.models.job import Job, JobStatus
+from cronpilot.models.notify import Delivery
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, parse_run_id
 
 if TYPE_CHECKING:
@@ -51,6 +52,10 @@ def _parse_job(job_doc: str) -> Job:
     """Jobs are frozen and change rarely: a warm container validates each stored version once (every
     executor invocation reads its job; validating a 50-endpoint job costs about a millisecond)."""
     return Job.model_validate_json(job_doc)
+
+
+# The job attributes of a pending replay (`cronpilot runs retry`).
+RETRY_REQUEST = ("retry_of", "retry_failed_only")
 
 
 def _job_from_item(item: dict[str, Any]) -> JobRecord:
@@ -74,6 +79,8 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
             if inflight is not None
             else None
         ),
+        retry_of=data.get("retry_of"),
+        retry_failed_only=bool(data.get("retry_failed_only", False)),
     )
     job = _parse_job(data["job_doc"])
     # The status attribute is authoritative: pauses (operator or AI pause-until) change it alone.
@@ -84,7 +91,7 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
 
 def _run_to_item(run: RunRecord) -> dict[str, Any]:
     job_id, stamp = parse_run_id(run.run_id)
-    doc = run.model_dump(mode="json")
+    doc = run.model_dump(mode="json", exclude={"notifications"})
     item = {
         **schema.run_key(job_id, stamp),
         "kind": "run",
@@ -112,6 +119,8 @@ def _run_from_item(item: dict[str, Any]) -> RunRecord:
         run.status = RunStatus.ABANDONED
         run.finished_at = from_iso(data["abandoned_at"])
         run.error = data.get("abandoned_reason")
+    # Deliveries are appended beside the document by the notify function (never a fenced write).
+    run.notifications = [Delivery.model_validate_json(entry) for entry in data.get("notifications") or []]
     return run
 
 
@@ -371,6 +380,30 @@ class Store:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def request_retry(
+        self, seen: JobRecord, *, run_id: str, failed_only: bool, reason: str, now: datetime
+    ) -> None:
+        """Make the job due now with a pending replay of `run_id`, which the next claim turns into a
+        run (trigger `retry`) under the job's overlap policy; ClaimConflict if the job moved meanwhile."""
+        update = (
+            _JobUpdate(seen.job_id)
+            .set("retry_of", run_id)
+            .set("retry_failed_only", failed_only)
+            .set("next_run_source", "retry")
+            .set("next_run_reason", reason)
+            .set("updated_at", to_iso(now))
+            .next_run(now)
+            .due(now)
+        )
+        condition_values: dict[str, Any] = {}
+        condition = self._seen_condition(seen, condition_values)
+        try:
+            self.client.update_item(**update.request(self.table_name, condition, condition_values))
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise ClaimConflict(f"job {seen.job_id!r} changed while the retry was requested") from exc
+            raise
+
     def _seen_condition(self, seen: JobRecord, values: dict[str, Any]) -> str:
         """The job is exactly as discovery saw it: same slot, same epoch, still active."""
         values[":seen_epoch"] = seen.state.epoch
@@ -408,6 +441,7 @@ class Store:
             .set("buffered", False)
             .next_run(next_run_at)
             .due(next_run_at)
+            .remove(*RETRY_REQUEST)  # a pending retry becomes this run
         )
         abandoned = seen.state.abandoned_runs(now)
         for run_id in abandoned:
@@ -458,6 +492,8 @@ class Store:
             .next_run(next_run_at)
             .due(next_run_at)
         )
+        if not buffer:
+            update.remove(*RETRY_REQUEST)  # a skipped retry is recorded (trigger `retry`) and dropped
         condition_values: dict[str, Any] = {}
         condition = self._seen_condition(seen, condition_values)
         self._transact(
@@ -499,7 +535,7 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :run)",
-            "ExpressionAttributeValues": serialize({":pk": f"job#{job_id}", ":run": "run#"}),
+            "ExpressionAttributeValues": serialize({":pk": schema.job_partition(job_id), ":run": "run#"}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
@@ -547,7 +583,7 @@ class Store:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :step)",
-            "ExpressionAttributeValues": serialize({":pk": f"run#{run_id}", ":step": "step#"}),
+            "ExpressionAttributeValues": serialize({":pk": schema.run_partition(run_id), ":step": "step#"}),
             "ConsistentRead": True,
         }
         while True:
@@ -599,6 +635,24 @@ class Store:
             update.release_run(run.run_id)
         job_update = update.request(self.table_name, "epoch = :fence_epoch", {":fence_epoch": run.epoch})
         self._transact([{"Update": job_update}, put])
+
+    def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None:
+        """Append deliveries to the run they are about (after it ended: not fenced)."""
+        job_id, stamp = parse_run_id(run_id)
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=serialize(schema.run_key(job_id, stamp)),
+                UpdateExpression="SET notifications = list_append(if_not_exists(notifications, :none), :new)",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues=serialize(
+                    {":none": [], ":new": [d.model_dump_json() for d in deliveries]}
+                ),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise RunNotFound(f"no run with id {run_id!r}") from exc
+            raise
 
     # -------------------------------------------------------------- helpers
 

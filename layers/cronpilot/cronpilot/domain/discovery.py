@@ -13,16 +13,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cronpilot.clock import Clock
+from cronpilot.domain.notifications import enqueue, missed_notices
 from cronpilot.domain.ports import (
     ClaimConflict,
     ExecutionStarter,
     JobRecord,
     JobStore,
     LeaseLost,
+    NoticeQueue,
     StartFailed,
 )
 from cronpilot.domain.scheduling import first_run_at, next_slot, with_jitter
 from cronpilot.models.job import JobStatus, OverlapPolicy
+from cronpilot.models.notify import Notice
 from cronpilot.models.run import RunRecord, RunStatus, make_run_id
 from cronpilot.observability import record_discovery
 
@@ -59,16 +62,26 @@ class DiscoveryResult:
 
 
 class Discovery:
-    def __init__(self, store: JobStore, starter: ExecutionStarter, clock: Clock, owner: str) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        starter: ExecutionStarter,
+        clock: Clock,
+        owner: str,
+        notices: NoticeQueue | None = None,
+    ) -> None:
         self.store = store
         self.starter = starter
         self.clock = clock
         self.owner = owner
+        self.notices = notices
+        self._missed: list[Notice] = []  # slots skipped as too late this tick: `missed` notifications
         self._random = random.Random(owner)  # noqa: S311 - spreading work, not secrecy
 
     def tick(self) -> DiscoveryResult:
         now = self.clock.now()
         result = DiscoveryResult()
+        self._missed = []
         shards = self.store.due_shards()
         self._random.shuffle(shards)
         for shard in shards:
@@ -76,6 +89,8 @@ class Discovery:
                 if not self._sweep(shard, now, result):
                     break
         record_discovery(result)
+        if self.notices is not None:
+            enqueue(self.notices, self._missed)
         return result
 
     def _sweep(self, shard: str, now: datetime, result: DiscoveryResult) -> bool:
@@ -140,6 +155,12 @@ class Discovery:
         trigger = "catch-up" if now - slot > CATCH_UP_AFTER else _trigger_of(state.next_run_source)
         concurrent = record.job.guardrails.allows_concurrent_runs
         run = RunRecord.claimed(record.job_id, slot, state.epoch + 1, trigger, now, concurrent=concurrent)
+        if state.retry_of is not None:  # a replay an operator asked for (the claim clears the request)
+            run.trigger, run.retry_of, run.retry_failed_only = (
+                "retry",
+                state.retry_of,
+                state.retry_failed_only,
+            )
         self.store.claim(
             record,
             run,
@@ -185,6 +206,7 @@ class Discovery:
             status=RunStatus.SKIPPED,
             epoch=record.state.epoch,
             trigger=_trigger_of(record.state.next_run_source),
+            retry_of=record.state.retry_of,
             claimed_at=now,
             finished_at=now,
             skip_reason=skip.reason,
@@ -199,6 +221,8 @@ class Discovery:
             buffer=skip.buffer or record.state.buffered,
         )
         result.skipped.append((skipped.run_id, skip.reason))
+        if skip.reason == "too-late":
+            self._missed += missed_notices(record.job, skipped, now)
 
     def _resume_if_pause_ended(self, record: JobRecord, now: datetime, result: DiscoveryResult) -> None:
         until = record.state.paused_until

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from typing import Any
 
 from cronpilot.clock import Clock
 from cronpilot.domain.circuit import CircuitBreaker, Permit
 from cronpilot.domain.ports import JobStore
-from cronpilot.models.job import Endpoint, SecretRef
+from cronpilot.domain.step_calls import (
+    MAX_TOTAL_BUDGET,
+    CallNotMade,
+    SecretResolver,
+    Sender,
+    build_request,
+    call,
+)
+from cronpilot.domain.templating import referenced_endpoints
+from cronpilot.models.job import Endpoint, Job, SecretRef
 from cronpilot.models.run import StepOutcome, StepResult, StepStatus, StepTask
 from cronpilot.observability import record_step
-from cronpilot.safehttp import HttpOutcome, RequestSpec
 
-# The executor Lambda's timeout is 300 s; a call's total budget stays well inside it.
-MAX_TOTAL_BUDGET = timedelta(seconds=240)
+__all__ = ["CIRCUIT_OPEN", "MAX_TOTAL_BUDGET", "StepExecutor", "idempotency_key", "resolve_secret"]
 
-SecretResolver = Callable[[SecretRef], str]
-Sender = Callable[[RequestSpec], HttpOutcome]
 CIRCUIT_OPEN = "circuit-open"
 
 
@@ -37,33 +42,6 @@ def resolve_secret(ref: SecretRef) -> str:
     return value
 
 
-def build_request(endpoint: Endpoint, idempotency_key: str, resolver: SecretResolver) -> RequestSpec:
-    headers = {
-        name: (resolver(value) if isinstance(value, SecretRef) else value)
-        for name, value in endpoint.headers.items()
-    }
-    body: str | None
-    if endpoint.body is None or isinstance(endpoint.body, str):
-        body = endpoint.body
-    else:
-        body = json.dumps(endpoint.body)
-        headers.setdefault("Content-Type", "application/json")
-    timeout = endpoint.timeout.total_seconds()
-    return RequestSpec(
-        method=endpoint.method,
-        url=endpoint.url,
-        headers=headers,
-        body=body,
-        connect_timeout=min(5.0, timeout),
-        read_timeout=timeout,
-        total_timeout=min(MAX_TOTAL_BUDGET.total_seconds(), timeout * 3),
-        retry_non_idempotent=bool(endpoint.retryable),
-        max_attempts=3 if endpoint.retryable is not False else 1,
-        secret_header_names=endpoint.secret_header_names(),
-        idempotency_key=idempotency_key,
-    )
-
-
 def idempotency_key(run_id: str, step_id: str) -> str:
     return f"cronpilot-{run_id}-{step_id}"
 
@@ -76,12 +54,14 @@ class StepExecutor:
         send: Sender,
         resolver: SecretResolver = resolve_secret,
         breaker: CircuitBreaker | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.send = send
         self.resolver = resolver
         self.breaker = breaker
+        self.sleep = sleep
 
     def execute(self, task: StepTask) -> StepOutcome:
         step = task.step
@@ -94,41 +74,47 @@ class StepExecutor:
         started = self.clock.now()
         result = self._blocked_by_dependency(task, endpoint, known)
         if result is None:
-            result = self._call(task, endpoint)
+            # Values may come from transitive dependencies, which the first read did not include.
+            producers = [p for p in referenced_endpoints(endpoint) if p not in known]
+            if producers:
+                known = {**known, **self.store.get_step_results(task.run_id, producers)}
+            result = self._call(task, record.job, endpoint, known)
         result.started_at = started
         result.finished_at = self.clock.now()
         self.store.put_step_result(task.job_id, task.run_id, task.epoch, result, result.finished_at)
         record_step(result, circuit_open=result.skip_reason == CIRCUIT_OPEN)
         return StepOutcome(step_id=step.step_id, status=result.status)
 
-    def _call(self, task: StepTask, endpoint: Endpoint) -> StepResult:
-        """Call the endpoint unless its origin's circuit is open; report the outcome to the circuit."""
+    def _call(self, task: StepTask, job: Job, endpoint: Endpoint, known: dict[str, StepResult]) -> StepResult:
+        """Build the request (earlier steps' values, secrets, signature), then call the endpoint unless
+        its origin's circuit is open; report the outcome to the circuit."""
         step_id = task.step.step_id
+        try:
+            spec = build_request(job, endpoint, idempotency_key(task.run_id, step_id), self.resolver, known)
+        except CallNotMade as exc:
+            return StepResult(
+                step_id=step_id,
+                endpoint_id=endpoint.id,
+                status=StepStatus.FAILED,
+                error=str(exc),
+                error_kind=exc.kind,
+            )
         breaker = self.breaker
-        permit: Permit | None = breaker.acquire(endpoint.url) if breaker is not None else None
+        permit: Permit | None = breaker.acquire(spec.url) if breaker is not None else None
         if permit is not None and not permit.allowed:
             return StepResult(
                 step_id=step_id, endpoint_id=endpoint.id, status=StepStatus.SKIPPED, skip_reason=CIRCUIT_OPEN
             )
+        sleep: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
         try:
-            outcome = self.send(build_request(endpoint, idempotency_key(task.run_id, step_id), self.resolver))
+            verdict, outcome = call(self.send, spec, endpoint, **sleep)
         except Exception:
             if breaker is not None and permit is not None:
-                breaker.release(permit)  # e.g. the secret could not be read: no verdict on the endpoint
+                breaker.release(permit)  # no verdict on the endpoint
             raise
         if breaker is not None and permit is not None:
             breaker.record(permit, outcome)
-        return StepResult(
-            step_id=step_id,
-            endpoint_id=endpoint.id,
-            status=StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
-            http_status=outcome.http_status,
-            attempts=outcome.attempts,
-            latency_ms=outcome.latency_ms,
-            error=outcome.error,
-            body=outcome.body,
-            body_truncated=outcome.body_truncated,
-        )
+        return verdict.result(step_id, endpoint.id)
 
     def _blocked_by_dependency(
         self, task: StepTask, endpoint: Endpoint, deps: dict[str, StepResult]

@@ -9,7 +9,8 @@ from collections import Counter
 from typing import Any
 
 from cronpilot.clock import Clock
-from cronpilot.domain.ports import JobNotFound, JobStore, LeaseLost
+from cronpilot.domain.notifications import notify_outcome
+from cronpilot.domain.ports import JobNotFound, JobStore, LeaseLost, NoticeQueue
 from cronpilot.domain.scheduling import failure_backoff
 from cronpilot.domain.summarizing import write_outcome
 from cronpilot.models.run import FailureEvent, NextRunDecision, RunRecord, RunStatus, StepStatus
@@ -18,7 +19,9 @@ from cronpilot.observability import record_run_outcome
 MAX_ERROR_CHARS = 1000
 
 
-def finalize_failure(store: JobStore, clock: Clock, event: FailureEvent) -> dict[str, Any]:
+def finalize_failure(
+    store: JobStore, clock: Clock, event: FailureEvent, notices: NoticeQueue | None = None
+) -> dict[str, Any]:
     """The Catch target: record the failure, back off, release the lease. Never raises for a stale run."""
     try:
         run = store.get_fenced_run(event.run_id, event.epoch)
@@ -49,6 +52,7 @@ def finalize_failure(store: JobStore, clock: Clock, event: FailureEvent) -> dict
     except LeaseLost:
         return {"status": "fenced"}
     record_run_outcome(run.status)
+    notify_outcome(notices, store, record.job, run, record.state.consecutive_failures, now)
     return {"status": run.status}
 
 

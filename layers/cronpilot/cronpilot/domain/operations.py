@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cronpilot.domain.ports import ClaimConflict, JobNotFound, JobRecord, JobStore
+from cronpilot.domain.replay import replay_problem, to_reexecute
 from cronpilot.domain.scheduling import first_run_at
 from cronpilot.models.job import Job, JobStatus
 
@@ -106,6 +107,45 @@ def trigger_job(store: JobStore, job_id: str, now: datetime) -> None:
         paused_until=record.state.paused_until,
         now=now,
     )
+
+
+@dataclass
+class RetryRequest:
+    job_id: str
+    retry_of: str
+    failed_only: bool
+    reexecute: list[str]  # the steps the replay calls again (the others are reused)
+
+
+def retry_run(store: JobStore, run_id: str, now: datetime, *, failed_only: bool = False) -> RetryRequest:
+    """Replay a finished run: the next tick claims a new run (trigger `retry`, linked to `run_id`)
+    under the job's overlap policy. It follows the original's plan and re-executes every step, or with
+    `failed_only` only the failed and skipped ones, reusing the others' results and extracted values."""
+    original = store.get_run(run_id)
+    record = store.get_job(original.job_id)
+    results = store.get_step_results(run_id)
+    problem = replay_problem(original, record.job, results, failed_only)
+    if problem is not None or original.plan is None:
+        raise OperationError(problem or f"run {run_id} has no plan to replay")
+    job_id = record.job_id
+    if record.job.status == JobStatus.PAUSED:
+        raise OperationError(f"job {job_id!r} is paused: resume it first (cronpilot jobs resume {job_id})")
+    pending = record.state.retry_of
+    if pending is not None:
+        raise OperationError(
+            f"a retry of run {pending} is already waiting for the next tick: let it start first"
+        )
+    mode = "failed and skipped steps" if failed_only else "every step"
+    try:
+        store.request_retry(
+            record, run_id=run_id, failed_only=failed_only, reason=f"retry of {run_id} ({mode})", now=now
+        )
+    except ClaimConflict as exc:
+        raise OperationError(f"{exc} (a run was just claimed): try again") from exc
+    reexecute = (
+        to_reexecute(original.plan, results) if failed_only else [s.step_id for s in original.plan.steps]
+    )
+    return RetryRequest(job_id, run_id, failed_only, reexecute)
 
 
 def delete_job(store: JobStore, job_id: str, now: datetime, *, force: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cronpilot.clock import Clock
 from cronpilot.domain.circuit import endpoint_health
 from cronpilot.domain.ports import HealthStore, JobStore
+from cronpilot.domain.replay import prepare_replay
 from cronpilot.domain.strategies import PlanContext, PlanStrategy
 from cronpilot.models.run import PlanOutput, RunRef, RunStatus
 
@@ -16,6 +17,11 @@ def plan_run(
 ) -> PlanOutput:
     record = store.get_job(ref.job_id)
     run = store.get_fenced_run(ref.run_id, ref.epoch)
+    if run.plan is None and run.retry_of is not None:  # a replay follows the original's plan
+        run.plan = prepare_replay(store, run, record.job, clock.now())
+        run.status = RunStatus.RUNNING
+        run.started_at = clock.now()
+        store.save_run(run)
     if run.plan is None:  # a retried invocation reuses the plan it already recorded
         history, _ = store.list_runs(ref.job_id, limit=HISTORY_RUNS + 1)
         context = PlanContext(

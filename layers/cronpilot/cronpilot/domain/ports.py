@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from cronpilot.models.health import Health
-    from cronpilot.models.job import Job, JobStatus
+    from cronpilot.models.job import Job, JobStatus, SecretRef
+    from cronpilot.models.notify import Delivery, Notice
     from cronpilot.models.run import RunRecord, StepResult, TokenUsage
 
 
@@ -55,6 +56,9 @@ class JobState:
     updated_at: datetime | None = None
     # Concurrent runs (overlap `allow`) and their own leases; None until the first concurrent claim.
     inflight: dict[str, datetime] | None = None
+    # A replay requested by an operator (`runs retry`): the next claim creates it and clears these.
+    retry_of: str | None = None
+    retry_failed_only: bool = False
 
     def lease_live(self, now: datetime) -> bool:
         return self.lease_expires_at is not None and self.lease_expires_at > now
@@ -127,6 +131,9 @@ class JobStore(Protocol):
         paused_until: datetime | None,
         now: datetime,
     ) -> None: ...
+    def request_retry(
+        self, seen: JobRecord, *, run_id: str, failed_only: bool, reason: str, now: datetime
+    ) -> None: ...
     def due_shards(self) -> list[str]: ...
     def query_due(self, shard: str, now: datetime, page_size: int = 200) -> Iterator[DuePage]: ...
     def claim(
@@ -176,6 +183,7 @@ class JobStore(Protocol):
         index_due: bool = True,
         latest: bool = True,
     ) -> None: ...
+    def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -210,8 +218,45 @@ class HealthStore(Protocol):
     def release_probe(self, origin: str, probe_id: str, now: datetime) -> None: ...
 
 
+class NoticeQueue(Protocol):
+    """Hands notices to the notify function without waiting for their delivery."""
+
+    def enqueue(self, notices: list[Notice]) -> None: ...
+
+
 class ExecutionStarter(Protocol):
     """Starts a run's execution; the run id is the execution name, so a second start is harmless.
     Raises StartFailed when the service refuses."""
 
     def start(self, run: RunRecord) -> Literal["started", "already-started"]: ...
+
+
+# What `cronpilot doctor` learns about a deployed secret: readable by the executor, or why not.
+SecretState = Literal["readable", "missing", "customer-key", "no-json-key", "unreadable"]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployed stack as its outputs describe it."""
+
+    stack: str
+    table: str
+    state_machine_arns: tuple[str, ...]
+    alarm_topic_arn: str | None
+    anthropic_secret_arn: str | None
+    job_secret_prefix: str
+    tick_minutes: int
+    metrics_service: str
+
+
+class DeploymentProbe(Protocol):
+    """Read-only questions `cronpilot doctor` asks about a deployment (AWS, or moto in tests)."""
+
+    deployment: Deployment
+
+    def table_exists(self) -> bool: ...
+    def state_machine_exists(self, arn: str) -> bool: ...
+    def last_tick(self, since: datetime, now: datetime) -> datetime | None: ...
+    def confirmed_subscriptions(self) -> int: ...
+    def anthropic_key_set(self) -> bool: ...
+    def secret_state(self, ref: SecretRef) -> SecretState: ...

@@ -7,7 +7,8 @@ from collections import Counter
 from typing import Any
 
 from cronpilot.clock import Clock
-from cronpilot.domain.ports import JobRecord, JobStore, LeaseLost
+from cronpilot.domain.notifications import notify_outcome
+from cronpilot.domain.ports import JobRecord, JobStore, LeaseLost, NoticeQueue
 from cronpilot.domain.scheduling import clamp_next_run, failure_backoff
 from cronpilot.domain.strategies import Proposal, SummaryContext, SummaryStrategy
 from cronpilot.models.job import JobStatus
@@ -26,7 +27,13 @@ def _outcome_status(counts: Counter[str]) -> RunStatus:
     return RunStatus.PARTIAL
 
 
-def summarize_run(store: JobStore, clock: Clock, ref: RunRef, strategy: SummaryStrategy) -> dict[str, Any]:
+def summarize_run(
+    store: JobStore,
+    clock: Clock,
+    ref: RunRef,
+    strategy: SummaryStrategy,
+    notices: NoticeQueue | None = None,
+) -> dict[str, Any]:
     record = store.get_job(ref.job_id)
     run = store.get_fenced_run(ref.run_id, ref.epoch)
     if RunStatus(run.status).is_final:  # a retried invocation after the outcome was recorded
@@ -48,6 +55,7 @@ def summarize_run(store: JobStore, clock: Clock, ref: RunRef, strategy: SummaryS
     run.next_run = decision
     write_outcome(store, record, run, decision, failures, proposal)
     record_run_outcome(run.status)
+    notify_outcome(notices, store, record.job, run, record.state.consecutive_failures, now)
     return {"status": run.status}
 
 

@@ -18,7 +18,6 @@ import traceback
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -39,7 +38,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE_NAME = "cronpilot-local"
 STATE_MACHINE_NAME = "cronpilot-local-run"
-FUNCTIONS = ("discovery", "planner", "executor", "summarizer", "finalize_failure")
+FUNCTIONS = ("discovery", "planner", "executor", "summarizer", "finalize_failure", "notify")
 ASL_PATH = Path(__file__).resolve().parent.parent / "asl" / "run_job.asl.json"
 FUNCTIONS_DIR = Path(__file__).resolve().parents[4] / "functions"
 ASL_SUBSTITUTIONS = {
@@ -112,6 +111,7 @@ class LocalCloud:
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "TABLE_NAME": TABLE_NAME,
+            "NOTIFY_FUNCTION_NAME": function_name("notify"),
             "EGRESS_ALLOWED_CIDRS": egress_allowed_cidrs,
             "EGRESS_ALLOWED_PORTS": egress_allowed_ports,
             "POWERTOOLS_SERVICE_NAME": "cronpilot",
@@ -320,9 +320,3 @@ class LocalCloud:
     def describe_execution(self, run_id: str) -> dict[str, Any]:
         arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
         return self.client("stepfunctions").describe_execution(executionArn=arn)
-
-
-@contextmanager
-def local_cloud(clock: Clock, **kwargs: Any) -> Iterator[LocalCloud]:
-    with LocalCloud(clock, **kwargs) as cloud:
-        yield cloud

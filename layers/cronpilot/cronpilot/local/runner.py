@@ -120,6 +120,7 @@ def _run_entry(store: Store, cloud: LocalCloud, run: RunRecord) -> dict[str, Any
         "scheduled_at": _iso(run.scheduled_at),
         "status": run.status,
         "trigger": run.trigger,
+        "retry_of": run.retry_of,
         "skip_reason": run.skip_reason,
         "error": run.error,
         "execution_status": execution_status,
@@ -142,6 +143,7 @@ def _run_entry(store: Store, cloud: LocalCloud, run: RunRecord) -> dict[str, Any
                 "attempts": result.attempts,
                 "latency_ms": result.latency_ms,
                 "error": result.error or result.skip_reason,
+                "error_kind": result.error_kind,
             }
             for step_id in order
             if (result := steps.get(step_id)) is not None

@@ -12,6 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cronpilot.cron import CronExpression, parse_timezone
 from cronpilot.durations import Duration
+from cronpilot.models.notify import MAX_RULES, NotifyRule
+from cronpilot.models.workflow import (
+    MAX_EXTRACTS_PER_JOB,
+    REFERENCE_FORM,
+    ExpectSpec,
+    ExtractSpec,
+    SigningSpec,
+    check_extract_names,
+    normalize_extract,
+    request_references,
+    starts_with_reference,
+)
 
 # Run ids are "<job id>.<YYYYMMDDTHHMMSSZ>" and double as Step Functions execution names, which allow
 # 80 characters: 63 + 1 + 16 = 80. Lower-case letters, digits and hyphens avoid every forbidden character.
@@ -165,6 +177,34 @@ class Endpoint(Strict):
     depends_on: tuple[str, ...] = ()
     on_dependency_failure: Literal["skip", "continue"] = "skip"
     retryable: bool | None = None
+    # Step outputs, assertions and request signing (see models/workflow.py).
+    extract: dict[str, ExtractSpec] = Field(default_factory=dict)
+    expect: ExpectSpec | None = None
+    signing: SigningSpec | None = None
+
+    @field_validator("extract", mode="before")
+    @classmethod
+    def _extract_shorthand(cls, value: object) -> object:
+        return normalize_extract(value)
+
+    @field_validator("extract")
+    @classmethod
+    def _extract_names(cls, value: dict[str, ExtractSpec]) -> dict[str, ExtractSpec]:
+        return check_extract_names(value)
+
+    @model_validator(mode="after")
+    def _references_well_placed(self) -> Self:
+        _, problems = request_references(self.url, self.headers, self.body)
+        if starts_with_reference(self.url) and self.secret_header_names():
+            # The host comes from a response: a stored credential must never follow it there.
+            problems.append(
+                "headers: an endpoint whose URL starts with a reference cannot send secret headers "
+                f"({', '.join(sorted(self.secret_header_names()))}): use a token an earlier step extracted, "
+                "or register the host in the URL"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("method", mode="before")
     @classmethod
@@ -174,6 +214,8 @@ class Endpoint(Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        if starts_with_reference(value):
+            return value  # a base URL from an earlier step: checked when sent, by the egress policy
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https"):
             raise ValueError(
@@ -221,6 +263,8 @@ class Job(Strict):
     endpoints: tuple[Endpoint, ...] = Field(min_length=1, max_length=100)
     status: JobStatus = JobStatus.ACTIVE
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    signing: SigningSpec | None = None  # signs every endpoint's requests unless the endpoint sets its own
+    notify: tuple[NotifyRule, ...] = Field(default=(), max_length=MAX_RULES)
 
     @field_validator("endpoints")
     @classmethod
@@ -246,6 +290,14 @@ class Job(Strict):
             raise ValueError(f"dependency cycle {' -> '.join(cycle)}: remove one of these depends_on entries")
         return endpoints
 
+    @field_validator("endpoints")
+    @classmethod
+    def _references_resolve(cls, endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+        problems = reference_problems(endpoints)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return endpoints
+
     @model_validator(mode="after")
     def _fits_max_steps(self) -> Self:
         if len(self.endpoints) > self.guardrails.max_steps:
@@ -261,3 +313,62 @@ class Job(Strict):
             if endpoint.id == endpoint_id:
                 return endpoint
         raise KeyError(endpoint_id)
+
+    def signing_for(self, endpoint: Endpoint) -> SigningSpec | None:
+        return endpoint.signing or self.signing
+
+
+def ancestors(endpoints: tuple[Endpoint, ...]) -> dict[str, set[str]]:
+    """Every endpoint's direct and transitive dependencies (the graph is known to be acyclic)."""
+    direct = {e.id: e.depends_on for e in endpoints}
+    found: dict[str, set[str]] = {}
+
+    def visit(endpoint_id: str) -> set[str]:
+        if endpoint_id not in found:
+            found[endpoint_id] = set()
+            for dep in direct.get(endpoint_id, ()):
+                found[endpoint_id] |= {dep, *visit(dep)}
+        return found[endpoint_id]
+
+    for endpoint_id in direct:
+        visit(endpoint_id)
+    return found
+
+
+def reference_problems(endpoints: tuple[Endpoint, ...]) -> list[str]:
+    """A reference must name an endpoint this one depends on (directly or through another dependency)
+    and a value that endpoint extracts: then every plan runs the producer before the consumer."""
+    by_id = {e.id: e for e in endpoints}
+    upstream = ancestors(endpoints)
+    problems: list[str] = []
+    declared = sum(len(e.extract) for e in endpoints)
+    if declared > MAX_EXTRACTS_PER_JOB:
+        problems.append(
+            f"the endpoints extract {declared} values, at most {MAX_EXTRACTS_PER_JOB} per job: extract fewer"
+        )
+    for endpoint in endpoints:
+        references, _ = request_references(endpoint.url, endpoint.headers, endpoint.body)
+        for field, ref in references:
+            where = f"endpoint {endpoint.id!r} {field}: {ref.expression}"
+            producer = by_id.get(ref.endpoint_id)
+            if producer is None:
+                problems.append(
+                    f"{where} names unknown endpoint {ref.endpoint_id!r}: use one of {sorted(by_id)} "
+                    f"in {REFERENCE_FORM}"
+                )
+            elif producer.id == endpoint.id:
+                problems.append(
+                    f"{where} refers to its own endpoint: a step can use values of the steps it depends on"
+                )
+            elif ref.name not in producer.extract:
+                offered = ", ".join(sorted(producer.extract)) or "nothing"
+                problems.append(
+                    f"{where}: endpoint {producer.id!r} extracts no {ref.name!r} (it extracts {offered}): "
+                    f"add extract: {{{ref.name}: <JMESPath>}} to {producer.id!r}, or use a name it extracts"
+                )
+            elif producer.id not in upstream.get(endpoint.id, set()):
+                problems.append(
+                    f"{where}: endpoint {endpoint.id!r} does not depend on {producer.id!r}: add "
+                    f"{producer.id!r} to its depends_on (directly or through one of its dependencies)"
+                )
+    return problems

@@ -8,6 +8,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cronpilot.models.notify import Delivery
+
 RUN_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
@@ -148,6 +150,22 @@ class StepResult(Model):
     body_truncated: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    error_kind: str | None = None  # e.g. assertion, template, signing, http-status, timeout, egress-denied
+    # Values extracted for later steps (kept here only, never in state payloads), why any are missing,
+    # and which ones the endpoint marks safe to show to people and the AI.
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    output_problems: dict[str, str] = Field(default_factory=dict)
+    outputs_shown: list[str] = Field(default_factory=list)
+    reused_from: str | None = None  # a replay reused this result from the original run
+
+    def shown_outputs(self) -> dict[str, Any]:
+        return {name: self.outputs[name] for name in self.outputs_shown if name in self.outputs}
+
+    def for_display(self) -> StepResult:
+        """The result as people see it: values not marked safe to show are replaced by '[hidden]'."""
+        shown = set(self.outputs_shown)
+        outputs = {name: value if name in shown else "[hidden]" for name, value in self.outputs.items()}
+        return self.model_copy(update={"outputs": outputs})
 
 
 class NextRunDecision(Model):
@@ -183,6 +201,10 @@ class RunRecord(Model):
     skip_reason: str | None = None
     error: str | None = None
     llm_failures: list[LlmFailure] = Field(default_factory=list)
+    # Notifications about this run (or the slot it skipped), as the notify function delivered them.
+    notifications: list[Delivery] = Field(default_factory=list)
+    retry_of: str | None = None  # the run this replay re-executes (trigger `retry`)
+    retry_failed_only: bool = False  # reuse the original's succeeded steps, re-execute the rest
 
     @classmethod
     def claimed(

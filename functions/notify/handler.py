@@ -1,0 +1,20 @@
+"""Notify Lambda: delivers job notifications (SNS or signed webhooks) and records them on their runs.
+Invoked asynchronously by discovery, the summarizer and finalize-failure, so delivery never delays a run."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.models.notify import NoticeBatch
+from cronpilot.observability import logger, metrics, tracer
+from cronpilot.runtime import get_runtime
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    batch = NoticeBatch.model_validate(event)
+    deliveries = get_runtime().deliver_notices(batch.notices)
+    failed = sum(d.status != "delivered" for d in deliveries)
+    logger.info("notices delivered", delivered=len(deliveries) - failed, failed=failed)
+    return {"delivered": len(deliveries) - failed, "failed": failed}
