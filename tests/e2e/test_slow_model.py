@@ -81,3 +81,19 @@ def test_a_wait_that_runs_out_is_one_line_a_non_zero_exit_and_a_written_report(t
     [run] = json.loads(report_path.read_text())["runs"]
     assert run["status"] in ("claimed", "running")
     assert json.loads(report_path.read_text())["error"] == line.removeprefix("error: ")
+
+
+def test_local_tick_over_the_state_file_says_which_wait_ran_out(tmp_path, target, slow_model):
+    state = tmp_path / "state.json"
+    runner = CliRunner()
+    base = ["--local", "--state", str(state)]
+    applied = runner.invoke(app, [*base, "jobs", "apply", str(_job_file(tmp_path, target))])
+    assert applied.exit_code == 0, applied.output
+    network = ["--allow-private", "127.0.0.0/8", "--allow-port", str(target.port)]
+    result = runner.invoke(app, [*base, "local", "tick", "--max-wait", "1", *network])
+    assert result.exit_code == 5, result.output
+    assert "timed out: run slow-ai." in result.output
+    assert "Traceback" not in result.output
+    # And the state file kept the claimed run
+    listed = runner.invoke(app, [*base, "runs", "list", "slow-ai", "-o", "json"])
+    assert [r["run_id"].startswith("slow-ai.") for r in json.loads(listed.output)] == [True]

@@ -14,6 +14,7 @@ from cronpilot.cli.common import (
     EXIT_TIMEOUT,
     console,
     errors,
+    fail,
     iso,
     load_jobs,
     one_line_errors,
@@ -72,6 +73,9 @@ def local_demo(ticks: Annotated[int, typer.Option(min=1)] = 12) -> None:
         console.print(f"demo server on {server.base_url}; {len(jobs)} jobs; {ticks} scheduler ticks")
         result = run_jobs_locally(jobs, ticks=ticks, cidrs="127.0.0.0/8", ports=f"80,443,{server.port}")
     print_report_runs(result["runs"])
+    if result.get("error"):
+        errors.print(f"error: {result['error']}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_TIMEOUT)
 
 
 def run_jobs_locally(
@@ -110,12 +114,15 @@ def local_tick(
     ticks: Annotated[int, typer.Option(min=1)] = 1,
     allow_private: Annotated[list[str] | None, typer.Option("--allow-private")] = None,
     allow_port: Annotated[list[int] | None, typer.Option("--allow-port")] = None,
+    max_wait: Annotated[
+        float | None, typer.Option(min=1, help="Seconds to wait for a tick's runs (default: as `local run`).")
+    ] = None,
 ) -> None:
     """Run the scheduler over local mode's state file (jobs applied with --local)."""
     from cronpilot.clock import AcceleratedClock
     from cronpilot.dal.snapshot import load_state, save_state
     from cronpilot.local.cloud import TABLE_NAME, LocalCloud
-    from cronpilot.local.runner import tick_until
+    from cronpilot.local.runner import LocalWaitExceeded, tick_until
     from cronpilot.runtime import get_runtime
 
     path = (ctx.obj or {}).get("state", DEFAULT_STATE_FILE)
@@ -130,9 +137,18 @@ def local_tick(
             clock.jump_to(simulated)
         store = get_runtime().store
         claimed: list[str] = []
-        tick_until(
-            cloud, clock, store, ticks=ticks, on_tick=lambda _n, outcome: claimed.extend(outcome["claimed"])
-        )
+        try:
+            tick_until(
+                cloud,
+                clock,
+                store,
+                ticks=ticks,
+                on_tick=lambda _n, outcome: claimed.extend(outcome["claimed"]),
+                wait_seconds=max_wait,
+            )
+        except LocalWaitExceeded as exc:  # keep what happened so far, then say which wait ran out
+            save_state(path, client, TABLE_NAME, clock.now())
+            raise fail(str(exc), EXIT_TIMEOUT) from None
         save_state(path, client, TABLE_NAME, clock.now())
     console.print(
         f"{ticks} tick(s), now {iso(clock.now())}: {len(claimed)} run(s): {', '.join(claimed) or '-'}"
