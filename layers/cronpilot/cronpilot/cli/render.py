@@ -27,12 +27,22 @@ def counts_cell(counts: Mapping[str, int]) -> str:
 def print_report_runs(runs: list[dict[str, Any]]) -> None:
     """The runs of a local-mode report, one row each."""
     table = Table(title="runs", show_lines=False)
-    for column in ("job", "run id", "status", "ok/failed/skipped", "duration", "next run", "source"):
+    for column in (
+        "job",
+        "run id",
+        "status",
+        "ok/failed/skipped",
+        "duration",
+        "next run",
+        "source",
+        "AI USD",
+    ):
         table.add_column(column)
     for run in runs:
         counts = Counter(str(step["status"]) for step in run["steps"])
         duration = f"{run['duration_ms'] / 1000:.2f}s" if run["duration_ms"] is not None else "-"
         next_run = run["next_run"] or {}
+        spend = run.get("ai_spend") or {}
         table.add_row(
             run["job_id"],
             run["run_id"],
@@ -41,6 +51,7 @@ def print_report_runs(runs: list[dict[str, Any]]) -> None:
             duration,
             next_run.get("at") or "-",
             next_run.get("source") or "-",
+            usd(spend["cost_usd"]) if spend.get("model_calls") else "-",
         )
     console.print(table)
 
