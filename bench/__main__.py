@@ -17,8 +17,10 @@ SUITES = [
     "bench.cold_start",
     "bench.executor",
     "bench.ai",
+    "bench.ai_month",
     "bench.infra",
     "bench.workflows",
+    "bench.api",
 ]
 
 

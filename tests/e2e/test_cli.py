@@ -152,6 +152,15 @@ def test_schema_is_json_schema_of_a_job():
     assert {"id", "schedule", "endpoints"} <= set(schema["required"])
 
 
+def test_trigger_with_ask_ai_records_the_operators_request(cli, tmp_path, target):
+    cli("jobs", "apply", str(job_file(tmp_path, target)))
+    output = cli("jobs", "trigger", "cli-job", "--ask-ai").output
+    assert "triggered cli-job: it runs on the next scheduler tick and consults the AI pilot" in output
+    shown = json.loads(cli("jobs", "show", "cli-job", "-o", "json").output)
+    # the next claim's trigger is `ask-ai`: news for both AI phases (see cronpilot.domain.news)
+    assert shown["next_run"]["source"] == "ask-ai"
+
+
 def test_validate_refuses_topics_the_deployment_may_not_publish_to(tmp_path, target, monkeypatch):
     # Given a job that notifies a topic, and the deployment's allowed topics known to the CLI
     topic = "arn:aws:sns:eu-west-1:123456789012:ops-alerts"

@@ -258,7 +258,7 @@ def test_over_the_per_run_cap_makes_no_api_call(store, fake, env):
 
 
 def test_usage_is_summed_per_job_per_day(store, fake, env):
-    job = _job()
+    job = _job(llm={"consult": "every-run"})
     fake.push(plan_reply([("ping", [])]), plan_reply([("ping", [])]))
     first = _plan(store, fake, job)
     second = _plan(store, fake, job, at=START + timedelta(minutes=5))
@@ -269,11 +269,13 @@ def test_usage_is_summed_per_job_per_day(store, fake, env):
 
 def test_cached_prefix_is_byte_identical_across_runs_and_changes_with_the_job(store, fake, env):
     # Given two runs of the same job (the second has a history the first did not) and a changed job
-    job = _job()
+    job = _job(llm={"consult": "every-run"})
     fake.push(*[plan_reply([("ping", [])])] * 3)
     _plan(store, fake, job)
     second = _plan(store, fake, job, at=START + timedelta(minutes=5))
-    changed = _job(endpoints=[endpoint("ping", description="a different description")])
+    changed = _job(
+        endpoints=[endpoint("ping", description="a different description")], llm={"consult": "every-run"}
+    )
     _plan(store, fake, changed, at=START + timedelta(minutes=10))
     # Then the raw request bytes of system, tool_choice and tools (the SDK sorts keys, so they end the
     # body, after the per-run messages) are identical for the unchanged job

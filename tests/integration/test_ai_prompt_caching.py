@@ -29,6 +29,8 @@ def _job(endpoints: int, rate: str = "15m"):
         endpoints=eps,
         schedule={"rate": rate},
         guardrails={"max_steps": 100, "min_interval": "1m", "max_interval": "1d"},
+        # every run calls the model: these tests are about the cache between calls, not about reuse
+        llm={"consult": "every-run"},
     )
 
 

@@ -7,8 +7,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from cronpilot.domain.ports import ClaimConflict, JobNotFound, JobStore, LeaseLost
-from cronpilot.models.run import RunRecord, RunStatus, StepResult, StepStatus, make_run_id
+from cronpilot.domain.ports import ClaimConflict, JobChanged, JobNotFound, JobStore, LeaseLost
+from cronpilot.models.job import JobStatus
+from cronpilot.models.run import (
+    DecisionInputs,
+    RunRecord,
+    RunStatus,
+    StandingDecision,
+    StepResult,
+    StepStatus,
+    make_run_id,
+)
 
 from tests.integration.conftest import START
 from tests.support.factories import make_job
@@ -188,6 +197,44 @@ def test_runs_are_listed_newest_first_in_pages(any_store):
     assert end is None
 
 
+def _decision(run: RunRecord, phase: str, minutes: int) -> StandingDecision:
+    return StandingDecision(
+        phase=phase,
+        run_id=run.run_id,
+        decided_at=START,
+        valid_until=START + timedelta(minutes=minutes),
+        inputs=DecisionInputs(job="digest"),
+    )
+
+
+def test_standing_decisions_are_written_with_the_run_under_its_fence(any_store):
+    # Given a claimed run that records a plan decision, then a summarize decision as it finishes
+    apply(any_store)
+    run = claim(any_store)
+    assert any_store.get_decision("job", "plan") is None
+    any_store.save_run(run, decision=_decision(run, "plan", 60))
+    run.status = RunStatus.SUCCEEDED
+    any_store.finish_run(
+        run,
+        next_run_at=START + timedelta(minutes=5),
+        next_run_source="ai",
+        next_run_reason="r",
+        consecutive_failures=0,
+        decision=_decision(run, "summarize", 30),
+    )
+    # Then each phase keeps its own decision
+    assert any_store.get_decision("job", "plan").valid_until == START + timedelta(minutes=60)
+    assert any_store.get_decision("job", "summarize").valid_until == START + timedelta(minutes=30)
+    # And a run fenced out by a newer claim writes neither its record nor its decision
+    newer = claim(any_store, at=START + timedelta(minutes=5))
+    with pytest.raises(LeaseLost):
+        any_store.save_run(run, decision=_decision(run, "plan", 999))
+    assert any_store.get_decision("job", "plan").valid_until == START + timedelta(minutes=60)
+    # And the newest writer wins: a decision carries its own inputs, so last-writer-wins is safe
+    any_store.save_run(newer, decision=_decision(newer, "plan", 120))
+    assert any_store.get_decision("job", "plan").run_id == newer.run_id
+
+
 def test_a_retry_request_makes_the_job_due_and_the_next_claim_consumes_it(any_store):
     # Given a job whose slot is in the future
     later = START + timedelta(hours=1)
@@ -233,3 +280,52 @@ def test_a_skipped_retry_request_is_dropped_unless_buffered(any_store):
     again = skipped.model_copy(update={"run_id": make_run_id("job", later), "skip_reason": "overlap"})
     any_store.record_skip(seen, again, next_run_at=later, next_run_source="x", next_run_reason="x")
     assert any_store.get_job("job").state.retry_of is None
+
+
+def test_put_job_against_the_version_read_refuses_a_job_changed_since(any_store):
+    # Given a job two operators read
+    apply(any_store, goal="v1")
+    seen = any_store.get_job("job")
+    # When one updates against its read, and is paused afterwards (the status alone changes)
+    any_store.put_job(
+        make_job("job", goal="v2"), next_run_at=START, source="baseline", reason="r", now=START, seen=seen
+    )
+    current = any_store.get_job("job")
+    any_store.set_job_schedule_state(
+        current,
+        status=JobStatus.PAUSED,
+        next_run_at=START,
+        source="paused",
+        reason="p",
+        paused_until=None,
+        now=START,
+    )
+    # Then the other's write against the older read is refused, and one against the current read is not
+    with pytest.raises(JobChanged):
+        any_store.put_job(
+            make_job("job", goal="v3"), next_run_at=START, source="baseline", reason="r", now=START, seen=seen
+        )
+    latest = any_store.get_job("job")
+    assert (latest.job.goal, latest.job.status) == ("v2", JobStatus.PAUSED)
+    any_store.put_job(
+        make_job("job", goal="v3", status="paused"),
+        next_run_at=START,
+        source="baseline",
+        reason="r",
+        now=START,
+        seen=latest,
+    )
+    assert any_store.get_job("job").job.goal == "v3"
+
+
+def test_create_only_refuses_an_existing_job_but_not_a_tombstone(any_store):
+    apply(any_store)
+    with pytest.raises(JobChanged):
+        any_store.put_job(
+            make_job("job"), next_run_at=START, source="baseline", reason="r", now=START, create_only=True
+        )
+    any_store.delete_job(any_store.get_job("job"), START)
+    any_store.put_job(
+        make_job("job"), next_run_at=START, source="baseline", reason="r", now=START, create_only=True
+    )
+    assert any_store.get_job("job").state.epoch == 1  # it continues from the tombstone's epoch

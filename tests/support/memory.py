@@ -20,6 +20,7 @@ from cronpilot.domain.ports import (
     ClaimConflict,
     DuePage,
     HealthUnavailable,
+    JobChanged,
     JobNotFound,
     JobRecord,
     JobState,
@@ -31,7 +32,7 @@ from cronpilot.domain.ports import (
 from cronpilot.models.health import CircuitState, Health
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.notify import Delivery, Notice
-from cronpilot.models.run import RunRecord, RunStatus, StepResult, TokenUsage, parse_run_id
+from cronpilot.models.run import RunRecord, RunStatus, StandingDecision, StepResult, TokenUsage, parse_run_id
 
 
 def _seconds(value: datetime) -> int:
@@ -50,6 +51,7 @@ class InMemoryStore:
         self.jobs: dict[str, JobRecord | _Tombstone] = {}
         self.runs: dict[str, RunRecord] = {}
         self.steps: dict[str, dict[str, StepResult]] = {}
+        self.decisions: dict[tuple[str, str], StandingDecision] = {}  # (job id, phase) -> decision
         # The sparse due index, maintained on exactly the write paths that maintain the real one.
         self.due_at: dict[str, datetime | None] = {}
         self.reads = 0
@@ -58,10 +60,22 @@ class InMemoryStore:
     # ---------------------------------------------------------------- jobs
 
     def put_job(
-        self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime
+        self,
+        job: Job,
+        *,
+        next_run_at: datetime | None,
+        source: str,
+        reason: str,
+        now: datetime,
+        seen: JobRecord | None = None,
+        create_only: bool = False,
     ) -> None:
         with self._lock:
             existing = self.jobs.get(job.id)
+            if seen is not None and not (isinstance(existing, JobRecord) and existing.job == seen.job):
+                raise JobChanged(f"job {job.id!r} changed since it was read")
+            if create_only and isinstance(existing, JobRecord):
+                raise JobChanged(f"job {job.id!r} changed since it was read")
             if isinstance(existing, JobRecord):
                 state = copy.deepcopy(existing.state)
             else:
@@ -253,10 +267,20 @@ class InMemoryStore:
         token = parse_run_id(page[-1].run_id)[1] if len(runs) > limit else None
         return page, token
 
-    def save_run(self, run: RunRecord) -> None:
+    def save_run(self, run: RunRecord, decision: StandingDecision | None = None) -> None:
         with self._lock:
             self._fence(run.job_id, run.run_id, run.epoch)
             self.runs[run.run_id] = copy.deepcopy(run)
+            self._keep_decision(decision)
+
+    def get_decision(self, job_id: str, phase: str) -> StandingDecision | None:
+        with self._lock:
+            self.reads += 1
+            return copy.deepcopy(self.decisions.get((job_id, phase)))
+
+    def _keep_decision(self, decision: StandingDecision | None) -> None:
+        if decision is not None:
+            self.decisions[(parse_run_id(decision.run_id)[0], decision.phase)] = copy.deepcopy(decision)
 
     def put_step_result(
         self, job_id: str, run_id: str, epoch: int, result: StepResult, now: datetime
@@ -287,6 +311,7 @@ class InMemoryStore:
         pause_until: datetime | None = None,
         index_due: bool = True,
         latest: bool = True,
+        decision: StandingDecision | None = None,
     ) -> None:
         with self._lock:
             record = self._job_or_lease_lost(run.job_id)
@@ -296,6 +321,7 @@ class InMemoryStore:
                     raise LeaseLost(f"run {run.run_id} no longer holds its lease")
                 del state.inflight[run.run_id]
                 self.runs[run.run_id] = copy.deepcopy(run)
+                self._keep_decision(decision)
                 return
             if state.epoch != run.epoch:
                 raise LeaseLost(f"run {run.run_id} has epoch {run.epoch}, the job is at {state.epoch}")
@@ -310,6 +336,7 @@ class InMemoryStore:
                 state.inflight.pop(run.run_id, None)
             self.due_at[run.job_id] = (pause_until or next_run_at) if index_due else None
             self.runs[run.run_id] = copy.deepcopy(run)
+            self._keep_decision(decision)
 
     def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None:
         with self._lock:

@@ -133,3 +133,28 @@ def test_longest_job_id_gives_a_legal_execution_name():
     assert len(run_id) <= 80
     assert not set(run_id) & set(' <>{}[]?*"#%\\^|~`$&,;:/')
     assert parse_run_id(run_id) == (job.id, "20261122T090000Z")
+
+
+def test_ai_guardrails_have_defaults_and_limits(tmp_path):
+    job = load_job_file(write(tmp_path, job_doc()))
+    assert job.guardrails.max_decision_age.total_seconds() == 24 * 3600
+    assert job.guardrails.max_pause.total_seconds() == 7 * 24 * 3600
+    assert job.llm.consult == "on-news"
+    message = problems(tmp_path, job_doc(guardrails={"max_decision_age": "31d"}))
+    assert "guardrails.max_decision_age: max_decision_age 31d is outside 1m..30d" in message
+    assert "at most 30d" in message
+    message = problems(tmp_path, job_doc(guardrails={"max_pause": "10s"}))
+    assert "guardrails.max_pause: max_pause 10s is shorter than 1m: use e.g. 7d" in message
+
+
+def test_watch_expressions_must_be_jmespath(tmp_path):
+    job = load_job_file(write(tmp_path, job_doc(endpoints=[endpoint("a", watch=["data.items[0].version"])])))
+    assert job.endpoints[0].watch == ("data.items[0].version",)
+    message = problems(tmp_path, job_doc(endpoints=[endpoint("a", watch=["status", "data[?"])]))
+    assert "endpoints[0:a].watch: watch[1] 'data[?' is not a JMESPath expression" in message
+    assert "write e.g. 'status'" in message
+
+
+def test_consult_is_on_news_or_every_run(tmp_path):
+    message = problems(tmp_path, job_doc(llm={"consult": "sometimes"}))
+    assert "llm.consult" in message

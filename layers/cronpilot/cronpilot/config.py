@@ -40,6 +40,7 @@ class Settings(BaseModel):
 
         price_table(value)  # a bad override fails at cold start, not on every run's model call
         return value
+
     stage: str = "dev"
     # Notifications: the notify function to hand notices to, and the SNS topics jobs may name.
     notify_function_name: str = ""

@@ -54,8 +54,10 @@ class PilotPlanner(_Pilot):
         if choice is None or not choice.enabled:
             return DeterministicPlanner().plan(job, context)
         from cronpilot.ai.plan_model import AiPlanner
+        from cronpilot.ai.standing import StandingPlanner
 
-        ai = AiPlanner(**self._model_args(choice), decided_by=f"{choice.provider}:{choice.model}")
+        model = AiPlanner(**self._model_args(choice), decided_by=f"{choice.provider}:{choice.model}")
+        ai = StandingPlanner(model, self.runtime.clock)
         if not choice.shadow:
             return ai.plan(job, context)
         return shadow_plan(job, context, ai)
@@ -66,9 +68,10 @@ class PilotSummarizer(_Pilot):
         choice = self._choice(job)
         if choice is None or not choice.enabled:
             return DeterministicSummarizer().propose(job, context)
+        from cronpilot.ai.standing import StandingSummarizer
         from cronpilot.ai.summary_model import AiSummarizer
 
-        ai = AiSummarizer(**self._model_args(choice))
+        ai = StandingSummarizer(AiSummarizer(**self._model_args(choice)))
         if not choice.shadow:
             return ai.propose(job, context)
         return shadow_proposal(job, context, ai)
@@ -79,7 +82,13 @@ def shadow_plan(job: Job, context: PlanContext, ai: PlanStrategy) -> PlanDecisio
     executed = DeterministicPlanner().plan(job, context)
     proposed = ai.plan(job, context)
     executed.plan = executed.plan.model_copy(update={"shadow": proposed.plan})
-    return PlanDecision(plan=executed.plan, tokens=proposed.tokens, failures=proposed.failures)
+    return PlanDecision(
+        plan=executed.plan,
+        tokens=proposed.tokens,
+        failures=proposed.failures,
+        standing=proposed.standing,
+        consult=proposed.consult,
+    )
 
 
 def shadow_proposal(job: Job, context: SummaryContext, ai: SummaryStrategy) -> Proposal:
@@ -88,5 +97,7 @@ def shadow_proposal(job: Job, context: SummaryContext, ai: SummaryStrategy) -> P
     proposed = ai.propose(job, context)
     executed.tokens = proposed.tokens
     executed.failures = proposed.failures
+    executed.standing = proposed.standing
+    executed.consult = proposed.consult
     executed.shadow = proposed
     return executed

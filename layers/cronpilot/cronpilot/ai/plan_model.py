@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cronpilot.ai.caching import CachePlan
@@ -28,6 +29,7 @@ class PlanStepAnswer(StrictAnswer):
 class PlanAnswer(StrictAnswer):
     rationale: str
     steps: list[PlanStepAnswer]
+    valid_for_seconds: int | None = None
 
 
 def validate_plan(job: Job, answer: PlanAnswer) -> list[PlanStep]:
@@ -143,4 +145,9 @@ class AiPlanner(ModelStrategy):
                 source="fallback",
                 rationale=f"every endpoint in declared order: the AI plan failed ({failure})",
             ).model_copy(update={"failure_class": failure})
-        return PlanDecision(plan=record, tokens=outcome.tokens, failures=outcome.failures)
+        valid_for = None
+        if outcome.answer is not None and outcome.answer[0].valid_for_seconds is not None:
+            valid_for = timedelta(seconds=max(outcome.answer[0].valid_for_seconds, 0))
+        return PlanDecision(
+            plan=record, tokens=outcome.tokens, failures=outcome.failures, valid_for=valid_for
+        )

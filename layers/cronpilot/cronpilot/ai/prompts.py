@@ -26,6 +26,12 @@ MAX_LINE_CHARS = 240
 MAX_BODIES_CHARS = 8_000  # all step bodies together
 MIN_BODY_CHARS = 200
 MAX_ERROR_CHARS = 300
+# Decisions stand: later runs without news reuse them without asking the model (cronpilot.domain.news).
+VALID_FOR = {
+    "type": ["integer", "null"],
+    "description": "How many seconds this decision stays right if nothing changes (later runs without "
+    "news reuse it without asking you; the job's max_decision_age caps it); null for the maximum.",
+}
 
 PILOT_RULES = """\
 You are the pilot of cronpilot, a job scheduler. A job is a set of registered HTTP endpoints, a goal \
@@ -66,9 +72,10 @@ def plan_tool() -> dict[str, Any]:
         "input_schema": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["rationale", "steps"],
+            "required": ["rationale", "steps", "valid_for_seconds"],
             "properties": {
                 "rationale": {"type": "string", "description": "Why this plan, in one sentence."},
+                "valid_for_seconds": VALID_FOR,
                 "steps": {
                     "type": "array",
                     "description": "Endpoints to call this run.",
@@ -99,7 +106,7 @@ def summary_tool() -> dict[str, Any]:
         "input_schema": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["summary", "next_run", "rationale"],
+            "required": ["summary", "next_run", "rationale", "valid_for_seconds", "consult_again_at"],
             "properties": {
                 "summary": {"type": "string", "description": "What happened in this run, for an operator."},
                 "next_run": {
@@ -114,6 +121,12 @@ def summary_tool() -> dict[str, Any]:
                     },
                 },
                 "rationale": {"type": "string", "description": "Why this next run serves the goal."},
+                "valid_for_seconds": VALID_FOR,
+                "consult_again_at": {
+                    "type": ["string", "null"],
+                    "description": "ISO-8601 UTC time at which you want to be asked again even if nothing "
+                    "changes, or null.",
+                },
             },
         },
     }

@@ -36,26 +36,38 @@ class SummaryAnswer(StrictAnswer):
     summary: str
     next_run: NextRunAnswer
     rationale: str
+    valid_for_seconds: int | None = None
+    consult_again_at: str | None = None
 
 
-def _instant(value: str | None, field: str) -> datetime:
+def _instant(value: str | None, field: str, prefix: str = "next_run.") -> datetime:
     if not value:
-        raise LlmCallError(FailureClass.STRUCTURAL_INCONSISTENCY, f"next_run.{field} is null for this kind")
+        raise LlmCallError(FailureClass.STRUCTURAL_INCONSISTENCY, f"{prefix}{field} is null for this kind")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise LlmCallError(
-            FailureClass.SCHEMA_PARSE_ERROR, f"next_run.{field} {value[:60]!r} is not an ISO-8601 time"
+            FailureClass.SCHEMA_PARSE_ERROR, f"{prefix}{field} {value[:60]!r} is not an ISO-8601 time"
         ) from exc
     if parsed.tzinfo is None:
         raise LlmCallError(
-            FailureClass.SEMANTIC_VIOLATION, f"next_run.{field} {value[:60]!r} has no UTC offset; add 'Z'"
+            FailureClass.SEMANTIC_VIOLATION, f"{prefix}{field} {value[:60]!r} has no UTC offset; add 'Z'"
         )
     return parsed.astimezone(UTC).replace(microsecond=0)
 
 
 def to_proposal(job: Job, answer: SummaryAnswer, now: datetime) -> Proposal:
-    """Turn a parsed answer into a proposal, or a classified failure."""
+    """Turn a parsed answer into a proposal, or a classified failure; the standing-decision fields
+    (validity, consult-again time) ride along unclamped: the pilot clamps them to the guardrails."""
+    proposal = _next_run_proposal(job, answer, now)
+    if answer.valid_for_seconds is not None:
+        proposal.valid_for = timedelta(seconds=max(answer.valid_for_seconds, 0))
+    if answer.consult_again_at:
+        proposal.consult_again_at = _instant(answer.consult_again_at, "consult_again_at", prefix="")
+    return proposal
+
+
+def _next_run_proposal(job: Job, answer: SummaryAnswer, now: datetime) -> Proposal:
     nxt = answer.next_run
     now = now.replace(microsecond=0)  # next runs are whole seconds
     reason = f"{nxt.reason.strip()} ({answer.rationale.strip()})"[:MAX_REASON_CHARS]

@@ -10,9 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from cronpilot.cli.common import console, iso
-from cronpilot.domain.ports import JobRecord
-from cronpilot.domain.spend import DaySpend
-from cronpilot.models.run import RunRecord, StepResult, TokenUsage
+from cronpilot.models.operations import AiSpend, DaySpend, JobDetail, JobSummary, RunDetail, RunSummary
 
 
 def status_cell(status: str, skip_reason: str | None) -> str:
@@ -56,18 +54,18 @@ def print_report_runs(runs: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def print_job_rows(rows: list[dict[str, Any]]) -> None:
+def print_job_rows(jobs: list[JobSummary]) -> None:
     table = Table(title="jobs")
     for column in ("job", "status", "schedule", "next run", "source", "running"):
         table.add_column(column)
-    for row in rows:
+    for job in jobs:
         table.add_row(
-            row["job_id"],
-            row["status"],
-            row["schedule"],
-            row["next_run_at"],
-            row["next_run_source"],
-            row["running"] or "-",
+            job.job_id,
+            job.status,
+            job.schedule,
+            iso(job.next_run_at),
+            job.next_run_source,
+            job.running or "-",
         )
     console.print(table)
 
@@ -80,13 +78,13 @@ def ratio_cell(ratio: float | None) -> str:
     return f"{ratio:.0%}" if ratio is not None else "-"
 
 
-def spend_line(tokens: TokenUsage) -> str:
+def spend_line(spend: AiSpend) -> str:
     """One line of what a run's AI calls cost and saved."""
-    unpriced = f" (+{tokens.unpriced_calls} calls at no configured price)" if tokens.unpriced_calls else ""
-    cache = f"; cache {tokens.cache_ttl}: {tokens.cache_reason}" if tokens.cache_ttl else ""
+    unpriced = f" (+{spend.unpriced_calls} calls at no configured price)" if spend.unpriced_calls else ""
+    cache = f"; cache {spend.cache_ttl}: {spend.cache_reason}" if spend.cache_ttl else ""
     return (
-        f"AI: {tokens.calls} model calls, {tokens.reuses} avoided by reuse, "
-        f"{usd(tokens.cost_usd)}{unpriced}; cache hit ratio {ratio_cell(tokens.cache_hit_ratio)}{cache}"
+        f"AI: {spend.model_calls} model calls, {spend.calls_avoided_by_reuse} avoided by reuse, "
+        f"{usd(spend.cost_usd)}{unpriced}; cache hit ratio {ratio_cell(spend.cache_hit_ratio)}{cache}"
     )
 
 
@@ -95,40 +93,45 @@ def print_spend(days: list[DaySpend]) -> None:
     for column in ("day", "runs", "model calls", "avoided by reuse", "cache hit ratio", "USD"):
         table.add_column(column)
     for day in days:
-        usage = day.usage
         table.add_row(
             day.day,
             str(day.runs),
-            str(usage.calls),
-            str(usage.reuses),
-            ratio_cell(usage.cache_hit_ratio),
-            usd(usage.cost_usd) + (f" (+{usage.unpriced_calls} unpriced)" if usage.unpriced_calls else ""),
+            str(day.model_calls),
+            str(day.calls_avoided_by_reuse),
+            ratio_cell(day.cache_hit_ratio),
+            usd(day.cost_usd) + (f" (+{day.unpriced_calls} unpriced)" if day.unpriced_calls else ""),
         )
     console.print(table if days else "AI spend: no runs in the last days")
 
 
-def print_job(record: JobRecord, spend: list[DaySpend] | None = None) -> None:
-    job, state = record.job, record.state
+def print_job(detail: JobDetail) -> None:
+    job, next_run = detail.job, detail.next_run
     console.print(f"[bold]{job.id}[/bold] {job.name} ({job.status})")
     console.print(f"goal: {job.goal or '-'}")
     console.print(f"schedule: {job.schedule.describe()}")
     console.print(f"guardrails: {job.guardrails.model_dump(mode='json')}")
-    console.print(f"next run: {iso(state.next_run_at)} ({state.next_run_source}: {state.next_run_reason})")
-    if state.paused_until:
-        console.print(f"paused until: {iso(state.paused_until)}")
-    running = ", ".join(sorted(state.inflight)) if state.inflight else state.current_run_id
-    console.print(f"failing runs in a row: {state.consecutive_failures}; running: {running or '-'}")
+    console.print(f"next run: {iso(next_run.at)} ({next_run.source}: {next_run.reason})")
+    if detail.paused_until:
+        console.print(f"paused until: {iso(detail.paused_until)}")
+    running = ", ".join(sorted(detail.runs_in_flight)) if detail.runs_in_flight else detail.current_run_id
+    console.print(f"failing runs in a row: {detail.consecutive_failures}; running: {running or '-'}")
     table = Table(title="endpoints")
     for column in ("id", "method", "url", "depends on"):
         table.add_column(column)
     for endpoint in job.endpoints:
         table.add_row(endpoint.id, endpoint.method, endpoint.url, ", ".join(endpoint.depends_on) or "-")
     console.print(table)
-    if spend is not None:
-        print_spend(spend)
+    print_spend(detail.ai_spend_per_day)
 
 
-def print_runs(job_id: str, runs: list[RunRecord]) -> None:
+def _calls_cell(spend: AiSpend | None) -> str:
+    if spend is None:
+        return "-"
+    reused = f" (+{spend.calls_avoided_by_reuse} reused)" if spend.calls_avoided_by_reuse else ""
+    return f"{spend.model_calls}{reused}"
+
+
+def print_runs(job_id: str, runs: list[RunSummary]) -> None:
     table = Table(title=f"runs of {job_id}")
     for column in (
         "run id",
@@ -146,16 +149,16 @@ def print_runs(job_id: str, runs: list[RunRecord]) -> None:
             run.run_id,
             status_cell(run.status, run.skip_reason),
             run.trigger,
-            counts_cell(run.step_counts),
+            counts_cell(run.steps),
             iso(run.next_run.at) if run.next_run else "-",
             run.next_run.source if run.next_run else "-",
-            f"{run.tokens.calls}" + (f" (+{run.tokens.reuses} reused)" if run.tokens.reuses else ""),
-            usd(run.tokens.cost_usd),
+            _calls_cell(run.ai_spend),
+            usd(run.ai_spend.cost_usd) if run.ai_spend else "-",
         )
     console.print(table)
 
 
-def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
+def print_run(run: RunDetail) -> None:
     console.print(f"[bold]{run.run_id}[/bold] {run.status} (why then: {run.trigger})")
     if run.skip_reason:
         console.print(f"skipped: {run.skip_reason}: {run.error}")
@@ -165,10 +168,17 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
         console.print(f"plan by {run.plan.source}: {run.plan.rationale}")
         for number, wave in enumerate(run.plan.waves, 1):
             console.print(f"  wave {number}: {', '.join(wave)}")
+    for consult in run.consults:  # why each AI phase asked the model, or reused a standing decision
+        if consult.called:
+            console.print(f"AI {consult.phase}: asked the model ({'; '.join(consult.news) or 'news'})")
+        else:
+            console.print(
+                f"AI {consult.phase}: reused run {consult.reused_from}'s decision ({consult.reason})"
+            )
     table = Table(title="steps")
     for column in ("step", "status", "http", "attempts", "latency", "error / reason"):
         table.add_column(column)
-    for step in steps.values():
+    for step in run.steps:
         kind = f"({step.error_kind}) " if step.error and step.error_kind else ""
         reused = f" (reused from {step.reused_from})" if step.reused_from else ""
         table.add_row(
@@ -180,8 +190,8 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
             f"{kind}{step.error or ''}" if step.error else step.skip_reason or "",
         )
     console.print(table)
-    for step in steps.values():
-        for name, value in step.for_display().outputs.items():
+    for step in run.steps:  # already as people see them: hidden values are "[hidden]"
+        for name, value in step.outputs.items():
             console.print(f"  {step.step_id}.{name} = {json.dumps(value)}", markup=False)
         for name, problem in step.output_problems.items():
             console.print(f"  {step.step_id}.{name}: no value ({problem})", markup=False)
@@ -193,7 +203,8 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
         f"tokens: in {tokens.input}, out {tokens.output}, cache read {tokens.cache_read}, "
         f"cache write {tokens.cache_write}"
     )
-    console.print(spend_line(tokens))
+    if run.ai_spend is not None:
+        console.print(spend_line(run.ai_spend))
     for failure in run.llm_failures:
         console.print(f"LLM {failure.phase} fell back: {failure.failure_class}: {failure.detail}")
     for delivery in run.notifications:

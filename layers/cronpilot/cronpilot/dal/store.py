@@ -27,6 +27,7 @@ from cronpilot.dal.items import deserialize, epoch_seconds, is_condition_failure
 from cronpilot.domain.ports import (
     ClaimConflict,
     DuePage,
+    JobChanged,
     JobNotFound,
     JobRecord,
     JobState,
@@ -36,12 +37,14 @@ from cronpilot.domain.ports import (
 )
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.notify import Delivery
-from cronpilot.models.run import RunRecord, RunStatus, StepResult, parse_run_id
+from cronpilot.models.run import RunRecord, RunStatus, StandingDecision, StepResult, parse_run_id
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 RUN_RETENTION = timedelta(days=90)
+# An expired decision still explains the next run's news ("expired"); a week later it goes by TTL.
+DECISION_RETENTION = timedelta(days=7)
 # A deleted job leaves this tombstone; it outlives any execution of the job (25-minute timeout).
 DELETED = "deleted-job"
 TOMBSTONE_RETENTION = timedelta(days=1)
@@ -246,9 +249,19 @@ class Store:
         return schema.all_due_shards()
 
     def put_job(
-        self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime
+        self,
+        job: Job,
+        *,
+        next_run_at: datetime | None,
+        source: str,
+        reason: str,
+        now: datetime,
+        seen: JobRecord | None = None,
+        create_only: bool = False,
     ) -> None:
-        """Create or replace a job's definition; scheduling state other than the next run is kept."""
+        """Create or replace a job's definition; scheduling state other than the next run is kept.
+        With `seen`, only if the stored document is still the one the caller read; with `create_only`,
+        only if no job has the id. JobChanged otherwise (an operator's If-Match / If-None-Match)."""
         update = (
             _JobUpdate(job.id)
             .set("job_doc", job.model_dump_json(exclude_defaults=False))
@@ -263,7 +276,26 @@ class Store:
             .next_run(next_run_at)
             .due(next_run_at if job.status == JobStatus.ACTIVE else None)
         )
-        self.client.update_item(**update.request(self.table_name))
+        condition: str | None = None
+        values: dict[str, Any] = {}
+        if seen is not None:
+            # The same definition and status as read. A pause changes the status attribute alone, so
+            # the stored document may carry either status.
+            condition = "(job_doc = :seen_doc OR job_doc = :seen_doc_other) AND #status = :seen_status"
+            other = JobStatus.ACTIVE if seen.job.status == JobStatus.PAUSED else JobStatus.PAUSED
+            values = {
+                ":seen_doc": seen.job.model_dump_json(),
+                ":seen_doc_other": seen.job.model_copy(update={"status": other}).model_dump_json(),
+                ":seen_status": seen.job.status.value,
+            }
+        elif create_only:  # a deleted job's tombstone does not count as a job
+            condition, values = "attribute_not_exists(job_doc) OR kind = :deleted", {":deleted": DELETED}
+        try:
+            self.client.update_item(**update.request(self.table_name, condition, values))
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise JobChanged(f"job {job.id!r} changed since it was read") from exc
+            raise
 
     def get_job(self, job_id: str) -> JobRecord:
         response = self.client.get_item(
@@ -548,10 +580,35 @@ class Store:
             token = deserialize(page["LastEvaluatedKey"])["SK"].removeprefix("run#")
         return runs, token
 
-    def save_run(self, run: RunRecord) -> None:
-        """Write the run record, fenced by its epoch: rejected once another claim bumped the job's epoch."""
+    def save_run(self, run: RunRecord, decision: StandingDecision | None = None) -> None:
+        """Write the run record (and the standing AI decision it made), fenced by its epoch: rejected
+        once another claim bumped the job's epoch."""
         put = {"Put": {"TableName": self.table_name, "Item": _run_to_item(run)}}
-        self._transact([self._fence(run.job_id, run.run_id, run.epoch), put])
+        self._transact([self._fence(run.job_id, run.run_id, run.epoch), put, *self._decision_puts(decision)])
+
+    def get_decision(self, job_id: str, phase: str) -> StandingDecision | None:
+        """The job's standing AI decision of a phase, if one was recorded and has not aged out."""
+        response = self.client.get_item(
+            TableName=self.table_name, Key=serialize(schema.decision_key(job_id, phase)), ConsistentRead=True
+        )
+        if "Item" not in response:
+            return None
+        return StandingDecision.model_validate_json(deserialize(response["Item"])["doc"])
+
+    def _decision_puts(self, decision: StandingDecision | None) -> list[dict[str, Any]]:
+        """The decision item: written in the run's fenced transaction. Last writer wins, which is safe
+        for concurrent runs: each decision carries the inputs it was based on, so a later run that sees
+        different inputs treats them as news. It ages out by TTL a while after it expires."""
+        if decision is None:
+            return []
+        job_id, _ = parse_run_id(decision.run_id)
+        item = {
+            **schema.decision_key(job_id, decision.phase),
+            "kind": "decision",
+            "doc": decision.model_dump_json(),
+            schema.TTL_ATTRIBUTE: epoch_seconds(decision.valid_until + DECISION_RETENTION),
+        }
+        return [{"Put": {"TableName": self.table_name, "Item": serialize(item)}}]
 
     def put_step_result(
         self, job_id: str, run_id: str, epoch: int, result: StepResult, now: datetime
@@ -606,6 +663,7 @@ class Store:
         pause_until: datetime | None = None,
         index_due: bool = True,
         latest: bool = True,
+        decision: StandingDecision | None = None,
     ) -> None:
         """Record the outcome, set the next run and release the lease: one transaction, fenced by the epoch.
 
@@ -618,7 +676,13 @@ class Store:
         if not latest:
             release = _JobUpdate(run.job_id).release_run(run.run_id)
             still_held = f"attribute_exists({release.run_path(run.run_id)})"
-            self._transact([{"Update": release.request(self.table_name, still_held)}, put])
+            self._transact(
+                [
+                    {"Update": release.request(self.table_name, still_held)},
+                    put,
+                    *self._decision_puts(decision),
+                ]
+            )
             return
         update = (
             _JobUpdate(run.job_id)
@@ -634,7 +698,7 @@ class Store:
         if run.concurrent:
             update.release_run(run.run_id)
         job_update = update.request(self.table_name, "epoch = :fence_epoch", {":fence_epoch": run.epoch})
-        self._transact([{"Update": job_update}, put])
+        self._transact([{"Update": job_update}, put, *self._decision_puts(decision)])
 
     def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None:
         """Append deliveries to the run they are about (after it ended: not fenced)."""

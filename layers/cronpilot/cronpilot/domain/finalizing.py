@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from cronpilot.clock import Clock
+from cronpilot.domain.news import observe
 from cronpilot.domain.notifications import notify_outcome
 from cronpilot.domain.ports import JobNotFound, JobStore, LeaseLost, NoticeQueue
 from cronpilot.domain.scheduling import failure_backoff
@@ -39,6 +40,7 @@ def finalize_failure(
     run.status = RunStatus.FAILED
     run.finished_at = now
     run.error = describe_error(event.error)
+    run.observations = observe(record.job, list(results.values()))  # news for the next run's plan
     failures = record.state.consecutive_failures + 1
     delay = failure_backoff(failures, record.job.guardrails)
     decision = NextRunDecision(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cronpilot.clock import Clock
 from cronpilot.domain.circuit import endpoint_health
+from cronpilot.domain.news import inputs_of, latest_observations
 from cronpilot.domain.ports import HealthStore, JobStore
 from cronpilot.domain.replay import prepare_replay
 from cronpilot.domain.strategies import PlanContext, PlanStrategy
@@ -24,18 +25,24 @@ def plan_run(
         store.save_run(run)
     if run.plan is None:  # a retried invocation reuses the plan it already recorded
         history, _ = store.list_runs(ref.job_id, limit=HISTORY_RUNS + 1)
+        history = [r for r in history if r.run_id != run.run_id][:HISTORY_RUNS]
+        circuits = endpoint_health(health, record.job, clock)
         context = PlanContext(
             run=run,
-            history=[r for r in history if r.run_id != run.run_id][:HISTORY_RUNS],
-            endpoint_health=endpoint_health(health, record.job, clock),
+            history=history,
+            endpoint_health=circuits,
+            standing=store.get_decision(ref.job_id, "plan"),
+            inputs=inputs_of(record.job, circuits, latest_observations(history)),
         )
         decision = strategy.plan(record.job, context)
         run.plan = decision.plan
         run.tokens = run.tokens + decision.tokens
         run.llm_failures += decision.failures
+        if decision.consult is not None:
+            run.consults.append(decision.consult)
         run.status = RunStatus.RUNNING
         run.started_at = clock.now()
-        store.save_run(run)
+        store.save_run(run, decision=decision.standing)
     steps = {step.step_id: step for step in run.plan.steps}
     waves = [[steps[step_id].model_dump() for step_id in wave] for wave in run.plan.waves]
     return PlanOutput(waves=waves, max_parallel=record.job.guardrails.max_parallel)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from cronpilot.models.health import Health
     from cronpilot.models.job import Job, JobStatus, SecretRef
     from cronpilot.models.notify import Delivery, Notice
-    from cronpilot.models.run import RunRecord, StepResult, TokenUsage
+    from cronpilot.models.run import RunRecord, StandingDecision, StepResult, TokenUsage
 
 
 class StoreError(Exception):
@@ -33,6 +33,10 @@ class RunNotFound(StoreError):
 
 class ClaimConflict(StoreError):
     """Another discovery invocation changed the job first (claimed it, or moved its slot)."""
+
+
+class JobChanged(StoreError):
+    """The job is not the version the caller read (or exists, when the caller meant to create it)."""
 
 
 class LeaseLost(StoreError):
@@ -114,7 +118,15 @@ class JobStore(Protocol):
     """Jobs, runs and step results, every run write fenced on the run's epoch (see dal/store.py)."""
 
     def put_job(
-        self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime
+        self,
+        job: Job,
+        *,
+        next_run_at: datetime | None,
+        source: str,
+        reason: str,
+        now: datetime,
+        seen: JobRecord | None = None,
+        create_only: bool = False,
     ) -> None: ...
     def get_job(self, job_id: str) -> JobRecord: ...
     def list_jobs(self) -> list[JobRecord]: ...
@@ -163,7 +175,8 @@ class JobStore(Protocol):
     def list_runs(
         self, job_id: str, *, limit: int = 20, after: str | None = None
     ) -> tuple[list[RunRecord], str | None]: ...
-    def save_run(self, run: RunRecord) -> None: ...
+    def save_run(self, run: RunRecord, decision: StandingDecision | None = None) -> None: ...
+    def get_decision(self, job_id: str, phase: str) -> StandingDecision | None: ...
     def put_step_result(
         self, job_id: str, run_id: str, epoch: int, result: StepResult, now: datetime
     ) -> None: ...
@@ -182,6 +195,7 @@ class JobStore(Protocol):
         pause_until: datetime | None = None,
         index_due: bool = True,
         latest: bool = True,
+        decision: StandingDecision | None = None,
     ) -> None: ...
     def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None: ...
 

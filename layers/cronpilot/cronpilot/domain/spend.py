@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cronpilot.domain.ports import JobStore
+from cronpilot.models.operations import AiSpend, DaySpend
 from cronpilot.models.run import TokenUsage
 
 DEFAULT_WINDOW_DAYS = 7
@@ -19,23 +20,30 @@ PAGE = 100
 
 
 @dataclass
-class DaySpend:
+class DayTotals:
     day: str  # YYYY-MM-DD, UTC, of the runs' scheduled times
     runs: int = 0
     usage: TokenUsage = field(default_factory=TokenUsage)
 
     def as_dict(self) -> dict[str, Any]:
+        return self.view().model_dump(mode="json")
+
+    def view(self) -> DaySpend:
         spend = self.usage.spend()
         del spend["cache_ttl"], spend["cache_reason"]  # per-call choices; a day mixes them
-        return {"day": self.day, "runs": self.runs, **spend, "tokens": self.usage.counts()}
+        return DaySpend(day=self.day, runs=self.runs, tokens=self.usage.counts(), **spend)
+
+
+def spend_of(usage: TokenUsage) -> AiSpend:
+    return AiSpend(**usage.spend())
 
 
 def spend_by_day(
     store: JobStore, job_id: str, now: datetime, days: int = DEFAULT_WINDOW_DAYS
-) -> list[DaySpend]:
+) -> list[DayTotals]:
     """The last `days` UTC days (today included), newest first; days without runs are left out."""
     since = (now.astimezone(UTC) - timedelta(days=days - 1)).date()
-    totals: dict[str, DaySpend] = {}
+    totals: dict[str, DayTotals] = {}
     token: str | None = None
     while True:
         page, token = store.list_runs(job_id, limit=PAGE, after=token)
@@ -43,7 +51,7 @@ def spend_by_day(
             day = run.scheduled_at.astimezone(UTC).date()
             if day < since:
                 continue
-            entry = totals.setdefault(day.isoformat(), DaySpend(day.isoformat()))
+            entry = totals.setdefault(day.isoformat(), DayTotals(day.isoformat()))
             entry.runs += 1
             entry.usage = entry.usage + run.tokens
         oldest = min((r.scheduled_at.astimezone(UTC).date() for r in page), default=since)

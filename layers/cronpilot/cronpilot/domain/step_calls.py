@@ -146,6 +146,9 @@ class Verdict:
     outputs: dict[str, Any] = field(default_factory=dict)
     output_problems: dict[str, str] = field(default_factory=dict)
     outputs_shown: list[str] = field(default_factory=list)
+    # What the AI pilot's news detection reads besides the status (cronpilot.domain.news).
+    content_type: str | None = None
+    body_bytes: int | None = None
 
     def result(self, step_id: str, endpoint_id: str) -> StepResult:
         return StepResult(step_id=step_id, endpoint_id=endpoint_id, **self.__dict__)
@@ -161,6 +164,8 @@ def judge(endpoint: Endpoint, outcome: HttpOutcome) -> Verdict:
         latency_ms=outcome.latency_ms,
         error=outcome.error,
         error_kind=outcome.error_kind,
+        content_type=outcome.content_type,
+        body_bytes=outcome.body_bytes,
     )
     body = ParsedBody(outcome.body, outcome.body_truncated)
     kept = outcome.body

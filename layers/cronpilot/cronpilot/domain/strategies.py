@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from cronpilot.dag import topological_waves
 from cronpilot.domain.scheduling import next_slot, with_jitter
 from cronpilot.models.job import Job
 from cronpilot.models.run import (
+    AiConsult,
+    DecisionInputs,
     LlmFailure,
     PlanRecord,
     PlanStep,
     RunRecord,
+    StandingDecision,
     StepResult,
     StepStatus,
     TokenUsage,
@@ -25,6 +28,9 @@ class PlanContext:
     run: RunRecord
     history: list[RunRecord]
     endpoint_health: dict[str, str] = field(default_factory=dict)  # endpoint id -> closed/open/half-open
+    # The AI pilot's standing plan (if any) and what this run would base a new one on.
+    standing: StandingDecision | None = None
+    inputs: DecisionInputs | None = None
 
 
 @dataclass
@@ -32,6 +38,9 @@ class PlanDecision:
     plan: PlanRecord
     tokens: TokenUsage = field(default_factory=TokenUsage)
     failures: list[LlmFailure] = field(default_factory=list)
+    valid_for: timedelta | None = None  # how long the model says its plan holds without news
+    standing: StandingDecision | None = None  # a new standing decision to record with the run
+    consult: AiConsult | None = None
 
 
 @dataclass
@@ -46,6 +55,11 @@ class Proposal:
     tokens: TokenUsage = field(default_factory=TokenUsage)
     failures: list[LlmFailure] = field(default_factory=list)
     shadow: Proposal | None = None
+    valid_for: timedelta | None = None  # how long the model says its proposal holds without news
+    consult_again_at: datetime | None = None  # the model asks to be consulted again at this time
+    reused_from: str | None = None  # source `ai-reused`: the run whose standing decision this is
+    standing: StandingDecision | None = None  # a new standing decision to record with the run
+    consult: AiConsult | None = None
 
 
 @dataclass
@@ -54,6 +68,8 @@ class SummaryContext:
     results: list[StepResult]
     now: datetime
     history: list[RunRecord] = field(default_factory=list)
+    standing: StandingDecision | None = None
+    inputs: DecisionInputs | None = None
 
 
 class PlanStrategy(Protocol):

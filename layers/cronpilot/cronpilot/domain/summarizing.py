@@ -7,16 +7,20 @@ from collections import Counter
 from typing import Any
 
 from cronpilot.clock import Clock
+from cronpilot.domain.news import experienced_circuits, inputs_of, observe
 from cronpilot.domain.notifications import notify_outcome
 from cronpilot.domain.ports import JobRecord, JobStore, LeaseLost, NoticeQueue
 from cronpilot.domain.scheduling import clamp_next_run, failure_backoff
 from cronpilot.domain.strategies import Proposal, SummaryContext, SummaryStrategy
+from cronpilot.durations import format_duration
 from cronpilot.models.job import JobStatus
 from cronpilot.models.run import NextRunDecision, RunRecord, RunRef, RunStatus, StepStatus
 from cronpilot.observability import record_run_outcome
 
 # A concurrent run's finish races newer claims; each lost race re-reads the job once.
 FINISH_ATTEMPTS = 3
+# Decisions that pause the job (the operator's pause mechanism, ending at the decision's time).
+PAUSE_SOURCES = frozenset({"paused", "clamped-pause"})
 
 
 def _outcome_status(counts: Counter[str]) -> RunStatus:
@@ -46,11 +50,21 @@ def summarize_run(
     run.finished_at = now
     failures = record.state.consecutive_failures + 1 if counts[StepStatus.FAILED] else 0
 
-    proposal = strategy.propose(record.job, SummaryContext(run=run, results=results, now=now))
+    run.observations = observe(record.job, results)
+    context = SummaryContext(
+        run=run,
+        results=results,
+        now=now,
+        standing=store.get_decision(ref.job_id, "summarize"),
+        inputs=inputs_of(record.job, experienced_circuits(results), run.observations),
+    )
+    proposal = strategy.propose(record.job, context)
     run.finished_at = clock.now()  # the run's duration includes summarizing (a model call can be slow)
     run.summary = proposal.summary
     run.tokens = run.tokens + proposal.tokens
     run.llm_failures += proposal.failures
+    if proposal.consult is not None:
+        run.consults.append(proposal.consult)
     decision = decide_next_run(record, run, proposal, failures, now)
     run.next_run = decision
     write_outcome(store, record, run, decision, failures, proposal)
@@ -74,13 +88,7 @@ def decide_next_run(
             shadow=shadow,
         )
     if proposal.pause_until is not None:
-        return NextRunDecision(
-            at=proposal.pause_until,
-            source="paused",
-            reason=proposal.reason,
-            proposed_at=proposal.pause_until,
-            shadow=shadow,
-        )
+        return _pause(record, run, proposal, now, shadow)
     if failures:
         delay = failure_backoff(failures, guardrails)
         return NextRunDecision(
@@ -101,7 +109,37 @@ def decide_next_run(
         now=now,
     )
     return NextRunDecision(
-        at=clamped.at, source=clamped.source, reason=clamped.reason, proposed_at=proposal.at, shadow=shadow
+        at=clamped.at,
+        source=clamped.source,
+        reason=clamped.reason,
+        proposed_at=proposal.at,
+        shadow=shadow,
+        reused_from=proposal.reused_from,
+    )
+
+
+def _pause(
+    record: JobRecord, run: RunRecord, proposal: Proposal, now: Any, shadow: NextRunDecision | None
+) -> NextRunDecision:
+    """A pause ends by `max_pause` at the latest (`clamped-pause`); one that would end before
+    min_interval is no pause, just the earliest next run the guardrails allow."""
+    guardrails = record.job.guardrails
+    assert proposal.pause_until is not None
+    until, source, reason = proposal.pause_until, "paused", proposal.reason
+    lower = max(run.scheduled_at + guardrails.min_interval, now)
+    if until > now + guardrails.max_pause:
+        until, source = now + guardrails.max_pause, "clamped-pause"
+        reason = f"{reason}; pause shortened to max_pause {format_duration(guardrails.max_pause)}"
+    elif until < lower:
+        until, source = lower, "clamped-min"
+        reason = f"{reason}; raised to min_interval {format_duration(guardrails.min_interval)}"
+    return NextRunDecision(
+        at=until,
+        source=source,
+        reason=reason,
+        proposed_at=proposal.pause_until,
+        shadow=shadow,
+        reused_from=proposal.reused_from,
     )
 
 
@@ -140,7 +178,7 @@ def write_outcome(
                 reason=f"run {record.state.current_run_id} started later and decides the next run",
                 proposed_at=decision.at,
             )
-        pause_until = proposal.pause_until if proposal and decision.source == "paused" else None
+        pause_until = decision.at if decision.source in PAUSE_SOURCES else None
         try:
             store.finish_run(
                 run,
@@ -151,6 +189,7 @@ def write_outcome(
                 pause_until=pause_until,
                 index_due=record.job.status == JobStatus.ACTIVE,
                 latest=latest or not run.concurrent,
+                decision=proposal.standing if proposal else None,
             )
             return
         except LeaseLost:

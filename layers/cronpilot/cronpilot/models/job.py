@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cronpilot.cron import CronExpression, parse_timezone
-from cronpilot.durations import Duration
+from cronpilot.durations import Duration, format_duration
 from cronpilot.models.notify import MAX_RULES, NotifyRule
 from cronpilot.models.workflow import (
     MAX_EXTRACTS_PER_JOB,
@@ -33,6 +33,11 @@ HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
 DEFAULT_MAX_CONCURRENT_RUNS = 3
+# How long a standing AI decision may be reused without asking the model again, and its ceiling.
+DEFAULT_MAX_DECISION_AGE = timedelta(hours=24)
+MAX_DECISION_AGE_LIMIT = timedelta(days=30)
+DEFAULT_MAX_PAUSE = timedelta(days=7)
+MAX_WATCH_EXPRESSIONS = 10
 
 
 class Strict(BaseModel):
@@ -123,6 +128,29 @@ class Guardrails(Strict):
     overlap: OverlapPolicy = OverlapPolicy.SKIP
     # With overlap `allow`, how many runs may be in flight at once; a slot beyond it is skipped (overlap).
     max_concurrent_runs: int = Field(default=DEFAULT_MAX_CONCURRENT_RUNS, ge=1, le=20)
+    # The longest an AI plan or next-run proposal is reused without news before the model is asked again.
+    max_decision_age: Duration = DEFAULT_MAX_DECISION_AGE
+    # The longest pause the AI may put the job in; a longer one is clamped (source `clamped-pause`).
+    max_pause: Duration = DEFAULT_MAX_PAUSE
+
+    @field_validator("max_decision_age")
+    @classmethod
+    def _decision_age_range(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= MAX_DECISION_AGE_LIMIT:
+            raise ValueError(
+                f"max_decision_age {format_duration(value)} is outside 1m..30d: "
+                "use e.g. 24h (the default) or at most 30d"
+            )
+        return value
+
+    @field_validator("max_pause")
+    @classmethod
+    def _pause_positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError(
+                f"max_pause {format_duration(value)} is shorter than 1m: use e.g. 7d (the default)"
+            )
+        return value
 
     @property
     def allows_concurrent_runs(self) -> bool:
@@ -177,6 +205,8 @@ class Endpoint(Strict):
     depends_on: tuple[str, ...] = ()
     on_dependency_failure: Literal["skip", "continue"] = "skip"
     retryable: bool | None = None
+    # JMESPath expressions over the JSON response; a change of any value is news for the AI pilot.
+    watch: tuple[str, ...] = ()
     # Step outputs, assertions and request signing (see models/workflow.py).
     extract: dict[str, ExtractSpec] = Field(default_factory=dict)
     expect: ExpectSpec | None = None
@@ -244,6 +274,25 @@ class Endpoint(Strict):
             raise ValueError("timeout must be between 1s and 10m")
         return value
 
+    @field_validator("watch")
+    @classmethod
+    def _watch_compiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > MAX_WATCH_EXPRESSIONS:
+            raise ValueError(f"at most {MAX_WATCH_EXPRESSIONS} watch expressions: keep the ones that matter")
+        import jmespath
+        from jmespath.exceptions import JMESPathError
+
+        for n, expression in enumerate(value):
+            try:
+                jmespath.compile(expression)
+            except JMESPathError as exc:
+                detail = str(exc).splitlines()[0]
+                raise ValueError(
+                    f"watch[{n}] {expression!r} is not a JMESPath expression ({detail}): "
+                    "write e.g. 'status' or 'data.items[0].version'"
+                ) from None
+        return value
+
     def secret_header_names(self) -> frozenset[str]:
         return frozenset(name.lower() for name, v in self.headers.items() if isinstance(v, SecretRef))
 
@@ -252,6 +301,8 @@ class LlmSettings(Strict):
     provider: LlmProvider = LlmProvider.INHERIT
     model: str | None = None
     shadow: bool = False
+    # `on-news`: reuse the model's standing decisions until news arrives; `every-run`: ask on every run.
+    consult: Literal["on-news", "every-run"] = "on-news"
 
 
 class Job(Strict):

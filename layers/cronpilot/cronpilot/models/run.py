@@ -134,6 +134,7 @@ class PlanRecord(Model):
     waves: list[list[str]]
     decided_by: str = "deterministic"  # the strategy that produced it
     failure_class: str | None = None
+    reused_from: str | None = None  # source `ai-reused`: the run whose model call made this plan
     shadow: PlanRecord | None = None  # what the AI proposed when the job runs in shadow mode
 
 
@@ -150,6 +151,9 @@ class StepResult(Model):
     body_truncated: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # What the AI pilot's news detection reads besides the status (cronpilot.domain.news).
+    content_type: str | None = None
+    body_bytes: int | None = None
     error_kind: str | None = None  # e.g. assertion, template, signing, http-status, timeout, egress-denied
     # Values extracted for later steps (kept here only, never in state payloads), why any are missing,
     # and which ones the endpoint marks safe to show to people and the AI.
@@ -174,6 +178,59 @@ class NextRunDecision(Model):
     reason: str
     proposed_at: datetime | None = None
     shadow: NextRunDecision | None = None
+    reused_from: str | None = None  # source `ai-reused`: the run whose model call made this proposal
+
+
+class StepObservation(Model):
+    """One endpoint's result as news detection compares it: the outcome class and, when the endpoint
+    answered, the parts of the response fingerprint (never the body itself: values are digests)."""
+
+    outcome: str  # success/2xx, failure/5xx, failure/4xx, failure/network, timeout, skipped, ...
+    status: int | None = None
+    content_type: str | None = None
+    size_class: str | None = None
+    keys: str | None = None  # digest of the sorted top-level JSON keys
+    watch: dict[str, str] = Field(default_factory=dict)  # watch expression -> digest of its value
+
+
+class DecisionInputs(Model):
+    """What a standing AI decision was based on; a difference from the current inputs is news."""
+
+    job: str  # digest of the job definition (its status excluded)
+    circuits: dict[str, str] = Field(default_factory=dict)  # endpoint id -> closed | open
+    steps: dict[str, StepObservation] = Field(default_factory=dict)  # endpoint id -> observation
+
+
+class StandingProposal(Model):
+    """A next-run proposal kept for reuse: relative to the run that reuses it, so it never goes stale."""
+
+    interval_seconds: int | None = None  # None: the baseline's next slot
+    pause_until: datetime | None = None
+    summary: str = ""
+    reason: str = ""
+
+
+class StandingDecision(Model):
+    """An AI plan or next-run proposal that later runs reuse without a model call while no news arrives."""
+
+    phase: str  # plan | summarize
+    run_id: str  # the run whose model call made it
+    decided_at: datetime
+    valid_until: datetime  # after it, the decision is news (expired) and the baseline applies meanwhile
+    consult_again_at: datetime | None = None  # the model asked to be consulted again at this time
+    inputs: DecisionInputs
+    plan: PlanRecord | None = None
+    next_run: StandingProposal | None = None
+
+
+class AiConsult(Model):
+    """Why a phase did or did not call the model: the news that made it call, or the decision reused."""
+
+    phase: str  # plan | summarize
+    called: bool
+    news: list[str] = Field(default_factory=list)
+    reused_from: str | None = None
+    reason: str = ""
 
 
 class LlmFailure(Model):
@@ -201,6 +258,9 @@ class RunRecord(Model):
     skip_reason: str | None = None
     error: str | None = None
     llm_failures: list[LlmFailure] = Field(default_factory=list)
+    # The AI pilot: each phase's call-or-reuse, and this run's step observations (the next plan's news).
+    consults: list[AiConsult] = Field(default_factory=list)
+    observations: dict[str, StepObservation] = Field(default_factory=dict)
     # Notifications about this run (or the slot it skipped), as the notify function delivered them.
     notifications: list[Delivery] = Field(default_factory=list)
     retry_of: str | None = None  # the run this replay re-executes (trigger `retry`)

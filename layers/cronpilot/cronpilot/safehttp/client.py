@@ -94,6 +94,7 @@ class HttpOutcome:
     error_kind: str | None
     final_url: str | None  # redacted: no userinfo, query or fragment
     redirects: int
+    content_type: str | None = None  # the final response's Content-Type header
 
 
 @dataclass
@@ -389,6 +390,7 @@ class _Send:
             error_kind=kind,
             final_url=self.final_url,
             redirects=self.redirects,
+            content_type=result.headers.get("content-type") if result.headers is not None else None,
         )
 
 
