@@ -73,7 +73,7 @@ def test_a_slow_model_times_out_into_the_deterministic_path_and_the_run_finishes
 
 def test_a_wait_that_runs_out_is_one_line_a_non_zero_exit_and_a_written_report(tmp_path, target, slow_model):
     result, report_path = _local_run(tmp_path, target, "--max-wait", "1")
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 6, result.output
     [line] = [text for text in result.output.splitlines() if text.startswith("error:")]
     assert line.startswith("error: timed out: run slow-ai.")
     assert "still running after 1 s" in line
@@ -91,7 +91,7 @@ def test_local_tick_over_the_state_file_says_which_wait_ran_out(tmp_path, target
     assert applied.exit_code == 0, applied.output
     network = ["--allow-private", "127.0.0.0/8", "--allow-port", str(target.port)]
     result = runner.invoke(app, [*base, "local", "tick", "--max-wait", "1", *network])
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 6, result.output
     assert "timed out: run slow-ai." in result.output
     assert "Traceback" not in result.output
     # And the state file kept the claimed run

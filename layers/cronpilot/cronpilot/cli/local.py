@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +14,7 @@ import typer
 
 from cronpilot.cli.common import (
     DEFAULT_STATE_FILE,
+    EXIT_RUNS_FAILED,
     EXIT_TIMEOUT,
     console,
     errors,
@@ -26,14 +28,59 @@ from cronpilot.models.job import Job
 
 if TYPE_CHECKING:
     from cronpilot.api.local_server import LocalApiServer
+    from cronpilot.local.secrets import LocalSecrets
 
 local_app = typer.Typer(
     no_args_is_help=True, help="Run cronpilot on this machine, on moto, with no AWS account."
 )
 
 
+class FailOn(StrEnum):
+    FAILED = "failed"
+    PARTIAL = "partial"
+    NEVER = "never"
+
+
+# Run statuses that make `local run` exit non-zero, per --fail-on.
+FAILING_STATUSES = {
+    FailOn.FAILED: {"failed", "start_failed", "abandoned"},
+    FailOn.PARTIAL: {"failed", "start_failed", "abandoned", "partial"},
+    FailOn.NEVER: set(),
+}
+
+SecretOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--secret",
+        metavar="NAME=env:VAR",
+        help="A Secrets Manager secret job headers reference, its value read from $VAR. Repeatable.",
+    ),
+]
+ParameterOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--parameter",
+        metavar="NAME=env:VAR",
+        help="An SSM parameter job headers reference, its value read from $VAR. Repeatable.",
+    ),
+]
+
+
+def local_secrets(ctx: typer.Context, secret: list[str] | None, parameter: list[str] | None) -> LocalSecrets:
+    """Values stored with `cronpilot --local secrets set`, overridden by --secret / --parameter."""
+    from cronpilot.local.secrets import from_environment, load, secrets_file
+
+    stored = load(secrets_file((ctx.obj or {}).get("state", DEFAULT_STATE_FILE)))
+    given = from_environment("secret", secret or []).overridden_by(
+        from_environment("parameter", parameter or [])
+    )
+    return stored.overridden_by(given)
+
+
 @local_app.command("run")
+@one_line_errors
 def local_run(
+    ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="Job files to run.")],
     ticks: Annotated[int, typer.Option(min=1, help="Scheduler ticks to run.")] = 3,
     report: Annotated[Path | None, typer.Option(help="Write a JSON report of every run here.")] = None,
@@ -42,6 +89,12 @@ def local_run(
         typer.Option("--allow-private", help="CIDR the executor may call (e.g. 127.0.0.0/8). Repeatable."),
     ] = None,
     allow_port: Annotated[list[int] | None, typer.Option("--allow-port", help="Extra port to allow.")] = None,
+    secret: SecretOption = None,
+    parameter: ParameterOption = None,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(help="Exit 5 when a run failed, when one failed or was partial, or never."),
+    ] = FailOn.FAILED,
     max_wait: Annotated[
         float | None,
         typer.Option(
@@ -53,10 +106,16 @@ def local_run(
 ) -> None:
     """Run job files end to end in local mode and print (or write) what happened."""
     jobs = load_jobs(files)
+    secrets = local_secrets(ctx, secret, parameter)
     ports = sorted({80, 443, *(allow_port or [])})
     cidrs = ",".join(allow_private or [])
     result = run_jobs_locally(
-        jobs, ticks=ticks, cidrs=cidrs, ports=",".join(map(str, ports)), wait_seconds=max_wait
+        jobs,
+        ticks=ticks,
+        cidrs=cidrs,
+        ports=",".join(map(str, ports)),
+        secrets=secrets,
+        wait_seconds=max_wait,
     )
     print_report_runs(result["runs"])
     if report:
@@ -65,6 +124,14 @@ def local_run(
     if result.get("error"):  # a wait ran out: the report above still says what happened so far
         errors.print(f"error: {result['error']}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_TIMEOUT)
+    failing = [run for run in result["runs"] if run["status"] in FAILING_STATUSES[fail_on]]
+    if failing:
+        shown = ", ".join(f"{run['run_id']} {run['status']}" for run in failing[:5])
+        more = f" and {len(failing) - 5} more" if len(failing) > 5 else ""
+        raise fail(
+            f"{len(failing)} run(s) did not succeed (--fail-on {fail_on.value}): {shown}{more}",
+            EXIT_RUNS_FAILED,
+        )
 
 
 @local_app.command("demo")
@@ -84,15 +151,24 @@ def local_demo(ticks: Annotated[int, typer.Option(min=1)] = 12) -> None:
 
 
 def run_jobs_locally(
-    jobs: list[Job], *, ticks: int, cidrs: str, ports: str, wait_seconds: float | None = None
+    jobs: list[Job],
+    *,
+    ticks: int,
+    cidrs: str,
+    ports: str,
+    secrets: LocalSecrets | None = None,
+    wait_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The report of every run; with "error" set when a wait ran out (the runs so far are still in it)."""
+    from cronpilot.local import secrets as local_secret_store
     from cronpilot.local.cloud import LocalCloud
     from cronpilot.local.runner import LocalWaitExceeded, apply_jobs, run_report, start_clock, tick_until
     from cronpilot.runtime import get_runtime
 
     clock = start_clock()
     with LocalCloud(clock, egress_allowed_cidrs=cidrs, egress_allowed_ports=ports) as cloud:
+        if secrets is not None:
+            local_secret_store.install(cloud, secrets)
         store = get_runtime().store
         apply_jobs(store, jobs, clock.now())
         with console.status("ticking") as status:
@@ -119,6 +195,8 @@ def local_tick(
     ticks: Annotated[int, typer.Option(min=1)] = 1,
     allow_private: Annotated[list[str] | None, typer.Option("--allow-private")] = None,
     allow_port: Annotated[list[int] | None, typer.Option("--allow-port")] = None,
+    secret: SecretOption = None,
+    parameter: ParameterOption = None,
     max_wait: Annotated[
         float | None, typer.Option(min=1, help="Seconds to wait for a tick's runs (default: as `local run`).")
     ] = None,
@@ -128,14 +206,17 @@ def local_tick(
     from cronpilot.dal.snapshot import load_state, save_state
     from cronpilot.local.cloud import TABLE_NAME, LocalCloud
     from cronpilot.local.runner import LocalWaitExceeded, tick_until
+    from cronpilot.local.secrets import install
     from cronpilot.runtime import get_runtime
 
     path = (ctx.obj or {}).get("state", DEFAULT_STATE_FILE)
+    secrets = local_secrets(ctx, secret, parameter)
     clock = AcceleratedClock(datetime.now(UTC))
     ports = ",".join(map(str, sorted({80, 443, *(allow_port or [])})))
     with LocalCloud(
         clock, egress_allowed_cidrs=",".join(allow_private or []), egress_allowed_ports=ports
     ) as cloud:
+        install(cloud, secrets)
         client = cloud.client("dynamodb")
         simulated = load_state(path, client, TABLE_NAME)
         if simulated:

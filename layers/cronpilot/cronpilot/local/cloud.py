@@ -153,6 +153,7 @@ class LocalCloud:
         self._saved_env.setdefault("STATE_MACHINE_ARN", None)
         runtime.reset()
         runtime.override(clock=self.clock)
+        forget_cached_secrets()
         self._handlers = {function_name(n): load_handler(n) for n in FUNCTIONS}
         return self
 
@@ -163,6 +164,7 @@ class LocalCloud:
         self._mock.stop()
         self._clients.clear()
         runtime.reset()
+        forget_cached_secrets()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -320,3 +322,11 @@ class LocalCloud:
     def describe_execution(self, run_id: str) -> dict[str, Any]:
         arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
         return self.client("stepfunctions").describe_execution(executionArn=arn)
+
+
+def forget_cached_secrets() -> None:
+    """The executor's secret reads are cached per process for 5 minutes (as per Lambda container): a
+    local run must not see a value, or a missing secret, from an earlier run in the same process."""
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
