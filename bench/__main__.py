@@ -20,6 +20,7 @@ SUITES = [
     "bench.ai_month",
     "bench.infra",
     "bench.workflows",
+    "bench.api",
 ]
 
 

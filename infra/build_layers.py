@@ -6,7 +6,7 @@ Two layers, each laid out as Lambda mounts them under /opt (`python/` is on sys.
   exact versions of `uv.lock` (exported by `uv export --frozen`), installed from wheels built for
   manylinux2014 aarch64 and CPython 3.13 (`--only-binary :all:`, nothing compiled for the host).
 - `build/layers/cronpilot/python/cronpilot`: the shared package, without the operator-only parts
-  (`local/` runs moto, `cli/` needs typer/rich; neither is shipped to Lambda).
+  (`local/` runs moto, `cli/` needs typer/rich and the mcp SDK; neither is shipped to Lambda).
 
 boto3 is shipped in the layer, not taken from the runtime: pyproject pins `boto3>=1.40` and uv.lock
 pins the version the tests ran against, while the python3.13 runtime's copy is whatever AWS last
@@ -40,8 +40,9 @@ PACKAGE_SOURCE = ROOT / "layers" / "cronpilot" / "cronpilot"
 DEFAULT_OUT = ROOT / "build" / "layers"
 LAMBDA_PLATFORM = "aarch64-manylinux2014"
 LAMBDA_PYTHON = "3.13"
-# Operator-only parts of the package: never shipped to Lambda (and no stale bytecode from the tree).
-PACKAGE_EXCLUDES = ("local", "cli", "__pycache__", "*.pyc")
+# Operator-only parts of the package: never shipped to Lambda (and no stale bytecode from the tree):
+# local mode (moto), the CLI and MCP server (typer, rich, mcp) and the local HTTP API server.
+PACKAGE_EXCLUDES = ("local", "cli", "local_server.py", "__pycache__", "*.pyc")
 # Installed console scripts point at the build machine's interpreter: useless in a layer.
 DEPS_EXCLUDES = ("bin",)
 

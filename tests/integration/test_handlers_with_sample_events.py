@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -170,3 +171,13 @@ def test_handlers_emit_the_metrics_the_dashboard_and_alarms_read(deployed, monke
     assert executor["EndpointFailures"] == [1.0]
     assert executor["EndpointLatency"][0] >= 0
     assert summarizer["RunsFailed"] == [1.0]
+
+
+def test_api_event_reads_the_job(deployed):
+    # Given the HTTP API's sample event (GET /jobs/sample-job, signed by an IAM principal)
+    response = invoke("api", load_event("api"))
+    # Then the resolver answers with the job and its ETag
+    assert response["statusCode"] == 200
+    body = json.loads(response["body"])
+    assert body["job"]["id"] == "sample-job"
+    assert response["headers"]["ETag"] == body["etag"]

@@ -122,7 +122,7 @@ def test_pause_without_end_until_resume(store, clock, starter):
     pause_job(store, "sleeper", clock.now())
     clock.advance(timedelta(days=2))
     assert tick(store, starter, clock).scanned == 0
-    next_run = resume_job(store, "sleeper", clock.now())
+    next_run = resume_job(store, "sleeper", clock.now()).next_run_at
     assert next_run == clock.now() + timedelta(minutes=10)
 
 

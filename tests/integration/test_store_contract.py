@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from cronpilot.domain.ports import ClaimConflict, JobNotFound, JobStore, LeaseLost
+from cronpilot.domain.ports import ClaimConflict, JobChanged, JobNotFound, JobStore, LeaseLost
+from cronpilot.models.job import JobStatus
 from cronpilot.models.run import (
     DecisionInputs,
     RunRecord,
@@ -279,3 +280,52 @@ def test_a_skipped_retry_request_is_dropped_unless_buffered(any_store):
     again = skipped.model_copy(update={"run_id": make_run_id("job", later), "skip_reason": "overlap"})
     any_store.record_skip(seen, again, next_run_at=later, next_run_source="x", next_run_reason="x")
     assert any_store.get_job("job").state.retry_of is None
+
+
+def test_put_job_against_the_version_read_refuses_a_job_changed_since(any_store):
+    # Given a job two operators read
+    apply(any_store, goal="v1")
+    seen = any_store.get_job("job")
+    # When one updates against its read, and is paused afterwards (the status alone changes)
+    any_store.put_job(
+        make_job("job", goal="v2"), next_run_at=START, source="baseline", reason="r", now=START, seen=seen
+    )
+    current = any_store.get_job("job")
+    any_store.set_job_schedule_state(
+        current,
+        status=JobStatus.PAUSED,
+        next_run_at=START,
+        source="paused",
+        reason="p",
+        paused_until=None,
+        now=START,
+    )
+    # Then the other's write against the older read is refused, and one against the current read is not
+    with pytest.raises(JobChanged):
+        any_store.put_job(
+            make_job("job", goal="v3"), next_run_at=START, source="baseline", reason="r", now=START, seen=seen
+        )
+    latest = any_store.get_job("job")
+    assert (latest.job.goal, latest.job.status) == ("v2", JobStatus.PAUSED)
+    any_store.put_job(
+        make_job("job", goal="v3", status="paused"),
+        next_run_at=START,
+        source="baseline",
+        reason="r",
+        now=START,
+        seen=latest,
+    )
+    assert any_store.get_job("job").job.goal == "v3"
+
+
+def test_create_only_refuses_an_existing_job_but_not_a_tombstone(any_store):
+    apply(any_store)
+    with pytest.raises(JobChanged):
+        any_store.put_job(
+            make_job("job"), next_run_at=START, source="baseline", reason="r", now=START, create_only=True
+        )
+    any_store.delete_job(any_store.get_job("job"), START)
+    any_store.put_job(
+        make_job("job"), next_run_at=START, source="baseline", reason="r", now=START, create_only=True
+    )
+    assert any_store.get_job("job").state.epoch == 1  # it continues from the tombstone's epoch

@@ -20,6 +20,7 @@ from cronpilot.domain.ports import (
     ClaimConflict,
     DuePage,
     HealthUnavailable,
+    JobChanged,
     JobNotFound,
     JobRecord,
     JobState,
@@ -59,10 +60,22 @@ class InMemoryStore:
     # ---------------------------------------------------------------- jobs
 
     def put_job(
-        self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime
+        self,
+        job: Job,
+        *,
+        next_run_at: datetime | None,
+        source: str,
+        reason: str,
+        now: datetime,
+        seen: JobRecord | None = None,
+        create_only: bool = False,
     ) -> None:
         with self._lock:
             existing = self.jobs.get(job.id)
+            if seen is not None and not (isinstance(existing, JobRecord) and existing.job == seen.job):
+                raise JobChanged(f"job {job.id!r} changed since it was read")
+            if create_only and isinstance(existing, JobRecord):
+                raise JobChanged(f"job {job.id!r} changed since it was read")
             if isinstance(existing, JobRecord):
                 state = copy.deepcopy(existing.state)
             else:

@@ -18,6 +18,7 @@ from cronpilot.cli.common import DEFAULT_STATE_FILE, console, load_jobs, one_lin
 from cronpilot.cli.doctor import doctor
 from cronpilot.cli.jobs import jobs_app
 from cronpilot.cli.local import local_app
+from cronpilot.cli.mcp import mcp
 from cronpilot.cli.runs import runs_app
 from cronpilot.models.job import Job
 
@@ -26,6 +27,7 @@ app.add_typer(local_app, name="local")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(runs_app, name="runs")
 app.command()(doctor)
+app.command()(mcp)
 
 
 @app.callback()
@@ -58,6 +60,14 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Job files (YAML o
 def schema() -> None:
     """Print the JSON Schema of a job file (for editor completion and validation)."""
     print(json.dumps(Job.model_json_schema(), indent=2))
+
+
+@app.command()
+def openapi() -> None:
+    """Print the HTTP API's OpenAPI document (generated from its routes; docs/openapi.json)."""
+    from cronpilot.api.app import openapi_document
+
+    print(json.dumps(openapi_document(), indent=2, sort_keys=True))
 
 
 def main() -> None:

@@ -24,15 +24,20 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Register and operate jobs.")
 
 @jobs_app.command("apply")
 @one_line_errors
-def jobs_apply(ctx: typer.Context, files: Annotated[list[Path], typer.Argument()]) -> None:
+def jobs_apply(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument()],
+    dry_run: Annotated[bool, typer.Option(help="Show what would change; write nothing.")] = False,
+) -> None:
     """Validate job files, show what changes, and create or update the jobs."""
     from cronpilot.domain.operations import apply_job
 
     jobs = load_jobs(files)
     with target(ctx) as chosen:
         for job in jobs:
-            result = apply_job(chosen.store, job, chosen.clock.now())
-            console.print(f"{result.action} {result.job_id}: next run {iso(result.next_run_at)}")
+            result = apply_job(chosen.store, job, chosen.clock.now(), dry_run=dry_run)
+            verb = f"would be {result.action}" if dry_run and result.action != "unchanged" else result.action
+            console.print(f"{verb} {result.job_id}: next run {iso(result.next_run_at)}")
             if result.diff:
                 console.print(result.diff, highlight=False, markup=False)
 
@@ -41,55 +46,46 @@ def jobs_apply(ctx: typer.Context, files: Annotated[list[Path], typer.Argument()
 @one_line_errors
 def jobs_list(ctx: typer.Context, output: Output = "table") -> None:
     """Every job with its status and next run."""
+    from cronpilot.domain.operations import list_jobs
+
     with target(ctx) as chosen:
-        records = chosen.store.list_jobs()
-    rows = [
-        {
-            "job_id": r.job_id,
-            "status": r.job.status,
-            "schedule": r.job.schedule.describe(),
-            "next_run_at": iso(r.state.next_run_at),
-            "next_run_source": r.state.next_run_source,
-            "running": r.state.current_run_id,
-        }
-        for r in records
-    ]
+        page = list_jobs(chosen.store)
+        jobs = page.jobs
+        while page.next_cursor:
+            page = list_jobs(chosen.store, cursor=page.next_cursor)
+            jobs += page.jobs
     if output == "json":
-        emit_json(rows)
+        emit_json([job.model_dump(mode="json") for job in jobs])
         return
-    render.print_job_rows(rows)
+    render.print_job_rows(jobs)
 
 
 @jobs_app.command("show")
 @one_line_errors
 def jobs_show(ctx: typer.Context, job_id: str, output: Output = "table") -> None:
     """Schedule, guardrails, next run and its source, endpoints."""
+    from cronpilot.domain.operations import show_job
+
     with target(ctx) as chosen:
-        record = chosen.store.get_job(job_id)
-    state = record.state
+        detail = show_job(chosen.store, job_id)
     if output == "json":
-        emit_json(
-            {
-                "job": record.job.model_dump(mode="json"),
-                "next_run": {
-                    "at": iso(state.next_run_at),
-                    "source": state.next_run_source,
-                    "reason": state.next_run_reason,
-                },
-                "lease": {
-                    "owner": state.lease_owner,
-                    "expires_at": iso(state.lease_expires_at),
-                    "epoch": state.epoch,
-                },
-                "current_run_id": state.current_run_id,
-                # overlap `allow`: every concurrent run and when its own lease expires
-                "runs_in_flight": {run_id: iso(until) for run_id, until in (state.inflight or {}).items()},
-                "consecutive_failures": state.consecutive_failures,
-                "paused_until": iso(state.paused_until),
-            }
-        )
+        emit_json(detail.model_dump(mode="json"))
         return
-    render.print_job(record)
+    render.print_job(detail)
+
+
+@jobs_app.command("explain")
+@one_line_errors
+def jobs_explain(ctx: typer.Context, job_id: str, output: Output = "table") -> None:
+    """Why the last run happened when it did, and why the next run is when it is."""
+    from cronpilot.domain.operations import explain_job
+
+    with target(ctx) as chosen:
+        explanation = explain_job(chosen.store, job_id)
+    if output == "json":
+        emit_json(explanation.model_dump(mode="json"))
+        return
+    console.print(explanation.text, highlight=False)
 
 
 @jobs_app.command("pause")
@@ -114,8 +110,8 @@ def jobs_resume(ctx: typer.Context, job_id: str) -> None:
     from cronpilot.domain.operations import resume_job
 
     with target(ctx) as chosen:
-        next_run = resume_job(chosen.store, job_id, chosen.clock.now())
-    console.print(f"resumed {job_id}: next run {iso(next_run)}")
+        change = resume_job(chosen.store, job_id, chosen.clock.now())
+    console.print(f"resumed {job_id}: next run {iso(change.next_run_at)}")
 
 
 @jobs_app.command("trigger")
@@ -132,9 +128,8 @@ def jobs_trigger(
     from cronpilot.domain.operations import trigger_job
 
     with target(ctx) as chosen:
-        trigger_job(chosen.store, job_id, chosen.clock.now(), ask_ai=ask_ai)
-    asked = " and consults the AI pilot" if ask_ai else ""
-    console.print(f"triggered {job_id}: it runs on the next scheduler tick{asked}")
+        change = trigger_job(chosen.store, job_id, chosen.clock.now(), ask_ai=ask_ai)
+    console.print(f"triggered {job_id}: {change.message}")
 
 
 @jobs_app.command("delete")

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cronpilot.cli.common import DEFAULT_STATE_FILE, console, iso, load_jobs, one_line_errors
 from cronpilot.cli.render import print_report_runs
 from cronpilot.models.job import Job
+
+if TYPE_CHECKING:
+    from cronpilot.api.local_server import LocalApiServer
 
 local_app = typer.Typer(
     no_args_is_help=True, help="Run cronpilot on this machine, on moto, with no AWS account."
@@ -108,3 +113,50 @@ def local_tick(
     console.print(
         f"{ticks} tick(s), now {iso(clock.now())}: {len(claimed)} run(s): {', '.join(claimed) or '-'}"
     )
+
+
+@contextmanager
+def local_api_server(path: Path, port: int) -> Iterator[LocalApiServer]:
+    """The HTTP API's resolver on 127.0.0.1 over local mode's state file, saved after every write so
+    the CLI (`--local`) sees what the API changed."""
+    from cronpilot.api.app import handle
+    from cronpilot.api.local_server import LocalApiServer
+    from cronpilot.cli.targets import local_state_target
+    from cronpilot.clock import AcceleratedClock
+    from cronpilot.dal.snapshot import save_state
+
+    with local_state_target(path) as chosen:
+        store = chosen.store
+        clock = AcceleratedClock(chosen.clock.now())  # local mode's time, moving with the wall clock
+
+        def persist() -> None:
+            save_state(path, store.client, store.table_name, clock.now())
+
+        server = LocalApiServer(
+            port, lambda event: handle(event, None, store=store, clock=clock), after_write=persist
+        )
+        try:
+            yield server
+        finally:
+            server.server_close()
+
+
+@local_app.command("api")
+@one_line_errors
+def local_api(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8787,
+    quiet: Annotated[bool, typer.Option(help="Do not log each request.")] = False,
+) -> None:
+    """Serve the HTTP API (the deployed API's routes) on 127.0.0.1 over local mode's state file.
+
+    No SigV4 here: it listens on loopback only, for trying the API and testing clients."""
+    path = (ctx.obj or {}).get("state", DEFAULT_STATE_FILE)
+    with local_api_server(path, port) as server:
+        server.quiet = quiet
+        # one line a script can wait for: the URL, with the port the OS chose for --port 0
+        print(f"cronpilot API on {server.base_url} over {path}", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            console.print("stopped")

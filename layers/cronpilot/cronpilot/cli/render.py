@@ -10,8 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from cronpilot.cli.common import console, iso
-from cronpilot.domain.ports import JobRecord
-from cronpilot.models.run import RunRecord, StepResult
+from cronpilot.models.operations import JobDetail, JobSummary, RunDetail, RunSummary
 
 
 def status_cell(status: str, skip_reason: str | None) -> str:
@@ -44,33 +43,33 @@ def print_report_runs(runs: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def print_job_rows(rows: list[dict[str, Any]]) -> None:
+def print_job_rows(jobs: list[JobSummary]) -> None:
     table = Table(title="jobs")
     for column in ("job", "status", "schedule", "next run", "source", "running"):
         table.add_column(column)
-    for row in rows:
+    for job in jobs:
         table.add_row(
-            row["job_id"],
-            row["status"],
-            row["schedule"],
-            row["next_run_at"],
-            row["next_run_source"],
-            row["running"] or "-",
+            job.job_id,
+            job.status,
+            job.schedule,
+            iso(job.next_run_at),
+            job.next_run_source,
+            job.running or "-",
         )
     console.print(table)
 
 
-def print_job(record: JobRecord) -> None:
-    job, state = record.job, record.state
+def print_job(detail: JobDetail) -> None:
+    job, next_run = detail.job, detail.next_run
     console.print(f"[bold]{job.id}[/bold] {job.name} ({job.status})")
     console.print(f"goal: {job.goal or '-'}")
     console.print(f"schedule: {job.schedule.describe()}")
     console.print(f"guardrails: {job.guardrails.model_dump(mode='json')}")
-    console.print(f"next run: {iso(state.next_run_at)} ({state.next_run_source}: {state.next_run_reason})")
-    if state.paused_until:
-        console.print(f"paused until: {iso(state.paused_until)}")
-    running = ", ".join(sorted(state.inflight)) if state.inflight else state.current_run_id
-    console.print(f"failing runs in a row: {state.consecutive_failures}; running: {running or '-'}")
+    console.print(f"next run: {iso(next_run.at)} ({next_run.source}: {next_run.reason})")
+    if detail.paused_until:
+        console.print(f"paused until: {iso(detail.paused_until)}")
+    running = ", ".join(sorted(detail.runs_in_flight)) if detail.runs_in_flight else detail.current_run_id
+    console.print(f"failing runs in a row: {detail.consecutive_failures}; running: {running or '-'}")
     table = Table(title="endpoints")
     for column in ("id", "method", "url", "depends on"):
         table.add_column(column)
@@ -79,7 +78,7 @@ def print_job(record: JobRecord) -> None:
     console.print(table)
 
 
-def print_runs(job_id: str, runs: list[RunRecord]) -> None:
+def print_runs(job_id: str, runs: list[RunSummary]) -> None:
     table = Table(title=f"runs of {job_id}")
     for column in ("run id", "status", "why then", "ok/failed/skipped", "next run", "source"):
         table.add_column(column)
@@ -88,14 +87,14 @@ def print_runs(job_id: str, runs: list[RunRecord]) -> None:
             run.run_id,
             status_cell(run.status, run.skip_reason),
             run.trigger,
-            counts_cell(run.step_counts),
+            counts_cell(run.steps),
             iso(run.next_run.at) if run.next_run else "-",
             run.next_run.source if run.next_run else "-",
         )
     console.print(table)
 
 
-def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
+def print_run(run: RunDetail) -> None:
     console.print(f"[bold]{run.run_id}[/bold] {run.status} (why then: {run.trigger})")
     if run.skip_reason:
         console.print(f"skipped: {run.skip_reason}: {run.error}")
@@ -115,7 +114,7 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
     table = Table(title="steps")
     for column in ("step", "status", "http", "attempts", "latency", "error / reason"):
         table.add_column(column)
-    for step in steps.values():
+    for step in run.steps:
         kind = f"({step.error_kind}) " if step.error and step.error_kind else ""
         reused = f" (reused from {step.reused_from})" if step.reused_from else ""
         table.add_row(
@@ -127,8 +126,8 @@ def print_run(run: RunRecord, steps: Mapping[str, StepResult]) -> None:
             f"{kind}{step.error or ''}" if step.error else step.skip_reason or "",
         )
     console.print(table)
-    for step in steps.values():
-        for name, value in step.for_display().outputs.items():
+    for step in run.steps:  # already as people see them: hidden values are "[hidden]"
+        for name, value in step.outputs.items():
             console.print(f"  {step.step_id}.{name} = {json.dumps(value)}", markup=False)
         for name, problem in step.output_problems.items():
             console.print(f"  {step.step_id}.{name}: no value ({problem})", markup=False)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from cronpilot.cli import render
-from cronpilot.cli.common import Output, console, emit_json, iso, one_line_errors, target
+from cronpilot.cli.common import Output, console, emit_json, one_line_errors, target
+from cronpilot.models.operations import PAGE_LIMIT_MAX, RunSummary
 from cronpilot.models.run import RunStatus
 
 runs_app = typer.Typer(
@@ -22,35 +23,30 @@ def runs_list(
     job_id: str,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
+    trigger: Annotated[str | None, typer.Option(help="Only runs with this trigger (manual, ...).")] = None,
     output: Output = "table",
 ) -> None:
     """A job's runs, newest first."""
+    from cronpilot.domain.operations import list_runs
+
+    runs: list[RunSummary] = []
+    cursor: str | None = None
     with target(ctx) as chosen:
-        chosen.store.get_job(job_id)
-        runs: list[Any] = []
-        token: str | None = None
-        while len(runs) < limit:
-            page, token = chosen.store.list_runs(job_id, limit=limit, after=token)
-            runs += [r for r in page if status is None or r.status == status]
-            if token is None:
+        while len(runs) < limit:  # the operation pages by at most PAGE_LIMIT_MAX
+            page = list_runs(
+                chosen.store,
+                job_id,
+                limit=min(limit - len(runs), PAGE_LIMIT_MAX),
+                cursor=cursor,
+                status=status,
+                trigger=trigger,
+            )
+            runs += page.runs
+            cursor = page.next_cursor
+            if cursor is None:
                 break
-    runs = runs[:limit]
     if output == "json":
-        emit_json(
-            [
-                {
-                    "run_id": r.run_id,
-                    "scheduled_at": iso(r.scheduled_at),
-                    "status": r.status,
-                    "trigger": r.trigger,
-                    "retry_of": r.retry_of,
-                    "skip_reason": r.skip_reason,
-                    "steps": r.step_counts,
-                    "next_run": r.next_run.model_dump(mode="json") if r.next_run else None,
-                }
-                for r in runs
-            ]
-        )
+        emit_json([run.model_dump(mode="json") for run in runs])
         return
     render.print_runs(job_id, runs)
 
@@ -59,18 +55,14 @@ def runs_list(
 @one_line_errors
 def runs_show(ctx: typer.Context, run_id: str, output: Output = "table") -> None:
     """The plan as waves, each step's result, the summary, the next-run decision, tokens, skip reasons."""
+    from cronpilot.domain.operations import show_run
+
     with target(ctx) as chosen:
-        run = chosen.store.get_run(run_id)
-        steps = chosen.store.get_step_results(run_id)
+        run = show_run(chosen.store, run_id)
     if output == "json":
-        emit_json(
-            {
-                **run.model_dump(mode="json"),
-                "steps": [s.for_display().model_dump(mode="json") for s in steps.values()],
-            }
-        )
+        emit_json(run.model_dump(mode="json"))
         return
-    render.print_run(run, steps)
+    render.print_run(run)
 
 
 @runs_app.command("retry")
@@ -89,14 +81,7 @@ def runs_retry(
     with target(ctx) as chosen:
         request = retry_run(chosen.store, run_id, chosen.clock.now(), failed_only=failed_only)
     if output == "json":
-        emit_json(
-            {
-                "job_id": request.job_id,
-                "retry_of": request.retry_of,
-                "failed_only": request.failed_only,
-                "reexecute": request.reexecute,
-            }
-        )
+        emit_json(request.model_dump(mode="json"))
         return
     console.print(
         f"retry of {run_id} requested: the next scheduler tick starts it (trigger retry), "

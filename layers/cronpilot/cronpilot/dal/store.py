@@ -27,6 +27,7 @@ from cronpilot.dal.items import deserialize, epoch_seconds, is_condition_failure
 from cronpilot.domain.ports import (
     ClaimConflict,
     DuePage,
+    JobChanged,
     JobNotFound,
     JobRecord,
     JobState,
@@ -248,9 +249,19 @@ class Store:
         return schema.all_due_shards()
 
     def put_job(
-        self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime
+        self,
+        job: Job,
+        *,
+        next_run_at: datetime | None,
+        source: str,
+        reason: str,
+        now: datetime,
+        seen: JobRecord | None = None,
+        create_only: bool = False,
     ) -> None:
-        """Create or replace a job's definition; scheduling state other than the next run is kept."""
+        """Create or replace a job's definition; scheduling state other than the next run is kept.
+        With `seen`, only if the stored document is still the one the caller read; with `create_only`,
+        only if no job has the id. JobChanged otherwise (an operator's If-Match / If-None-Match)."""
         update = (
             _JobUpdate(job.id)
             .set("job_doc", job.model_dump_json(exclude_defaults=False))
@@ -265,7 +276,26 @@ class Store:
             .next_run(next_run_at)
             .due(next_run_at if job.status == JobStatus.ACTIVE else None)
         )
-        self.client.update_item(**update.request(self.table_name))
+        condition: str | None = None
+        values: dict[str, Any] = {}
+        if seen is not None:
+            # The same definition and status as read. A pause changes the status attribute alone, so
+            # the stored document may carry either status.
+            condition = "(job_doc = :seen_doc OR job_doc = :seen_doc_other) AND #status = :seen_status"
+            other = JobStatus.ACTIVE if seen.job.status == JobStatus.PAUSED else JobStatus.PAUSED
+            values = {
+                ":seen_doc": seen.job.model_dump_json(),
+                ":seen_doc_other": seen.job.model_copy(update={"status": other}).model_dump_json(),
+                ":seen_status": seen.job.status.value,
+            }
+        elif create_only:  # a deleted job's tombstone does not count as a job
+            condition, values = "attribute_not_exists(job_doc) OR kind = :deleted", {":deleted": DELETED}
+        try:
+            self.client.update_item(**update.request(self.table_name, condition, values))
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise JobChanged(f"job {job.id!r} changed since it was read") from exc
+            raise
 
     def get_job(self, job_id: str) -> JobRecord:
         response = self.client.get_item(

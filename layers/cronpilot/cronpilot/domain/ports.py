@@ -35,6 +35,10 @@ class ClaimConflict(StoreError):
     """Another discovery invocation changed the job first (claimed it, or moved its slot)."""
 
 
+class JobChanged(StoreError):
+    """The job is not the version the caller read (or exists, when the caller meant to create it)."""
+
+
 class LeaseLost(StoreError):
     """The run's fencing epoch is stale: the lease expired and someone else holds the job now."""
 
@@ -114,7 +118,15 @@ class JobStore(Protocol):
     """Jobs, runs and step results, every run write fenced on the run's epoch (see dal/store.py)."""
 
     def put_job(
-        self, job: Job, *, next_run_at: datetime | None, source: str, reason: str, now: datetime
+        self,
+        job: Job,
+        *,
+        next_run_at: datetime | None,
+        source: str,
+        reason: str,
+        now: datetime,
+        seen: JobRecord | None = None,
+        create_only: bool = False,
     ) -> None: ...
     def get_job(self, job_id: str) -> JobRecord: ...
     def list_jobs(self) -> list[JobRecord]: ...

@@ -1,0 +1,136 @@
+"""The HTTP API: the api handler's cold-start import beside the re-based floor (boto3 + Powertools +
+pydantic), and the local API's requests per second beside calling the operations in-process."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.cold_start import _PYDANTIC, FLOOR, RUNS, _handler_script, _medians
+
+SECONDS_PER_MEASURE = 2.0
+RUNS_SEEDED = 30
+
+
+# Informative: what the issue's design costs before any cronpilot code, the Powertools event handler with
+# validation (it imports every resolver and its OpenAPI parameter machinery) and one validated route.
+_RESOLVER = (
+    "from typing import Annotated\n"
+    "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n"
+    "from aws_lambda_powertools.event_handler.openapi.params import Query\n"
+    "app = APIGatewayHttpResolver(enable_validation=True)\n"
+    "@app.get('/x')\n"
+    "def x(limit: Annotated[int, Query(ge=1)] = 1) -> M:\n    return M()\n"
+)
+
+
+def _import_rows() -> list[tuple[str, str, str]]:
+    floor_script = FLOOR + _PYDANTIC
+    medians = _medians(
+        {"floor": floor_script, "resolver": floor_script + _RESOLVER, "api": _handler_script("api")}
+    )
+    floor, resolver, api = medians["floor"][0], medians["resolver"][0], medians["api"][0]
+    return [
+        ("re-based floor: boto3 + Powertools + pydantic model", f"{floor * 1000:.0f} ms", "-"),
+        (
+            f"reference: floor + APIGatewayHttpResolver(enable_validation=True) + one route ({RUNS} runs)",
+            f"{resolver * 1000:.0f} ms = {resolver / floor:.2f}x floor",
+            "-",
+        ),
+        (
+            f"api handler import (median of {RUNS})",
+            f"{api * 1000:.0f} ms = {api / floor:.2f}x floor, anthropic imported: {medians['api'][1]}",
+            "<= 1.15x floor",
+        ),
+    ]
+
+
+def _rate(call: Callable[[], Any]) -> float:
+    call()  # warm: first-use costs are not throughput
+    count, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < SECONDS_PER_MEASURE:
+        call()
+        count += 1
+    return count / elapsed
+
+
+def _throughput_rows() -> list[tuple[str, str, str]]:
+    import boto3
+    import httpx
+    from cronpilot.api.app import handle
+    from cronpilot.api.local_server import LocalApiServer
+    from cronpilot.clock import FixedClock
+    from cronpilot.dal import schema
+    from cronpilot.dal.store import Store
+    from cronpilot.domain import operations as ops
+    from cronpilot.domain.discovery import Discovery
+    from cronpilot.local.moto_patches import serialize_dynamodb_writes
+    from cronpilot.models.job import Job
+    from cronpilot.models.run import RunRecord
+    from moto import mock_aws
+
+    class Starter:
+        def start(self, run: RunRecord) -> str:
+            return "started"
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "bench")
+    start = datetime(2026, 11, 22, 9, tzinfo=UTC)
+    with mock_aws():
+        undo = serialize_dynamodb_writes()
+        try:
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            client.create_table(**schema.create_table_request("bench-api"))
+            store = Store("bench-api", client)
+            clock = FixedClock(start)
+            job = Job.model_validate(
+                {
+                    "id": "bench-job",
+                    "schedule": {"rate": "1m"},
+                    "endpoints": [{"id": "a", "url": "https://x.test"}],
+                }
+            )
+            ops.apply_job(store, job, clock.now())
+            for minute in range(1, RUNS_SEEDED + 1):  # one claimed run, then skipped slots (overlap)
+                clock.set(start + timedelta(minutes=minute))
+                Discovery(store, Starter(), clock, owner=f"bench-{minute}").tick()  # type: ignore[arg-type]
+            server = LocalApiServer(0, lambda event: handle(event, None, store=store, clock=clock))
+            server.quiet = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            try:
+                with httpx.Client(base_url=server.base_url) as http:
+                    pairs = {
+                        "GET /jobs/{id}": (
+                            lambda: http.get("/jobs/bench-job").raise_for_status(),
+                            lambda: ops.show_job(store, "bench-job").model_dump_json(),
+                        ),
+                        "GET /jobs/{id}/runs (20 runs)": (
+                            lambda: http.get("/jobs/bench-job/runs").raise_for_status(),
+                            lambda: ops.list_runs(store, "bench-job").model_dump_json(),
+                        ),
+                    }
+                    rows = []
+                    for label, (over_http, in_process) in pairs.items():
+                        api_rate, direct_rate = _rate(over_http), _rate(in_process)
+                        rows.append(
+                            (
+                                f"local API {label}: requests/s vs operations in-process",
+                                f"{api_rate:.0f}/s vs {direct_rate:.0f}/s = "
+                                f"{direct_rate / api_rate:.2f}x overhead",
+                                "<= 2x",
+                            )
+                        )
+                    return rows
+            finally:
+                server.shutdown()
+                server.server_close()
+        finally:
+            undo()
+
+
+def run() -> list[tuple[str, str, str]]:
+    return _import_rows() + _throughput_rows()
