@@ -13,7 +13,7 @@ from cronpilot.domain.ports import StartFailed
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
-    from cronpilot.domain.budget import RunBudget
+    from cronpilot.domain.ports import RunBudget
     from cronpilot.models.run import RunRecord
 
 
