@@ -14,6 +14,7 @@ from rich.table import Table
 
 SUITES = [
     "bench.discovery",
+    "bench.scale",
     "bench.cold_start",
     "bench.executor",
     "bench.ai",
@@ -21,6 +22,7 @@ SUITES = [
     "bench.infra",
     "bench.cost",
     "bench.workflows",
+    "bench.jobfiles",
     "bench.api",
 ]
 

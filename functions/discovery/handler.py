@@ -3,7 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from cronpilot.domain.discovery import Discovery
+from cronpilot.domain.discovery import Deadline, Discovery
 from cronpilot.models.run import ScheduledEvent
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
@@ -22,7 +22,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         owner=context.aws_request_id,
         notices=runtime.notice_queue,
         budget=runtime.run_budgeter,
-    ).tick()
+    ).tick(Deadline.of_lambda(context))
     logger.info(
         "discovery tick",
         tick_time=tick.time.isoformat(),
@@ -30,6 +30,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         claimed=len(result.claimed),
         skipped=result.skipped,
         conflicts=result.conflicts,
+        late_starts=result.late_starts,
+        start_failures=result.start_failures,
+        left_for_next_tick=result.left,
         items_read=result.scanned,
     )
     return result.output()

@@ -57,7 +57,7 @@ class MonitoredResources:
     state_machine: sfn.StateMachine
     functions: dict[str, lambda_.Function]
     dead_letters: sqs.IQueue
-    # failed asynchronous invocations of discovery and finalize-failure (their on-failure destination)
+    # failed asynchronous invocations of discovery, finalize-failure and notify (on-failure destination)
     async_failures: sqs.IQueue
 
 
@@ -144,8 +144,8 @@ class Monitoring(Construct):
                 period=FIVE_MINUTES, statistic="Maximum"
             ),
             threshold=1,
-            description="A discovery tick or a finalize-failure invocation failed after Lambda's retries "
-            "(the async-failures queue holds the event and the error)",
+            description="A discovery tick, a finalize-failure or a notify invocation failed after "
+            "Lambda's retries (the async-failures queue holds the event and the error)",
         )
         self.daily_spend = self.spend(Duration.days(1))
         self._alarm(

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .access import ACCESS
-from .api import CronpilotApi
 from .failures import FINALIZE_RETRIES, AsyncFailures
 from .functions import CronpilotFunctions
 from .monitoring import MonitoredResources, Monitoring
@@ -45,7 +45,11 @@ class CronpilotStack(Stack):
             **kwargs,
         )
         table = CronpilotTable(
-            self, "Data", table_name=f"{settings.prefix}-data", retain=settings.stage == "prod"
+            self,
+            "Data",
+            table_name=f"{settings.prefix}-data",
+            retain=settings.stage == "prod",
+            due_index=settings.due_index,
         )
         secrets = CronpilotSecrets(self, "Secrets", settings=settings)
         functions = CronpilotFunctions(
@@ -82,6 +86,22 @@ class CronpilotStack(Stack):
             table.grant_items(fn, ACCESS[name])
         # executor: header secrets of registered endpoints, under the job secret prefix only.
         secrets.grant_job_secrets(functions.executor)
+        # notify: publish to the allowed topics only, webhook signing secrets under the job prefix;
+        # the functions that raise notices invoke it asynchronously, its failures kept like the others'.
+        for fn in functions.notifiers:
+            # the unqualified function only (grant_invoke would add every version and alias, `:*`)
+            iam.Grant.add_to_principal(
+                grantee=fn, actions=["lambda:InvokeFunction"], resource_arns=[functions.notify.function_arn]
+            )
+        if settings.topic_arns:
+            iam.Grant.add_to_principal(
+                grantee=functions.notify, actions=["sns:Publish"], resource_arns=settings.topic_arns
+            )
+        # webhook signing secrets are Secrets Manager secrets (domain/notifications): no SSM
+        secrets.grant_job_secrets(functions.notify, parameters=False)
+        failures.keep_failures_of(
+            functions.notify, retry_attempts=FINALIZE_RETRIES, max_event_age=Duration.hours(6)
+        )
         # planner and summarizer: the LLM (API key secret, or the one Bedrock model).
         for fn in (functions.planner, functions.summarizer):
             secrets.grant_llm(fn)
@@ -98,9 +118,6 @@ class CronpilotStack(Stack):
                 dead_letters=schedule.dead_letters,
                 async_failures=failures.queue,
             ),
-        )
-        self.api = CronpilotApi(
-            self, "Api", settings=settings, functions=functions, table=table, monitoring=self.monitoring
         )
         self.table, self.functions, self.machine, self.schedule, self.secrets, self.failures = (
             table,

@@ -12,7 +12,9 @@ from .access import DELETE_ACTIONS, READ_ACTIONS, WRITE_ACTIONS, TableAccess
 
 
 class CronpilotTable(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, table_name: str, retain: bool) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, table_name: str, retain: bool, due_index: bool = True
+    ) -> None:
         super().__init__(scope, construct_id)
         s = schema.SCHEMA
         self.table = dynamodb.Table(
@@ -30,12 +32,13 @@ class CronpilotTable(Construct):
             deletion_protection=retain,
             removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
         )
-        self.table.add_global_secondary_index(
-            index_name=s.due_index,
-            partition_key=dynamodb.Attribute(name=s.due_index_pk, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=s.due_index_sk, type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
+        if due_index:  # absent for one deploy only, when upgrading the index's projection
+            self.table.add_global_secondary_index(
+                index_name=s.due_index,
+                partition_key=dynamodb.Attribute(name=s.due_index_pk, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=s.due_index_sk, type=dynamodb.AttributeType.STRING),
+                projection_type=dynamodb.ProjectionType(s.due_index_projection),
+            )
         self.due_index_arn = f"{self.table.table_arn}/index/{s.due_index}"
 
     def grant_items(self, grantee: iam.IGrantable, access: TableAccess) -> None:

@@ -51,6 +51,7 @@ BEDROCK_SETTINGS = DeploySettings(
     executor_route_table_ids="rtb-0a1b2c3d4e5f60718",
     alarm_email="oncall@example.com",
     tick_minutes=5,
+    notify_topic_arns="arn:aws:sns:us-east-1:123456789012:team-alerts",
 )
 PROD_SETTINGS = DeploySettings(stage="prod")
 ENV = Environment(account="123456789012", region="us-east-1")

@@ -15,7 +15,7 @@ EXPECTED = {
     "executor": (300, 512, 50),
     "summarizer": (180, 1024, 10),
     "finalize_failure": (60, 256, None),
-    "api": (15, 512, 10),
+    "notify": (120, 256, None),
 }
 
 

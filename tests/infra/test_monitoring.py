@@ -15,6 +15,7 @@ FUNCTION_ALARM_NAMES = {
     "executor": "Executor",
     "summarizer": "Summarizer",
     "finalize_failure": "FinalizeFailure",
+    "notify": "Notify",
 }
 
 
@@ -280,9 +281,8 @@ def test_dashboard_widgets(template_json: dict[str, Any]) -> None:
     for title, names in expected.items():
         assert names <= _metric_names(widgets[title]), title
     for title in ("Lambda errors", "Lambda throttles"):
-        assert len(widgets[title]["metrics"]) == 5
-    shown = widgets["Alarms"]["alarms"] + widgets["HTTP API alarms"]["alarms"]
-    assert len(shown) == len(_alarms(template_json))
+        assert len(widgets[title]["metrics"]) == 6
+    assert len(widgets["Alarms"]["alarms"]) == len(_alarms(template_json))
 
 
 def test_dashboard_graphs_llm_fallbacks_per_failure_class(template_json: dict[str, Any]) -> None:

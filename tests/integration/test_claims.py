@@ -261,7 +261,7 @@ def test_claim_race_every_run_claimed_exactly_once(store, clock):
 
         def invoke(worker: int) -> None:
             barrier.wait()
-            result = Discovery(store, starter, clock, owner=f"r{round_number}-w{worker}").tick()
+            result = Discovery(store, starter, clock, owner=f"r{round_number}-w{worker}", workers=4).tick()
             outcomes.append(result.claimed)
 
         threads = [threading.Thread(target=invoke, args=(w,)) for w in range(32)]

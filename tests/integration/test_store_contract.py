@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from cronpilot.domain.ports import ClaimConflict, JobChanged, JobNotFound, JobStore, LeaseLost
+from cronpilot.domain.ports import ClaimConflict, JobChanged, JobNotFound, JobStore, LeaseLost, RecordIdTaken
 from cronpilot.models.job import JobStatus
 from cronpilot.models.run import (
     DecisionInputs,
@@ -280,6 +280,75 @@ def test_a_skipped_retry_request_is_dropped_unless_buffered(any_store):
     again = skipped.model_copy(update={"run_id": make_run_id("job", later), "skip_reason": "overlap"})
     any_store.record_skip(seen, again, next_run_at=later, next_run_source="x", next_run_reason="x")
     assert any_store.get_job("job").state.retry_of is None
+
+
+def test_records_are_counted_and_a_taken_record_id_is_told_apart_from_a_moved_job(any_store):
+    # Given a job with one claimed run, re-pointed at the same second (a manual run, say)
+    apply(any_store)
+    first = claim(any_store)
+    seen = any_store.get_job("job")
+    assert (seen.state.records, seen.state.newest_stamp) == (1, "20261122T090000Z")
+    # When a record is written under an id an item already holds
+    skipped = first.model_copy(update={"status": RunStatus.SKIPPED, "epoch": seen.state.epoch})
+    with pytest.raises(RecordIdTaken):
+        any_store.record_skip(seen, skipped, next_run_at=None, next_run_source="x", next_run_reason="x")
+    # Then nothing moved, and under the sequenced id the record is written and counted
+    skipped.run_id = make_run_id("job", START, sequence=2)
+    any_store.record_skip(seen, skipped, next_run_at=None, next_run_source="x", next_run_reason="x")
+    assert any_store.get_job("job").state.records == 2
+    with pytest.raises(ClaimConflict):  # the read is stale now: the record count moved
+        any_store.record_skip(seen, skipped, next_run_at=None, next_run_source="x", next_run_reason="x")
+
+
+def test_a_claim_indexes_its_start_check_and_confirming_it_moves_the_job_back(any_store):
+    # Given a claim whose start check comes before the job's next slot
+    apply(any_store)
+    seen = any_store.get_job("job")
+    run = RunRecord.claimed("job", START, 1, "schedule", START)
+    any_store.claim(
+        seen,
+        run,
+        owner="tick",
+        lease_until=START + LEASE,
+        now=START,
+        next_run_at=START + timedelta(hours=1),
+        next_run_source="baseline",
+        next_run_reason="next slot",
+        start_check_at=START + timedelta(minutes=1),
+    )
+    # Then the job is due at its check, and counted there
+    assert due_ids(any_store, START + timedelta(minutes=1)) == ["job"]
+    shard = next(s for s in any_store.due_shards() if any_store.count_due(s, START + timedelta(minutes=1)))
+    assert any_store.count_due(shard, START + timedelta(minutes=1)) == 1
+    # And marking the run started leaves the doc alone, while confirming the check re-indexes the job
+    any_store.mark_started(run, START, late_start="late for a test")
+    marked = any_store.get_run(run.run_id)
+    assert (marked.status, marked.execution_started_at, marked.late_start) == (
+        RunStatus.CLAIMED,
+        START,
+        "late for a test",
+    )
+    any_store.confirm_start(any_store.get_job("job"), run.run_id)
+    assert any_store.get_job("job").state.start_check_at is None
+    assert due_ids(any_store, START + timedelta(minutes=59)) == []
+    assert due_ids(any_store, START + timedelta(hours=1)) == ["job"]
+
+
+def test_a_lease_ends_at_its_second(any_store):
+    apply(any_store)
+    claim(any_store)
+    again = RunRecord.claimed("job", START + timedelta(minutes=5), 2, "schedule", START + LEASE)
+    any_store.claim(
+        any_store.get_job("job"),
+        again,
+        owner="next",
+        lease_until=START + 2 * LEASE,
+        now=START + LEASE,
+        next_run_at=None,
+        next_run_source="x",
+        next_run_reason="x",
+    )
+    assert any_store.get_job("job").state.lease_owner == "next"
 
 
 def test_put_job_against_the_version_read_refuses_a_job_changed_since(any_store):

@@ -26,6 +26,7 @@ from cronpilot.domain.ports import (
     JobRecord,
     JobState,
     LeaseLost,
+    RecordIdTaken,
     Reservation,
     RunNotFound,
     StartFailed,
@@ -33,7 +34,15 @@ from cronpilot.domain.ports import (
 from cronpilot.models.health import CircuitState, Health
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.notify import Delivery, Notice
-from cronpilot.models.run import RunRecord, RunStatus, StandingDecision, StepResult, TokenUsage, parse_run_id
+from cronpilot.models.run import (
+    RunRecord,
+    RunStatus,
+    StandingDecision,
+    StepResult,
+    TokenUsage,
+    parse_run_id,
+    run_stamp,
+)
 
 
 def _seconds(value: datetime) -> int:
@@ -43,6 +52,8 @@ def _seconds(value: datetime) -> int:
 @dataclass
 class _Tombstone:
     epoch: int
+    records: int = 0  # a job re-created under the id goes on counting records, as in the table
+    newest_stamp: str | None = None
 
 
 class InMemoryStore:
@@ -80,7 +91,11 @@ class InMemoryStore:
             if isinstance(existing, JobRecord):
                 state = copy.deepcopy(existing.state)
             else:
-                state = JobState(epoch=existing.epoch if existing else 0)
+                state = JobState(
+                    epoch=existing.epoch if existing else 0,
+                    records=existing.records if existing else 0,
+                    newest_stamp=existing.newest_stamp if existing else None,
+                )
             state.next_run_at = next_run_at
             state.next_run_source, state.next_run_reason, state.updated_at = source, reason, now
             self.jobs[job.id] = JobRecord(job=job, state=state)
@@ -110,7 +125,9 @@ class InMemoryStore:
             current = self.jobs.get(seen.job_id)
             if not isinstance(current, JobRecord) or current.state.epoch != seen.state.epoch:
                 raise ClaimConflict(f"job {seen.job_id!r} changed while it was being deleted")
-            self.jobs[seen.job_id] = _Tombstone(epoch=seen.state.epoch + 1)
+            self.jobs[seen.job_id] = _Tombstone(
+                epoch=seen.state.epoch + 1, records=seen.state.records, newest_stamp=seen.state.newest_stamp
+            )
             self.due_at.pop(seen.job_id, None)
 
     def set_job_schedule_state(
@@ -151,7 +168,15 @@ class InMemoryStore:
 
         return all_due_shards()
 
-    def query_due(self, shard: str, now: datetime, page_size: int = 200) -> Iterator[DuePage]:
+    def count_due(self, shard: str, now: datetime) -> int:
+        with self._lock:
+            return sum(
+                1
+                for job_id, at in self.due_at.items()
+                if at is not None and at <= now and self._shard(job_id) == shard
+            )
+
+    def query_due(self, shard: str, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
         with self._lock:
             due = [
                 copy.deepcopy(r)
@@ -177,18 +202,20 @@ class InMemoryStore:
         next_run_at: datetime | None,
         next_run_source: str,
         next_run_reason: str,
+        start_check_at: datetime | None = None,
     ) -> None:
         with self._lock:
             current = self._as_seen(seen)
             state = current.state
             if current.job.status != JobStatus.ACTIVE:
                 raise ClaimConflict("job is not active")
-            live = state.lease_expires_at is not None and _seconds(state.lease_expires_at) >= _seconds(now)
+            # A lease ends at its second: a claim in that second finds it expired.
+            live = state.lease_expires_at is not None and _seconds(state.lease_expires_at) > _seconds(now)
             if not run.concurrent and live:
                 raise ClaimConflict("a live lease exists")
             existing = self.runs.get(run.run_id)
             if existing is not None and existing.status != RunStatus.START_FAILED:
-                raise ClaimConflict(f"run {run.run_id} already exists")
+                raise RecordIdTaken(f"run {run.run_id} already exists")
             abandoned = seen.state.abandoned_runs(now)
             for run_id in abandoned:
                 old = self.runs.get(run_id)
@@ -212,7 +239,9 @@ class InMemoryStore:
             )
             state.buffered = False
             state.retry_of, state.retry_failed_only = None, False  # a pending retry becomes this run
-            self.due_at[seen.job_id] = next_run_at
+            self._count_record(state, run)
+            state.start_check_at = start_check_at
+            self.due_at[seen.job_id] = state.due_at(next_run_at)
             self.runs[run.run_id] = copy.deepcopy(run)
 
     def record_skip(
@@ -228,7 +257,7 @@ class InMemoryStore:
         with self._lock:
             state = self._as_seen(seen).state
             if skipped.run_id in self.runs:
-                raise ClaimConflict(f"run {skipped.run_id} already exists")
+                raise RecordIdTaken(f"run {skipped.run_id} already exists")
             state.next_run_at, state.next_run_source, state.next_run_reason = (
                 next_run_at,
                 next_run_source,
@@ -237,8 +266,27 @@ class InMemoryStore:
             state.buffered = buffer
             if not buffer:
                 state.retry_of, state.retry_failed_only = None, False  # a skipped retry is dropped
-            self.due_at[seen.job_id] = next_run_at
+            self._count_record(state, skipped)
+            self.due_at[seen.job_id] = seen.state.due_at(next_run_at)
             self.runs[skipped.run_id] = copy.deepcopy(skipped)
+
+    def mark_started(self, run: RunRecord, now: datetime, *, late_start: str | None = None) -> None:
+        with self._lock:
+            stored = self.runs.get(run.run_id)
+            if stored is not None and stored.status == RunStatus.CLAIMED and stored.epoch == run.epoch:
+                stored.execution_started_at = now
+                stored.late_start = late_start
+
+    def confirm_start(self, seen: JobRecord, run_id: str) -> None:
+        with self._lock:
+            current = self.jobs.get(seen.job_id)
+            if not isinstance(current, JobRecord):
+                return
+            state = current.state
+            if state.current_run_id == run_id and state.epoch == seen.state.epoch and state.start_check_at:
+                state.start_check_at = None
+                active = current.job.status == JobStatus.ACTIVE
+                self.due_at[seen.job_id] = seen.state.next_run_at if active else None
 
     # ------------------------------------------------------------------ runs
 
@@ -329,6 +377,7 @@ class InMemoryStore:
             state.next_run_source, state.next_run_reason = next_run_source, next_run_reason
             state.consecutive_failures = consecutive_failures
             state.lease_owner = state.lease_expires_at = state.current_run_id = None
+            state.start_check_at = None
             state.next_run_at = next_run_at
             if pause_until is not None:
                 record.job = record.job.model_copy(update={"status": JobStatus.PAUSED})
@@ -370,9 +419,15 @@ class InMemoryStore:
         if not isinstance(current, JobRecord):
             raise ClaimConflict(f"job {seen.job_id} is gone")
         same_slot = current.state.next_run_at == seen.state.next_run_at
-        if not same_slot or current.state.epoch != seen.state.epoch:
+        same_records = current.state.records == seen.state.records
+        if not same_slot or not same_records or current.state.epoch != seen.state.epoch:
             raise ClaimConflict(f"job {seen.job_id} moved since it was read")
         return current
+
+    @staticmethod
+    def _count_record(state: JobState, record: RunRecord) -> None:
+        state.records += 1
+        state.newest_stamp = max(state.newest_stamp or "", run_stamp(record.scheduled_at))
 
     def _fence(self, job_id: str, run_id: str, epoch: int) -> None:
         state = self._job_or_lease_lost(job_id).state

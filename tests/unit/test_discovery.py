@@ -64,18 +64,21 @@ def test_a_slot_older_than_max_lateness_is_skipped_as_too_late():
 
 
 def test_a_refused_start_is_recorded_and_the_slot_is_retried_by_the_next_tick():
-    # Given Step Functions refusing the start (throttled)
-    store, starter = InMemoryStore(), RecordingStarter(refuse_with="ThrottlingException")
+    # Given Step Functions refusing the start for good (throttling is retried in the tick instead)
+    store, starter = InMemoryStore(), RecordingStarter(refuse_with="AccessDeniedException")
     apply(store)
     # When discovery ticks, then ticks again once the service accepts
     tick(store, starter, START)
     failed = store.get_run("job.20261122T090000Z")
     starter.refuse_with = None
     retry = tick(store, starter, START + timedelta(minutes=1))
-    # Then the first attempt says why it did not start, and the same slot runs on the next tick
+    # Then the first attempt says why it did not start, and the same slot runs on the next tick under
+    # a record id of its own (the failed attempt keeps its record)
     assert failed.status == RunStatus.START_FAILED
-    assert "ThrottlingException" in (failed.error or "")
-    assert retry.claimed == starter.started == ["job.20261122T090000Z"]
+    assert "AccessDeniedException" in (failed.error or "")
+    assert retry.claimed == starter.started == ["job.20261122T090000Z-2"]
+    assert store.get_run("job.20261122T090000Z-2").scheduled_at == START
+    assert store.get_run("job.20261122T090000Z").status == RunStatus.START_FAILED
 
 
 def test_a_paused_job_is_never_claimed():

@@ -79,11 +79,25 @@ def test_jitter_is_stable_per_job_and_slot_and_spreads_across_jobs():
     assert jitter_offset("job-a", T0, timedelta(0)) == timedelta(0)
 
 
-def test_rate_slots_collapse_missed_slots_into_one_catch_up():
+def test_rate_slots_are_strictly_after_now_so_missed_slots_never_burst():
     job = make_job(schedule={"rate": "5m"})
-    assert next_slot(job.schedule, after=T0, previous=T0 - timedelta(minutes=5)) == T0
-    assert next_slot(job.schedule, after=T0 + timedelta(hours=3), previous=T0) == T0 + timedelta(hours=3)
+    # On time: one interval after the previous slot
+    assert next_slot(job.schedule, after=T0 + timedelta(seconds=20), previous=T0) == T0 + timedelta(minutes=5)
+    # That slot is now (or past): one interval after now, never `now` itself (which would run again)
+    assert next_slot(job.schedule, after=T0, previous=T0 - timedelta(minutes=5)) == T0 + timedelta(minutes=5)
+    later = T0 + timedelta(hours=3, microseconds=500)
+    assert next_slot(job.schedule, after=later, previous=T0) == T0 + timedelta(hours=3, minutes=5)
     assert next_slot(job.schedule, after=T0, previous=None) == T0 + timedelta(minutes=5)
+
+
+def test_a_catch_up_run_anchors_the_cadence_at_its_claim():
+    from cronpilot.domain.scheduling import cadence_anchor
+    from cronpilot.models.run import RunRecord
+
+    late = RunRecord.claimed("job-1", T0, 1, "catch-up", T0 + timedelta(minutes=35, microseconds=7))
+    assert cadence_anchor(late) == T0 + timedelta(minutes=35)
+    on_time = RunRecord.claimed("job-1", T0, 1, "schedule", T0 + timedelta(seconds=40))
+    assert cadence_anchor(on_time) == T0
 
 
 def test_one_off_has_no_slot_once_passed():

@@ -26,6 +26,9 @@ def record_discovery(result: DiscoveryResult) -> None:
         "RunsSkipped": len(result.skipped),
         "ClaimConflicts": result.conflicts,
         "StartFailures": result.start_failures,
+        "StartRetries": result.start_retries,
+        "LateStarts": len(result.late_starts),
+        "JobsLeftForNextTick": result.left,
         "LeasesStuck": result.leases_stuck,
     }
     for name, value in counts.items():

@@ -36,7 +36,14 @@ if TYPE_CHECKING:
     from cronpilot.models.notify import Delivery, Notice
     from cronpilot.safehttp import SafeHttpClient
 
-_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
+# The connection pool fits discovery's concurrent workers and readers (domain/discovery.py: 32 + 4);
+# botocore's default pool holds 10, and a worker waiting for a connection would idle.
+_BOTO_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=3,
+    read_timeout=10,
+    max_pool_connections=40,
+)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from cronpilot.ai.caching import CachePlan
 from cronpilot.ai.conversation import ModelStrategy, StrictAnswer
 from cronpilot.ai.failures import FailureClass, LlmCallError
 from cronpilot.ai.prompts import SUMMARY_TOOL, summary_request
-from cronpilot.domain.scheduling import next_slot, with_jitter
+from cronpilot.domain.scheduling import cadence_anchor, next_slot, with_jitter
 from cronpilot.domain.strategies import DeterministicSummarizer, Proposal, SummaryContext
 from cronpilot.models.job import Job
 
@@ -105,7 +105,7 @@ class AiSummarizer(ModelStrategy):
         return self.prepared(job, context)[0]
 
     def prepared(self, job: Job, context: SummaryContext) -> tuple[dict[str, Any], CachePlan]:
-        baseline = next_slot(job.schedule, after=context.now, previous=context.run.scheduled_at)
+        baseline = next_slot(job.schedule, after=context.now, previous=cadence_anchor(context.run))
         request = summary_request(
             job,
             model=self.model,

@@ -21,9 +21,16 @@ IDEMPOTENCY_PARTITION = "idempotency#"  # Powertools idempotency records, one pa
 DUE_INDEX = "due"
 DUE_INDEX_PK = "due_shard"
 DUE_INDEX_SK = "due_at"
-# Jobs spread over a few due-index partitions so one hot partition never holds every job; discovery
-# queries each shard. Changing this needs a backfill of due_shard on existing jobs.
-DUE_SHARDS = 4
+# Jobs spread over due-index partitions so one hot partition never holds every job; discovery reads
+# the shards concurrently. Sized for 10,000 jobs due in one minute: ~625 per shard, each claim and
+# finish rewriting one small index entry (~40 writes/s per shard at the peak, far below a partition's
+# 1,000), and 16 queries a tick when nothing is due. Growing it needs no migration: every job write
+# re-hashes due_shard, and the old shard names are a prefix of the new range, so jobs not yet
+# rewritten are still read. Shrinking it would strand jobs in the dropped shards: never shrink it.
+DUE_SHARDS = 16
+# The index carries keys only: discovery reads the due jobs themselves (one consistent BatchGetItem a
+# page), so no write ever copies the job document into the index.
+DUE_INDEX_PROJECTION = "KEYS_ONLY"
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class TableSchema:
     due_index: str = DUE_INDEX
     due_index_pk: str = DUE_INDEX_PK
     due_index_sk: str = DUE_INDEX_SK
+    due_index_projection: str = DUE_INDEX_PROJECTION
     ttl_attribute: str = TTL_ATTRIBUTE
 
 
@@ -61,7 +69,7 @@ def create_table_request(table_name: str) -> dict[str, Any]:
                     {"AttributeName": DUE_INDEX_PK, "KeyType": "HASH"},
                     {"AttributeName": DUE_INDEX_SK, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": DUE_INDEX_PROJECTION},
             }
         ],
     }
@@ -98,7 +106,7 @@ def step_key(run_id: str, step_id: str) -> dict[str, str]:
 
 def decision_key(job_id: str, phase: str) -> dict[str, str]:
     """The job's standing AI decision of one phase (plan | summarize)."""
-    return {PARTITION_KEY: f"job#{job_id}", SORT_KEY: f"decision#{phase}"}
+    return {PARTITION_KEY: job_partition(job_id), SORT_KEY: f"decision#{phase}"}
 
 
 def usage_key(job_id: str, day: str) -> dict[str, str]:

@@ -9,6 +9,11 @@ Jobs with overlap `allow` run concurrently, so one epoch cannot fence them all: 
 also holds its own lease in the job's `inflight` map (run id -> lease expiry). A run may write while
 the epoch is still its own or while it is in that map; a claim drops expired entries, which fences
 their stale holders exactly as a re-claim does for a single run.
+
+Every record a job gets (a claimed run or a skipped slot) bumps the job's record count in the same
+transaction, so record ids never collide (see make_run_id), and a claim also sets the job's start
+check: the job is due in the index again a minute later unless its run finishes first, so a run whose
+execution never started is found by the next ticks (discovery's start check).
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ from cronpilot.domain.ports import (
     JobRecord,
     JobState,
     LeaseLost,
+    RecordIdTaken,
     RunNotFound,
     StoreError,
 )
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.notify import Delivery
-from cronpilot.models.run import RunRecord, RunStatus, StandingDecision, StepResult, parse_run_id
+from cronpilot.models.run import RunRecord, RunStatus, StandingDecision, StepResult, parse_run_id, run_stamp
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -82,6 +88,9 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
             if inflight is not None
             else None
         ),
+        records=int(data.get("records", 0)),
+        newest_stamp=data.get("newest_stamp"),
+        start_check_at=from_iso(data["start_check_at"]) if data.get("start_check_at") else None,
         retry_of=data.get("retry_of"),
         retry_failed_only=bool(data.get("retry_failed_only", False)),
     )
@@ -122,6 +131,10 @@ def _run_from_item(item: dict[str, Any]) -> RunRecord:
         run.status = RunStatus.ABANDONED
         run.finished_at = from_iso(data["abandoned_at"])
         run.error = data.get("abandoned_reason")
+    # Discovery marks a started run's attributes alone (the planner may be writing the doc).
+    if run.execution_started_at is None and data.get("execution_started_at"):
+        run.execution_started_at = from_iso(data["execution_started_at"])
+        run.late_start = run.late_start or data.get("late_start")
     # Deliveries are appended beside the document by the notify function (never a fenced write).
     run.notifications = [Delivery.model_validate_json(entry) for entry in data.get("notifications") or []]
     return run
@@ -344,8 +357,12 @@ class Store:
             "kind": DELETED,
             "job_id": seen.job_id,
             "epoch": epoch + 1,
+            # A job re-created under the id goes on counting records, so its ids stay new too.
+            "records": seen.state.records,
             schema.TTL_ATTRIBUTE: epoch_seconds(now + TOMBSTONE_RETENTION),
         }
+        if seen.state.newest_stamp is not None:
+            tombstone["newest_stamp"] = seen.state.newest_stamp
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -379,7 +396,7 @@ class Store:
             .set("next_run_source", source)
             .set("next_run_reason", reason)
             .set("updated_at", to_iso(now))
-            .due(next_run_at if status == JobStatus.ACTIVE else paused_until)
+            .due(record.state.due_at(next_run_at) if status == JobStatus.ACTIVE else paused_until)
         )
         if next_run_at is not None:
             update.next_run(next_run_at)
@@ -391,8 +408,12 @@ class Store:
 
     # ------------------------------------------------------------ discovery
 
-    def query_due(self, shard: str, now: datetime, page_size: int = 200) -> Iterator[DuePage]:
-        """Due jobs of one shard, oldest first. Reads only items with due_at <= now (never a Scan)."""
+    def query_due(self, shard: str, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
+        """Due jobs of one shard, oldest first. Reads only items with due_at <= now (never a Scan).
+
+        The index holds keys only, so a claim or a finish rewrites a small index entry, never the job
+        document; each page's jobs are then read with one consistent BatchGetItem (100 keys, the page
+        size), so discovery decides on their current state rather than a lagging index copy."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": schema.DUE_INDEX,
@@ -404,12 +425,36 @@ class Store:
         }
         while True:
             page = self.client.query(**kwargs)
+            keys = [
+                {key: item[key]["S"] for key in (schema.PARTITION_KEY, schema.SORT_KEY)}
+                for item in page.get("Items", [])
+            ]
+            items = self._batch_get(keys) if keys else []
             yield DuePage(
-                records=[_job_from_item(item) for item in page.get("Items", [])],
+                # A job deleted since the index was read is gone, or a tombstone: nothing to do.
+                records=[_job_from_item(item) for item in items if item.get("kind") == {"S": "job"}],
                 scanned=int(page.get("ScannedCount", 0)),
             )
             if "LastEvaluatedKey" not in page:
                 return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def count_due(self, shard: str, now: datetime) -> int:
+        """How many jobs of one shard are due (a COUNT query of the keys-only index)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": schema.DUE_INDEX,
+            "KeyConditionExpression": "#pk = :shard AND #sk <= :now",
+            "ExpressionAttributeNames": {"#pk": schema.DUE_INDEX_PK, "#sk": schema.DUE_INDEX_SK},
+            "ExpressionAttributeValues": serialize({":shard": shard, ":now": f"{to_iso(now)}#~"}),
+            "Select": "COUNT",
+        }
+        count = 0
+        while True:
+            page = self.client.query(**kwargs)
+            count += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                return count
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def request_retry(
@@ -437,12 +482,21 @@ class Store:
             raise
 
     def _seen_condition(self, seen: JobRecord, values: dict[str, Any]) -> str:
-        """The job is exactly as discovery saw it: same slot, same epoch, still active."""
+        """The job is exactly as discovery saw it: same slot, same epoch, same count of records."""
         values[":seen_epoch"] = seen.state.epoch
+        values[":seen_records"] = seen.state.records
+        records = "records = :seen_records"
+        if seen.state.records == 0:  # jobs written before records were counted have none
+            records = f"(attribute_not_exists(records) OR {records})"
         if seen.state.next_run_at is None:
-            return "epoch = :seen_epoch AND attribute_not_exists(next_run_at)"
+            return f"epoch = :seen_epoch AND {records} AND attribute_not_exists(next_run_at)"
         values[":seen_next"] = to_iso(seen.state.next_run_at)
-        return "epoch = :seen_epoch AND next_run_at = :seen_next"
+        return f"epoch = :seen_epoch AND {records} AND next_run_at = :seen_next"
+
+    @staticmethod
+    def _count_record(update: _JobUpdate, seen: JobRecord, record: RunRecord) -> None:
+        update.set("records", seen.state.records + 1)
+        update.set("newest_stamp", max(seen.state.newest_stamp or "", run_stamp(record.scheduled_at)))
 
     def claim(
         self,
@@ -455,8 +509,13 @@ class Store:
         next_run_at: datetime | None,
         next_run_source: str,
         next_run_reason: str,
+        start_check_at: datetime | None = None,
     ) -> None:
-        """Take the lease and create the run in one transaction; raise ClaimConflict if anything moved.
+        """Take the lease and create the run in one transaction; raise ClaimConflict if anything moved
+        (RecordIdTaken if only the run's id is held by an older item).
+
+        The job is indexed again at `start_check_at` if that comes before its next run, so that a
+        run whose execution never started is found by a later tick (see `confirm_start`).
 
         A concurrent run (overlap `allow`) is claimed beside live runs and gets its own lease entry.
         Runs whose lease expired are fenced (their entries dropped, the epoch bumped) and recorded as
@@ -472,9 +531,15 @@ class Store:
             .set("next_run_reason", next_run_reason)
             .set("buffered", False)
             .next_run(next_run_at)
-            .due(next_run_at)
             .remove(*RETRY_REQUEST)  # a pending retry becomes this run
         )
+        self._count_record(update, seen, run)
+        if start_check_at is not None:
+            update.set("start_check_at", to_iso(start_check_at))
+        else:
+            update.remove("start_check_at")
+        times = [t for t in (next_run_at, start_check_at) if t is not None]
+        update.due(min(times) if times else None)
         abandoned = seen.state.abandoned_runs(now)
         for run_id in abandoned:
             if seen.state.inflight and run_id in seen.state.inflight:
@@ -486,8 +551,9 @@ class Store:
         condition_values: dict[str, Any] = {":now_s": epoch_seconds(now), ":active": JobStatus.ACTIVE.value}
         condition = self._seen_condition(seen, condition_values) + " AND #status = :active"
         if not run.concurrent:
-            condition += " AND (attribute_not_exists(lease_expires_at) OR lease_expires_at < :now_s)"
-        self._transact(
+            # Expired at `now` exactly, as JobState.lease_live reads it: the lease ends at its second.
+            condition += " AND (attribute_not_exists(lease_expires_at) OR lease_expires_at <= :now_s)"
+        self._transact_record(
             [
                 {"Update": update.request(self.table_name, condition, condition_values)},
                 {
@@ -501,8 +567,7 @@ class Store:
                     }
                 },
                 *(_abandon(self.table_name, run_id, now, fenced_by=run.run_id) for run_id in abandoned),
-            ],
-            conflict=ClaimConflict,
+            ]
         )
 
     def record_skip(
@@ -522,13 +587,15 @@ class Store:
             .set("next_run_reason", next_run_reason)
             .set("buffered", buffer)
             .next_run(next_run_at)
-            .due(next_run_at)
+            # A pending start check stays indexed: the run in flight may still need its start.
+            .due(seen.state.due_at(next_run_at))
         )
+        self._count_record(update, seen, skipped)
         if not buffer:
             update.remove(*RETRY_REQUEST)  # a skipped retry is recorded (trigger `retry`) and dropped
         condition_values: dict[str, Any] = {}
         condition = self._seen_condition(seen, condition_values)
-        self._transact(
+        self._transact_record(
             [
                 {"Update": update.request(self.table_name, condition, condition_values)},
                 {
@@ -538,9 +605,49 @@ class Store:
                         "ConditionExpression": "attribute_not_exists(PK)",
                     }
                 },
-            ],
-            conflict=ClaimConflict,
+            ]
         )
+
+    def mark_started(self, run: RunRecord, now: datetime, *, late_start: str | None = None) -> None:
+        """Note on the run item that its execution was started (and, if late, why), so a later start
+        check leaves it alone. Attributes beside the doc: the planner may be writing the doc now; once
+        it has, the run is no longer `claimed` and needs no mark."""
+        job_id, key = parse_run_id(run.run_id)
+        values: dict[str, Any] = {
+            ":now": to_iso(now),
+            ":claimed": RunStatus.CLAIMED.value,
+            ":epoch": run.epoch,
+        }
+        expression = "SET execution_started_at = :now"
+        if late_start is not None:
+            values[":why"] = late_start
+            expression += ", late_start = :why"
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=serialize(schema.run_key(job_id, key)),
+                UpdateExpression=expression,
+                ConditionExpression="#status = :claimed AND epoch = :epoch",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=serialize(values),
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+
+    def confirm_start(self, seen: JobRecord, run_id: str) -> None:
+        """The start check of the job's current run is done: index the job at its next run again.
+        A no-op if the run finished or a newer claim came meanwhile (they re-index the job)."""
+        update = _JobUpdate(seen.job_id).remove("start_check_at")
+        update.due(seen.state.next_run_at if seen.job.status == JobStatus.ACTIVE else None)
+        condition = "current_run_id = :run AND epoch = :epoch AND attribute_exists(start_check_at)"
+        try:
+            self.client.update_item(
+                **update.request(self.table_name, condition, {":run": run_id, ":epoch": seen.state.epoch})
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
 
     # ------------------------------------------------------------------ runs
 
@@ -689,7 +796,7 @@ class Store:
             .set("next_run_source", next_run_source)
             .set("next_run_reason", next_run_reason)
             .set("consecutive_failures", consecutive_failures)
-            .remove("lease_owner", "lease_expires_at", "current_run_id")
+            .remove("lease_owner", "lease_expires_at", "current_run_id", "start_check_at")
             .next_run(next_run_at)
             .due((pause_until or next_run_at) if index_due else None)
         )
@@ -743,6 +850,20 @@ class Store:
                 "ExpressionAttributeValues": serialize({":epoch": epoch}),
             }
         }
+
+    def _transact_record(self, items: list[dict[str, Any]]) -> None:
+        """A claim or skip: the job update first, the new record's put second. ClaimConflict if the job
+        moved; RecordIdTaken if only the record's id was taken (the job's condition held)."""
+        try:
+            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+            message = str(exc.response.get("Error", {}).get("Message", ""))
+            if len(reasons) >= 2 and reasons[0] == "None" and reasons[1] == "ConditionalCheckFailed":
+                raise RecordIdTaken(message) from exc
+            raise ClaimConflict(message) from exc
 
     def _transact(self, items: list[dict[str, Any]], conflict: type[StoreError] = LeaseLost) -> None:
         try:

@@ -2,12 +2,25 @@
 
 Safe to run twice for the same tick and after dropped ticks: it reads every job with
 next_run_at <= now, and the claim's conditional write lets exactly one invocation win a slot.
+
+One tick scales out: readers walk the due-index shards page by page and hand each due job to a
+bounded pool of workers that claim and start concurrently. The tick stops taking new work a margin
+before its invocation's deadline and reports what it left; the next tick takes it up, because a job
+stays in the due index until its claim or skip is written. A run claimed but not started (the
+invocation died, Step Functions was unreachable or kept throttling) keeps its claim: the job is
+indexed again at its start check, a minute after the claim, and the tick that reads it then starts
+the run under the same execution name and records why it started late.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,21 +35,56 @@ from cronpilot.domain.ports import (
     JobStore,
     LeaseLost,
     NoticeQueue,
+    RecordIdTaken,
+    RunNotFound,
+    StartDeferred,
     StartFailed,
+    StartThrottled,
 )
-from cronpilot.domain.scheduling import first_run_at, next_slot, with_jitter
+from cronpilot.domain.scheduling import CATCH_UP, first_run_at, next_slot, with_jitter
 from cronpilot.models.job import JobStatus, OverlapPolicy
 from cronpilot.models.notify import Notice
-from cronpilot.models.run import RunRecord, RunStatus, make_run_id
-from cronpilot.observability import record_discovery
+from cronpilot.models.run import RunRecord, RunStatus, make_run_id, run_stamp
+from cronpilot.observability import logger, record_discovery
 
 # Longer than the state machine's TimeoutSeconds (25 min), so a live execution never outlives its lease.
 LEASE_DURATION = timedelta(minutes=30)
 # A run claimed this much after its slot is a catch-up (the scheduler was down or ticks were dropped).
 CATCH_UP_AFTER = timedelta(minutes=2)
-# Conflicts in a row that mark a stale snapshot, and how often one tick may re-read a shard.
-STALE_AFTER_CONFLICTS = 3
-MAX_REREADS = 20
+# A claimed run whose start was not confirmed is looked at again this long after its claim.
+START_CHECK_AFTER = timedelta(minutes=1)
+
+# Concurrent claims per invocation: ~55 ms per job (a transaction and a StartExecution) makes 32
+# workers ~580 jobs/s, above Standard StartExecution's refill of 300/s; the boto3 clients' connection
+# pools are sized to match (runtime.py).
+DEFAULT_WORKERS = 32
+DEFAULT_READERS = 4
+# Stop taking new jobs this many seconds before the invocation's deadline: the work in flight (one
+# transaction and one StartExecution per worker, plus a throttled start's last backoff) fits in it.
+STOP_MARGIN = 5.0
+# A throttled start keeps retrying until this little time is left; then the start check takes it up.
+START_RETRY_UNTIL = 2.0
+# Full-jitter exponential backoff for throttled or unreachable StartExecution calls.
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 2.0
+UNAVAILABLE_ATTEMPTS = 3
+
+
+class Deadline:
+    """How long this invocation may still run: the Lambda context's remaining time."""
+
+    def __init__(self, seconds_left: Callable[[], float] | None = None) -> None:
+        self._seconds_left = seconds_left
+
+    @classmethod
+    def of_lambda(cls, context: Any) -> Deadline:
+        return cls(lambda: context.get_remaining_time_in_millis() / 1000)
+
+    def left(self) -> float:
+        return math.inf if self._seconds_left is None else self._seconds_left()
+
+    def takes_new_work(self) -> bool:
+        return self.left() > STOP_MARGIN
 
 
 @dataclass
@@ -46,20 +94,44 @@ class DiscoveryResult:
     claimed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run id, reason)
     resumed: list[str] = field(default_factory=list)
+    late_starts: list[str] = field(default_factory=list)  # runs a previous tick claimed but never started
     conflicts: int = 0
     already_started: int = 0
-    start_failures: int = 0
+    start_retries: int = 0
+    start_failures: int = 0  # starts left to the start check (still claimed) or recorded start_failed
+    errors: int = 0
+    stopped_early: bool = False  # the deadline came before every due job was handled
+    left: int = 0  # jobs still due in the index when the tick stopped early: the next tick's work
+    unread_shards: int = 0  # shards not read to the end before the deadline
     leases_stuck: int = 0  # due jobs whose run never released its lease before it expired
     max_lag_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def output(self) -> dict[str, Any]:
-        """What the discovery Lambda returns: ids only."""
+        """What the discovery Lambda returns: ids and counts only."""
         return {
             "due": self.due,
             "claimed": self.claimed,
             "skipped": [run_id for run_id, _ in self.skipped],
+            "late_starts": self.late_starts,
             "conflicts": self.conflicts,
+            "start_failures": self.start_failures,
+            "left": self.left,
+            "unread_shards": self.unread_shards,
         }
+
+
+def record_id(record: JobRecord, slot: datetime) -> str:
+    """The id of the job's next record (run or skip) for `slot`: plain in a second newer than every
+    earlier record of the job, else with the record sequence (see make_run_id)."""
+    state = record.state
+    if state.newest_stamp is None or run_stamp(slot) > state.newest_stamp:
+        return make_run_id(record.job_id, slot)
+    return make_run_id(record.job_id, slot, sequence=state.records + 1)
+
+
+def _sequenced_id(record: JobRecord, slot: datetime) -> str:
+    return make_run_id(record.job_id, slot, sequence=record.state.records + 1)
 
 
 class Discovery:
@@ -69,6 +141,11 @@ class Discovery:
         starter: ExecutionStarter,
         clock: Clock,
         owner: str,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        readers: int = DEFAULT_READERS,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
         budget: RunBudgeter | None = None,
         notices: NoticeQueue | None = None,
     ) -> None:
@@ -79,83 +156,123 @@ class Discovery:
         self.owner = owner
         self.notices = notices
         self._missed: list[Notice] = []  # slots skipped as too late this tick: `missed` notifications
-        self._random = random.Random(owner)  # noqa: S311 - spreading work, not secrecy
+        self.workers = max(1, workers)
+        self.readers = max(1, min(readers, self.workers))
+        self._sleep = sleep
+        self._random = rng or random.Random(owner)  # noqa: S311 - spreading work, not secrecy
 
-    def tick(self) -> DiscoveryResult:
+    def tick(self, deadline: Deadline | None = None) -> DiscoveryResult:
+        deadline = deadline or Deadline()
         now = self.clock.now()
         result = DiscoveryResult()
         self._missed = []
         shards = self.store.due_shards()
         self._random.shuffle(shards)
-        for shard in shards:
-            for _ in range(MAX_REREADS + 1):
-                if not self._sweep(shard, now, result):
-                    break
+        # Jobs read ahead of the workers: enough to keep them busy, few enough to leave to the next tick.
+        backlog = threading.BoundedSemaphore(self.workers * 2)
+        with (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="claim") as workers,
+            ThreadPoolExecutor(self.readers, thread_name_prefix="read") as readers,
+        ):
+            for future in [
+                readers.submit(self._read, shard, now, deadline, workers, backlog, result) for shard in shards
+            ]:
+                future.result()
+        if result.stopped_early:
+            # What the next tick inherits, counted from the index (keys only, a query per shard).
+            result.left = sum(self.store.count_due(shard, now) for shard in shards)
+            logger.warning("discovery stopped before its deadline", left=result.left)
         record_discovery(result)
         if self.notices is not None:
             enqueue(self.notices, self._missed)
         return result
 
-    def _sweep(self, shard: str, now: datetime, result: DiscoveryResult) -> bool:
-        """Handle one shard's due jobs; True if the snapshot went stale and the shard should be re-read.
-
-        Concurrent invocations read the same snapshot. Claimed jobs leave the due index, so after a
-        run of conflicts a fresh read is cheaper than trying every job another invocation already took.
-        """
-        conflicts_in_a_row = 0
-        for page in self.store.query_due(shard, now):
-            result.scanned += page.scanned
+    def _read(
+        self,
+        shard: str,
+        now: datetime,
+        deadline: Deadline,
+        workers: ThreadPoolExecutor,
+        backlog: threading.BoundedSemaphore,
+        result: DiscoveryResult,
+    ) -> None:
+        """Hand one shard's due jobs to the workers, page by page, while the deadline allows."""
+        pages = self.store.query_due(shard, now)
+        while True:
+            if not deadline.takes_new_work():
+                with result.lock:
+                    result.stopped_early = True
+                    result.unread_shards += 1
+                return
+            page = next(pages, None)
+            if page is None:
+                return
+            with result.lock:
+                result.scanned += page.scanned
             # Concurrent invocations walk each page in different orders, so they rarely collide.
             self._random.shuffle(page.records)
             for record in page.records:
-                if self._handle(record, now, result):
-                    conflicts_in_a_row = 0
-                    continue
-                conflicts_in_a_row += 1
-                if conflicts_in_a_row >= STALE_AFTER_CONFLICTS:
-                    return True
-        return False
+                if not deadline.takes_new_work():
+                    with result.lock:
+                        result.stopped_early = True
+                        result.unread_shards += 1
+                    return
+                backlog.acquire()
+                future = workers.submit(self._work, record, now, deadline, result)
+                future.add_done_callback(lambda _: backlog.release())
 
-    def _handle(self, record: JobRecord, now: datetime, result: DiscoveryResult) -> bool:
-        """Claim, skip or resume one due job; False if another invocation changed it first."""
+    def _work(self, record: JobRecord, now: datetime, deadline: Deadline, result: DiscoveryResult) -> None:
+        if not deadline.takes_new_work():  # it waited in the backlog past the margin
+            with result.lock:
+                result.stopped_early = True
+            return
+        try:
+            self._handle(record, now, deadline, result)
+        except ClaimConflict:
+            with result.lock:
+                result.conflicts += 1
+        except Exception:  # one job's failure must not cost the others their tick
+            logger.exception("discovery failed on a job", job_id=record.job_id)
+            with result.lock:
+                result.errors += 1
+
+    def _handle(self, record: JobRecord, now: datetime, deadline: Deadline, result: DiscoveryResult) -> None:
+        """Check an unconfirmed start, then claim, skip or resume one due job."""
         job, state = record.job, record.state
         if job.status == JobStatus.PAUSED:
             self._resume_if_pause_ended(record, now, result)
-            return True
+            return
+        if state.start_check_at is not None and state.start_check_at <= now and state.current_run_id:
+            self._check_start(record, state.current_run_id, now, deadline, result)
         slot = state.next_run_at
-        if slot is None:
-            return True
-        result.due += 1
-        result.leases_stuck += len(state.abandoned_runs(now))
+        if slot is None or slot > now:  # due only for its start check, or claimed since the index read
+            return
         lag = now - slot
-        result.max_lag_seconds = max(result.max_lag_seconds, lag.total_seconds())
-        after_slot = self._next_after(record, now)
+        with result.lock:
+            result.due += 1
+            result.leases_stuck += len(state.abandoned_runs(now))
+            result.max_lag_seconds = max(result.max_lag_seconds, lag.total_seconds())
         skip = _overlap_skip(record, now) or _lateness_skip(record, lag)
-        try:
-            if skip is None:
-                self._claim(record, slot, now, after_slot, result)
-            else:
-                self._skip(record, slot, now, after_slot, skip, result)
-        except ClaimConflict:
-            result.conflicts += 1
-            return False
-        return True
+        if skip is None:
+            self._claim(record, slot, now, deadline, result)
+        else:
+            self._skip(record, slot, now, skip, result)
 
-    def _next_after(self, record: JobRecord, now: datetime) -> datetime | None:
+    def _next_after(self, record: JobRecord, now: datetime, anchor: datetime) -> datetime | None:
+        """The slot after this one: cron's next slot after now; a rate's one interval after the
+        anchor (this slot, or a catch-up run's own time), never at or before now."""
         schedule = record.job.schedule
-        slot = next_slot(schedule, after=now, previous=record.state.next_run_at)
+        slot = next_slot(schedule, after=now, previous=anchor)
         return slot if schedule.rate is not None else with_jitter(record.job, slot)
 
     def _claim(
-        self,
-        record: JobRecord,
-        slot: datetime,
-        now: datetime,
-        after_slot: datetime | None,
-        result: DiscoveryResult,
+        self, record: JobRecord, slot: datetime, now: datetime, deadline: Deadline, result: DiscoveryResult
     ) -> None:
         state = record.state
-        trigger = "catch-up" if now - slot > CATCH_UP_AFTER else _trigger_of(state.next_run_source)
+        catch_up = now - slot > CATCH_UP_AFTER
+        trigger = CATCH_UP if catch_up else _trigger_of(state.next_run_source)
+        # A catch-up run restarts the cadence from itself: one run for every missed slot, never a burst.
+        anchor = now.replace(microsecond=0) if catch_up else slot
         concurrent = record.job.guardrails.allows_concurrent_runs
         run = RunRecord.claimed(record.job_id, slot, state.epoch + 1, trigger, now, concurrent=concurrent)
         if state.retry_of is not None:  # a replay an operator asked for (the claim clears the request)
@@ -164,46 +281,113 @@ class Discovery:
                 state.retry_of,
                 state.retry_failed_only,
             )
-        self.store.claim(
-            record,
-            run,
-            owner=self.owner,
-            lease_until=now + LEASE_DURATION,
-            now=now,
-            next_run_at=after_slot,
-            next_run_source="baseline",
-            next_run_reason="next slot while a run is in flight",
-        )
-        result.claimed.append(run.run_id)
+        next_run_at = self._next_after(record, now, anchor)
+
+        def claim(run_id: str) -> None:
+            run.run_id = run_id
+            self.store.claim(
+                record,
+                run,
+                owner=self.owner,
+                lease_until=now + LEASE_DURATION,
+                now=now,
+                next_run_at=next_run_at,
+                next_run_source="baseline",
+                next_run_reason="next slot while a run is in flight",
+                start_check_at=now.replace(microsecond=0) + START_CHECK_AFTER,
+            )
+
         try:
-            if self.starter.start(run, self.budget(record.job)) == "already-started":
+            claim(record_id(record, slot))
+        except RecordIdTaken:
+            # An item written before the job counted its records holds this id: step around it.
+            claim(_sequenced_id(record, slot))
+        with result.lock:
+            result.claimed.append(run.run_id)
+        self._start(run, record, now, deadline, result)
+
+    def _start(
+        self,
+        run: RunRecord,
+        record: JobRecord,
+        now: datetime,
+        deadline: Deadline,
+        result: DiscoveryResult,
+        late: str | None = None,
+    ) -> bool:
+        """StartExecution, retried with backoff while throttled or unreachable; True once started.
+
+        A start that still fails keeps its claim (the start check takes it up); one that Step
+        Functions refuses outright is recorded as start_failed and its slot put back."""
+        attempt = 0
+        while True:
+            try:
+                outcome = self.starter.start(run, self.budget(record.job))
+                break
+            except StartDeferred as exc:
+                attempt += 1
+                throttled = isinstance(exc, StartThrottled)
+                if deadline.left() < START_RETRY_UNTIL or (not throttled and attempt >= UNAVAILABLE_ATTEMPTS):
+                    logger.warning("start left to the start check", run_id=run.run_id, error=str(exc))
+                    with result.lock:
+                        result.start_failures += 1
+                    return False
+                with result.lock:
+                    result.start_retries += 1
+                self._sleep(self._random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
+            except StartFailed as exc:
+                self._record_start_failure(run, record, now, exc, result)
+                return False
+        if outcome == "already-started":
+            with result.lock:
                 result.already_started += 1
-        except StartFailed as exc:
-            # Put the slot back so the next tick retries it; the run record says what happened.
+        self.store.mark_started(run, self.clock.now(), late_start=late)
+        return True
+
+    def _record_start_failure(
+        self, run: RunRecord, record: JobRecord, now: datetime, exc: StartFailed, result: DiscoveryResult
+    ) -> None:
+        """Put the slot back so the next tick retries it; the run record says what happened."""
+        with result.lock:
             result.start_failures += 1
-            run.status = RunStatus.START_FAILED
-            run.error = str(exc)
-            run.finished_at = now
-            with contextlib.suppress(LeaseLost):
-                self.store.finish_run(
-                    run,
-                    next_run_at=slot,
-                    next_run_source=state.next_run_source,
-                    next_run_reason="retrying a run whose execution failed to start",
-                    consecutive_failures=state.consecutive_failures,
-                )
+        run.status = RunStatus.START_FAILED
+        run.error = str(exc)
+        run.finished_at = now
+        with contextlib.suppress(LeaseLost):
+            self.store.finish_run(
+                run,
+                next_run_at=run.scheduled_at,
+                next_run_source=record.state.next_run_source,
+                next_run_reason="retrying a run whose execution failed to start",
+                consecutive_failures=record.state.consecutive_failures,
+            )
+
+    def _check_start(
+        self, record: JobRecord, run_id: str, now: datetime, deadline: Deadline, result: DiscoveryResult
+    ) -> None:
+        """The job's current run was claimed a while ago: start it if its execution never began."""
+        try:
+            run = self.store.get_run(run_id)
+        except RunNotFound:
+            run = None
+        if run is not None and run.status == RunStatus.CLAIMED and run.execution_started_at is None:
+            waited = int((now - (run.claimed_at or now)).total_seconds())
+            late = (
+                f"not started {waited}s after its claim (the claiming tick ended or could not reach "
+                "Step Functions before StartExecution succeeded); started by a later tick"
+            )
+            if not self._start(run, record, now, deadline, result, late=late):
+                return  # still due for its check: the next tick tries again
+            with result.lock:
+                result.late_starts.append(run_id)
+        self.store.confirm_start(record, run_id)
+        record.state.start_check_at = None  # a skip written next must not index the old check again
 
     def _skip(
-        self,
-        record: JobRecord,
-        slot: datetime,
-        now: datetime,
-        after_slot: datetime | None,
-        skip: Skip,
-        result: DiscoveryResult,
+        self, record: JobRecord, slot: datetime, now: datetime, skip: Skip, result: DiscoveryResult
     ) -> None:
         skipped = RunRecord(
-            run_id=make_run_id(record.job_id, slot),
+            run_id=record_id(record, slot),
             job_id=record.job_id,
             scheduled_at=slot,
             status=RunStatus.SKIPPED,
@@ -215,17 +399,27 @@ class Discovery:
             skip_reason=skip.reason,
             error=skip.detail,
         )
-        self.store.record_skip(
-            record,
-            skipped,
-            next_run_at=after_slot,
-            next_run_source="baseline",
-            next_run_reason=f"previous slot skipped ({skip.reason})",
-            buffer=skip.buffer or record.state.buffered,
-        )
-        result.skipped.append((skipped.run_id, skip.reason))
-        if skip.reason == "too-late":
-            self._missed += missed_notices(record.job, skipped, now)
+        next_run_at = self._next_after(record, now, slot)
+
+        def record_skip(run_id: str) -> None:
+            skipped.run_id = run_id
+            self.store.record_skip(
+                record,
+                skipped,
+                next_run_at=next_run_at,
+                next_run_source="baseline",
+                next_run_reason=f"previous slot skipped ({skip.reason})",
+                buffer=skip.buffer or record.state.buffered,
+            )
+
+        try:
+            record_skip(skipped.run_id)
+        except RecordIdTaken:
+            record_skip(_sequenced_id(record, slot))
+        with result.lock:
+            result.skipped.append((skipped.run_id, skip.reason))
+            if skip.reason == "too-late":
+                self._missed += missed_notices(record.job, skipped, now)
 
     def _resume_if_pause_ended(self, record: JobRecord, now: datetime, result: DiscoveryResult) -> None:
         until = record.state.paused_until
@@ -240,7 +434,8 @@ class Discovery:
             paused_until=None,
             now=now,
         )
-        result.resumed.append(record.job_id)
+        with result.lock:
+            result.resumed.append(record.job_id)
 
 
 @dataclass(frozen=True)

@@ -446,6 +446,7 @@ _WHY_THEN = {
     "schedule": "it was the job's next slot on its baseline schedule",
     "baseline": "it was the job's next slot on its baseline schedule",
     "manual": "an operator triggered it",
+    "ask-ai": "an operator triggered it and asked for the AI pilot",
     "catch-up": "its slot was missed (the scheduler was behind) and it ran as one catch-up run",
     "buffered": "it was buffered behind the previous run (overlap buffer_one) and ran when that ended",
     "backoff": "the previous run failed and the failure backoff chose this time",

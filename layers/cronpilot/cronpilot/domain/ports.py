@@ -37,6 +37,11 @@ class ClaimConflict(StoreError):
     """Another discovery invocation changed the job first (claimed it, or moved its slot)."""
 
 
+class RecordIdTaken(ClaimConflict):
+    """The job was as seen, but an item already holds the new record's id (written before the job
+    counted its records): the caller retries once under the record-sequence id."""
+
+
 class JobChanged(StoreError):
     """The job is not the version the caller read (or exists, when the caller meant to create it)."""
 
@@ -62,6 +67,12 @@ class JobState:
     updated_at: datetime | None = None
     # Concurrent runs (overlap `allow`) and their own leases; None until the first concurrent claim.
     inflight: dict[str, datetime] | None = None
+    # Records (runs and skips) written for the job, and the newest second among their slots: a record
+    # in a second not newer than that one gets a sequence suffix, so no two records share an id.
+    records: int = 0
+    newest_stamp: str | None = None
+    # When discovery looks again at the current run, to start it if its execution never began.
+    start_check_at: datetime | None = None
     # A replay requested by an operator (`runs retry`): the next claim creates it and clears these.
     retry_of: str | None = None
     retry_failed_only: bool = False
@@ -76,6 +87,11 @@ class JobState:
     def abandoned_runs(self, now: datetime) -> list[str]:
         """Runs whose lease expired before they finished: the next claim fences them and records why."""
         return sorted(run_id for run_id, until in self._leases().items() if until <= now)
+
+    def due_at(self, next_run_at: datetime | None) -> datetime | None:
+        """When the job is due in the index with this next run: its slot, or its start check if sooner."""
+        times = [t for t in (next_run_at, self.start_check_at) if t is not None]
+        return min(times) if times else None
 
     def _leases(self) -> dict[str, datetime]:
         """Every unfinished run's lease expiry (the current run's is also in `inflight` when concurrent)."""
@@ -102,11 +118,25 @@ class DuePage:
 
 
 class StartFailed(StoreError):
-    """Step Functions refused to start an execution (throttled, or the service failed)."""
+    """Step Functions refused to start an execution for good (a missing state machine, a denied
+    call, an invalid input): the run is recorded as start_failed and its slot put back."""
 
     def __init__(self, code: str) -> None:
         super().__init__(f"StartExecution failed: {code}")
         self.code = code
+
+
+class StartDeferred(StartFailed):
+    """The start may succeed if tried again: discovery retries with backoff, and the run keeps its
+    claim (the start check takes it up) if it still fails."""
+
+
+class StartThrottled(StartDeferred):
+    """StartExecution's token bucket is empty (ThrottlingException)."""
+
+
+class StartUnavailable(StartDeferred):
+    """Step Functions could not be reached, or failed on its side (connection error, 5xx)."""
 
 
 class HealthUnavailable(StoreError):
@@ -149,7 +179,8 @@ class JobStore(Protocol):
         self, seen: JobRecord, *, run_id: str, failed_only: bool, reason: str, now: datetime
     ) -> None: ...
     def due_shards(self) -> list[str]: ...
-    def query_due(self, shard: str, now: datetime, page_size: int = 200) -> Iterator[DuePage]: ...
+    def query_due(self, shard: str, now: datetime, page_size: int = 100) -> Iterator[DuePage]: ...
+    def count_due(self, shard: str, now: datetime) -> int: ...
     def claim(
         self,
         seen: JobRecord,
@@ -161,7 +192,10 @@ class JobStore(Protocol):
         next_run_at: datetime | None,
         next_run_source: str,
         next_run_reason: str,
+        start_check_at: datetime | None = None,
     ) -> None: ...
+    def mark_started(self, run: RunRecord, now: datetime, *, late_start: str | None = None) -> None: ...
+    def confirm_start(self, seen: JobRecord, run_id: str) -> None: ...
     def record_skip(
         self,
         seen: JobRecord,
@@ -242,9 +276,10 @@ class NoticeQueue(Protocol):
 
 class ExecutionStarter(Protocol):
     """Starts a run's execution on the state machine type its budget fits (Express or Standard), with
-    the budget's task limits in the input; the run id is the execution name. Express does not dedupe
-    names: a second start runs twice, which the epoch fence and the idempotent steps make harmless.
-    Raises StartFailed when the service refuses."""
+    the budget's task limits in the input; its name derives from the run id. A second start of a
+    Standard execution is harmless; Express does not dedupe names, so a second start runs twice, which
+    the epoch fence and the idempotent steps make harmless. Raises StartDeferred (StartThrottled,
+    StartUnavailable) when trying again may help, StartFailed when the service refuses for good."""
 
     def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]: ...
 

@@ -11,24 +11,37 @@ from datetime import UTC, datetime, timedelta
 
 from cronpilot.cron import CronExpression, parse_timezone
 from cronpilot.models.job import Guardrails, Job, Schedule
+from cronpilot.models.run import RunRecord
+
+# The trigger of a run claimed well after its slot (discovery's CATCH_UP_AFTER).
+CATCH_UP = "catch-up"
 
 
 def next_slot(schedule: Schedule, *, after: datetime, previous: datetime | None = None) -> datetime | None:
     """The first baseline slot strictly after `after` (UTC), or None when a one-off has passed.
 
-    Rates run with a fixed delay from the previous slot; a rate slot already in the past collapses to
-    `after` so that downtime produces one catch-up run, never a burst.
+    Rates run one interval after the previous run's cadence anchor (see `cadence_anchor`); when that
+    is already past (the run outlasted its interval, or the scheduler was down), one interval after
+    `after`: downtime produces one catch-up run and the cadence resumes from it, never a burst.
     """
     if schedule.cron is not None:
         return CronExpression.parse(schedule.cron).next_after(after, parse_timezone(schedule.timezone))
     if schedule.rate is not None:
-        if previous is None:
-            return after + schedule.rate
-        return max(previous + schedule.rate, after)
+        if previous is not None and previous + schedule.rate > after:
+            return previous + schedule.rate
+        return after.replace(microsecond=0) + schedule.rate
     assert schedule.at is not None
     at = schedule.at if schedule.at.tzinfo else schedule.at.replace(tzinfo=parse_timezone(schedule.timezone))
     at = at.astimezone(UTC)
     return at if at > after else None
+
+
+def cadence_anchor(run: RunRecord) -> datetime:
+    """Where a run sits in its job's cadence: its slot, or for a catch-up run (claimed well after its
+    slot) the second it was claimed, so the next run comes one interval after the catch-up run."""
+    if run.trigger == CATCH_UP and run.claimed_at is not None:
+        return run.claimed_at.astimezone(UTC).replace(microsecond=0)
+    return run.scheduled_at
 
 
 def jitter_offset(job_id: str, slot: datetime, window: timedelta) -> timedelta:

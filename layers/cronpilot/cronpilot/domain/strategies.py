@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from cronpilot.dag import topological_waves
-from cronpilot.domain.scheduling import next_slot, with_jitter
+from cronpilot.domain.scheduling import cadence_anchor, next_slot, with_jitter
 from cronpilot.models.job import Job
 from cronpilot.models.run import (
     AiConsult,
@@ -116,7 +116,7 @@ class DeterministicSummarizer:
     """Baseline schedule; the failure backoff is applied by the summarizer domain for every strategy."""
 
     def propose(self, job: Job, context: SummaryContext) -> Proposal:
-        slot = next_slot(job.schedule, after=context.now, previous=context.run.scheduled_at)
+        slot = next_slot(job.schedule, after=context.now, previous=cadence_anchor(context.run))
         return Proposal(
             summary=plain_summary(context.results),
             at=with_jitter(job, slot) if job.schedule.rate is None else slot,

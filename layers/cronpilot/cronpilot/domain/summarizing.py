@@ -10,7 +10,7 @@ from cronpilot.clock import Clock
 from cronpilot.domain.news import experienced_circuits, inputs_of, observe
 from cronpilot.domain.notifications import notify_outcome
 from cronpilot.domain.ports import JobRecord, JobStore, LeaseLost, NoticeQueue
-from cronpilot.domain.scheduling import clamp_next_run, failure_backoff
+from cronpilot.domain.scheduling import cadence_anchor, clamp_next_run, failure_backoff
 from cronpilot.domain.strategies import Proposal, SummaryContext, SummaryStrategy
 from cronpilot.durations import format_duration
 from cronpilot.models.job import JobStatus
@@ -104,7 +104,7 @@ def decide_next_run(
         source=proposal.source,
         reason=proposal.reason,
         guardrails=guardrails,
-        scheduled_at=run.scheduled_at,
+        scheduled_at=cadence_anchor(run),
         now=now,
     )
     return NextRunDecision(
@@ -152,7 +152,7 @@ def _shadow_decision(
         source=shadow.source,
         reason=shadow.reason,
         guardrails=record.job.guardrails,
-        scheduled_at=run.scheduled_at,
+        scheduled_at=cadence_anchor(run),
         now=now,
     )
     return NextRunDecision(at=clamped.at, source=clamped.source, reason=clamped.reason, proposed_at=shadow.at)

@@ -3,6 +3,12 @@
 moto's docker-free Lambda backend only echoes payloads, so `invoke` is replaced with a call of the
 real handler (DESIGN.md); the patches of moto's own internals (the DynamoDB lock, transaction
 rollback, the caches) live in moto_patches.py.
+
+moto's EventBridge does not deliver to Lambda targets, so local mode delivers the one event the
+deployed stack routes to a function itself: a Standard execution that timed out or was stopped ends
+without reaching its Catch, and EventBridge's status-change event (matched against the same rule
+pattern as the CDK stack's, by moto's own matcher: its TestEventPattern is not implemented) goes to
+finalize-failure, asynchronously.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from cronpilot.local.moto_patches import (
     running_function,
     serialize_dynamodb_writes,
 )
+from cronpilot.models.run import ABNORMAL_END_STATUSES, EXECUTION_STATUS_CHANGE, execution_name
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -139,7 +146,7 @@ class LocalCloud:
         # they like); tests shorten the wall to watch a run die silently
         self.express_limit_seconds = express_limit_seconds
         self._walls: list[threading.Timer] = []
-        self._ended_express: set[str] = set()  # run ids (execution names) past the wall
+        self._ended_express: set[str] = set()  # execution names past the wall
         self.env = {
             "AWS_DEFAULT_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "local",
@@ -165,6 +172,10 @@ class LocalCloud:
         self._in_flight_lock = threading.Lock()
         self.throttled: list[str] = []  # function names, one entry per refused invocation
         self.state_machine_arn = ""
+        self._deliveries: list[threading.Thread] = []
+        self._deliveries_lock = threading.Lock()
+        self._ending = 0  # executions between their final status and their event's dispatch
+        self.delivered_events: list[dict[str, Any]] = []
         self.express_state_machine_arn = ""
 
     # ----------------------------------------------------------- lifecycle
@@ -184,6 +195,7 @@ class LocalCloud:
         self._mock.start()
         self._install_dynamodb_lock()
         self._install_lambda_seam()
+        self._install_status_change_events()
         self._undo.append(cache_interpreter_setup())
         self._undo.append(cache_request_routing())
         self._undo.append(keep_states_errors_out_of_map_iterations())
@@ -199,6 +211,7 @@ class LocalCloud:
             os.environ[key] = value
         runtime.reset()
         runtime.override(clock=self.clock)
+        forget_cached_secrets()
         self._handlers = {function_name(n): load_handler(n) for n in FUNCTIONS}
         return self
 
@@ -209,6 +222,7 @@ class LocalCloud:
         self._mock.stop()
         self._clients.clear()
         runtime.reset()
+        forget_cached_secrets()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -243,6 +257,58 @@ class LocalCloud:
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
         self._undo.append(lambda: setattr(LambdaSimpleBackend, "invoke", original))
+
+    def _install_status_change_events(self) -> None:
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+        original = BaseExecutionWorkerCommunication.terminated
+        cloud = self
+
+        def terminated(communication: Any) -> None:
+            with cloud._deliveries_lock:  # wait_idle must not see it ended before its event is out
+                cloud._ending += 1
+            try:
+                original(communication)  # the execution's final status is set here
+                cloud._execution_ended(communication.execution)
+            finally:
+                with cloud._deliveries_lock:
+                    cloud._ending -= 1
+
+        BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign,assignment]
+        self._undo.append(lambda: setattr(BaseExecutionWorkerCommunication, "terminated", original))
+
+    def _execution_ended(self, execution: Any) -> None:
+        """EventBridge's part: the status-change event of a Standard execution (Express executions
+        send none), to every target of every rule whose pattern matches it."""
+        if str(getattr(execution.sm_type, "value", execution.sm_type)) != "STANDARD":
+            return
+        from moto.events.models import EventPattern
+
+        event = _status_change_event(execution)
+        events = self.client("events")
+        for rule in events.list_rules()["Rules"]:
+            pattern = rule.get("EventPattern")
+            if not pattern or not EventPattern.load(pattern).matches_event(event):  # type: ignore[arg-type]
+                continue
+            for target in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]:
+                name = (
+                    target["Arn"]
+                    .rsplit(":function:", 1)[-1]
+                    .removeprefix("cronpilot-local-")
+                    .replace("-", "_")
+                )
+                delivery = threading.Thread(target=self._deliver, args=(name, event), daemon=True)
+                with self._deliveries_lock:
+                    self._deliveries.append(delivery)
+                delivery.start()
+
+    def _deliver(self, name: str, event: dict[str, Any]) -> None:
+        """An asynchronous invocation, as EventBridge's: nobody waits for its answer."""
+        self.delivered_events.append(event)
+        try:
+            self.invoke(name, event)
+        except RuntimeError:
+            logging.getLogger(__name__).exception("local-mode event delivery failed", extra={"target": name})
 
     def _install_express_wall(self) -> None:
         """End each Express execution still running after the limit, as the service does: no Catch
@@ -295,7 +361,8 @@ class LocalCloud:
     def _run_handler(self, name: str, body: Any, response_headers: dict[str, str]) -> bytes:
         event = json.loads(body) if body else {}
         self.invocations.append((name, event))
-        if isinstance(event, dict) and event.get("run_id") in self._ended_express:
+        ended = isinstance(event, dict) and execution_name(str(event.get("run_id"))) in self._ended_express
+        if ended:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps(
                 {"errorType": "ExecutionEnded", "errorMessage": "past Express's limit"}
@@ -380,6 +447,18 @@ class LocalCloud:
         events.put_targets(
             Rule="cronpilot-local-tick", Targets=[{"Id": "discovery", "Arn": function_arn("discovery")}]
         )
+        # The deployed stack's rule for executions that end where no Catch sees them (infra:
+        # state_machine.py, AbnormalEnds); `_execution_ended` delivers what it matches.
+        abnormal_ends = {
+            "source": ["aws.states"],
+            "detail-type": [EXECUTION_STATUS_CHANGE],
+            "detail": {"stateMachineArn": [self.state_machine_arn], "status": list(ABNORMAL_END_STATUSES)},
+        }
+        events.put_rule(Name="cronpilot-local-run-ended-abnormally", EventPattern=json.dumps(abnormal_ends))
+        events.put_targets(
+            Rule="cronpilot-local-run-ended-abnormally",
+            Targets=[{"Id": "finalize-failure", "Arn": function_arn("finalize_failure")}],
+        )
 
     # ------------------------------------------------------------ operations
 
@@ -421,14 +500,20 @@ class LocalCloud:
                 yield from page["executions"]
 
     def wait_idle(self, timeout: float = 120, *, raise_on_timeout: bool = True) -> None:
-        """Block until no execution is RUNNING (moto runs them on background threads)."""
+        """Block until no execution is RUNNING (moto runs them on background threads) and every
+        event delivered meanwhile has been handled."""
         deadline = time.monotonic() + timeout
-        while self._any_running():
+        while self._any_running() or self._delivering():
             if time.monotonic() > deadline:
                 if raise_on_timeout:
                     raise TimeoutError("executions still running after the local-mode timeout")
                 return
             time.sleep(0.05)
+
+    def _delivering(self) -> bool:
+        with self._deliveries_lock:
+            self._deliveries = [delivery for delivery in self._deliveries if delivery.is_alive()]
+            return bool(self._deliveries) or self._ending > 0
 
     def _any_running(self) -> bool:
         """What `executions("RUNNING")` answers, read from moto's backend: this polls every 50 ms, and
@@ -452,9 +537,52 @@ class LocalCloud:
     def _execution(self, run_id: str) -> tuple[str, dict[str, Any]]:
         sfn = self.client("stepfunctions")
         for kind, arn in (("STANDARD", self.state_machine_arn), ("EXPRESS", self.express_state_machine_arn)):
-            execution_arn = arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+            if not arn:
+                continue
+            execution_arn = arn.replace(":stateMachine:", ":execution:") + f":{execution_name(run_id)}"
             try:
                 return kind, sfn.describe_execution(executionArn=execution_arn)
             except sfn.exceptions.ExecutionDoesNotExist:
                 continue
-        raise LookupError(f"no execution named {run_id}")
+        raise LookupError(f"no execution named {execution_name(run_id)}")
+
+
+def forget_cached_secrets() -> None:
+    """The executor's secret reads are cached per process for 5 minutes (as per Lambda container): a
+    local run must not see a value, or a missing secret, from an earlier run in the same process."""
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+
+
+def _status_change_event(execution: Any) -> dict[str, Any]:
+    """EventBridge's "Step Functions Execution Status Change" event for a finished execution."""
+
+    def millis(moment: Any) -> int | None:
+        return int(moment.timestamp() * 1000) if moment is not None else None
+
+    status = str(getattr(execution.exec_status, "value", execution.exec_status))
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": EXECUTION_STATUS_CHANGE,
+        "source": "aws.states",
+        "account": ACCOUNT,
+        "time": to_iso(execution.stop_date) if execution.stop_date else None,
+        "region": REGION,
+        "resources": [execution.exec_arn],
+        "detail": {
+            "executionArn": execution.exec_arn,
+            "stateMachineArn": execution.state_machine_arn,
+            "name": execution.name,
+            "status": status,
+            "startDate": millis(execution.start_date),
+            "stopDate": millis(execution.stop_date),
+            "input": execution.input_data
+            if isinstance(execution.input_data, str)
+            else json.dumps(execution.input_data),
+            "output": None,
+            "error": getattr(execution, "error", None),
+            "cause": getattr(execution, "cause", None),
+        },
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Self
@@ -11,11 +12,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from cronpilot.models.notify import Delivery
 
 RUN_STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+# Step Functions execution names: at most 80 characters (job ids are constrained so a plain run id fits).
+EXECUTION_NAME_LIMIT = 80
 
 
-def make_run_id(job_id: str, scheduled_at: datetime) -> str:
-    """Deterministic: the same job and slot always give the same id (and execution name)."""
-    return f"{job_id}.{run_stamp(scheduled_at)}"
+def make_run_id(job_id: str, scheduled_at: datetime, *, sequence: int | None = None) -> str:
+    """Deterministic: the same job, slot and record sequence always give the same id.
+
+    A slot in a second newer than every earlier record of the job gets the plain `<job id>.<stamp>`;
+    any other record (a buffered or manual run in the same second as a skip, a clock that stepped
+    back) adds the job's record sequence, `<job id>.<stamp>-<n>`, which no other record of the job has.
+    """
+    stamp = run_stamp(scheduled_at)
+    return f"{job_id}.{stamp}" if sequence is None else f"{job_id}.{stamp}-{sequence}"
 
 
 def run_stamp(scheduled_at: datetime) -> str:
@@ -23,11 +32,22 @@ def run_stamp(scheduled_at: datetime) -> str:
 
 
 def parse_run_id(run_id: str) -> tuple[str, str]:
-    job_id, sep, stamp = run_id.rpartition(".")
-    if not sep or not job_id:
-        raise ValueError(f"{run_id!r} is not a run id: expected '<job id>.<YYYYMMDDTHHMMSSZ>'")
+    """(job id, the run's key within the job: its stamp and any sequence suffix)."""
+    job_id, sep, key = run_id.rpartition(".")
+    stamp, _, sequence = key.partition("-")
+    if not sep or not job_id or (sequence and not sequence.isdigit()):
+        raise ValueError(f"{run_id!r} is not a run id: expected '<job id>.<YYYYMMDDTHHMMSSZ>[-<n>]'")
     datetime.strptime(stamp, RUN_STAMP_FORMAT)
-    return job_id, stamp
+    return job_id, key
+
+
+def execution_name(run_id: str) -> str:
+    """The run's Step Functions execution name: the run id itself when it fits in 80 characters,
+    else its first 71 characters and a hash of the whole id (still deterministic and unique)."""
+    if len(run_id) <= EXECUTION_NAME_LIMIT:
+        return run_id
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return f"{run_id[: EXECUTION_NAME_LIMIT - 9]}.{digest}"
 
 
 class Model(BaseModel):
@@ -257,6 +277,10 @@ class RunRecord(Model):
     step_counts: dict[str, int] = Field(default_factory=dict)
     skip_reason: str | None = None
     error: str | None = None
+    # When discovery's StartExecution for the run succeeded, and, if a later tick than the claiming
+    # one made it, why the start was late.
+    execution_started_at: datetime | None = None
+    late_start: str | None = None
     llm_failures: list[LlmFailure] = Field(default_factory=list)
     # The AI pilot: each phase's call-or-reuse, and this run's step observations (the next plan's news).
     consults: list[AiConsult] = Field(default_factory=list)
@@ -276,10 +300,11 @@ class RunRecord(Model):
         now: datetime,
         *,
         concurrent: bool = False,
+        sequence: int | None = None,
     ) -> Self:
         return cls(
             concurrent=concurrent,
-            run_id=make_run_id(job_id, scheduled_at),
+            run_id=make_run_id(job_id, scheduled_at, sequence=sequence),
             job_id=job_id,
             scheduled_at=scheduled_at,
             status=RunStatus.CLAIMED,
@@ -341,6 +366,8 @@ _ABNORMAL_ENDS = {
     "TIMED_OUT": ("States.Timeout", "the execution ran past the state machine's TimeoutSeconds"),
     "ABORTED": ("ExecutionAborted", "the execution was stopped (StopExecution)"),
 }
+# The statuses whose change event is routed to finalize-failure (the CDK rule and local mode).
+ABNORMAL_END_STATUSES = tuple(_ABNORMAL_ENDS)
 
 
 class ExecutionDetail(Model):
