@@ -60,7 +60,7 @@ synth: build
 cdk-app: $(UV)
 	@$(UV) run --frozen --extra cli python infra/app.py
 
-bootstrap: setup
+bootstrap: build
 	$(CDK) bootstrap $(CDK_CONTEXT) $(CDK_ARGS)
 
 deploy: build

@@ -20,7 +20,9 @@ SUITES = [
     "bench.ai",
     "bench.ai_month",
     "bench.infra",
+    "bench.cost",
     "bench.workflows",
+    "bench.jobfiles",
     "bench.api",
 ]
 

@@ -10,6 +10,7 @@ import boto3
 from cronpilot.clock import FixedClock, to_iso
 from cronpilot.dal import schema
 from cronpilot.dal.store import Store
+from cronpilot.domain.budget import RunBudget
 from cronpilot.domain.discovery import Discovery
 from cronpilot.local.cloud import serialize_dynamodb_writes
 from cronpilot.models.job import Job
@@ -21,7 +22,7 @@ DUE = 1_000
 
 
 class _Starter:
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+    def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]:
         return "started"
 
 

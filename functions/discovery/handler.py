@@ -21,6 +21,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         runtime.clock,
         owner=context.aws_request_id,
         notices=runtime.notice_queue,
+        budget=runtime.run_budgeter,
     ).tick(Deadline.of_lambda(context))
     logger.info(
         "discovery tick",

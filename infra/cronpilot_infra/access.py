@@ -61,7 +61,6 @@ ACCESS = {
     # the outcome, the next run and the lease (under the job); reads the step results.
     "summarizer": TableAccess(read=(JOBS, STEPS), write=(JOBS,)),
     "finalize_failure": TableAccess(read=(JOBS, STEPS), write=(JOBS,)),
-    # the HTTP API's operations: jobs, runs and step results; writes job items only (apply, pause,
-    # resume, trigger, retry, the delete tombstone). Listing jobs is a Scan (granted in api.py).
-    "api": TableAccess(read=(JOBS, STEPS), write=(JOBS,)),
+    # reads the job and its recent runs, appends deliveries to the run (all under the job).
+    "notify": TableAccess(read=(JOBS,), write=(JOBS,)),
 }

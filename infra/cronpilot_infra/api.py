@@ -186,8 +186,9 @@ class CronpilotApi(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         }
-        for alarm in alarms.values():
+        for alarm in alarms.values():  # as the stack's other alarms: notify on alarm and on recovery
             alarm.add_alarm_action(actions.SnsAction(monitoring.topic))
+            alarm.add_ok_action(actions.SnsAction(monitoring.topic))
         return alarms
 
     def _dashboard(self, monitoring: Monitoring) -> None:

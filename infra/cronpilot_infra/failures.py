@@ -1,5 +1,6 @@
-"""Where failed asynchronous invocations go: one queue, the on-failure destination of discovery and
-finalize-failure (the two functions invoked asynchronously), so their errors outlive Lambda's retries."""
+"""Where failed asynchronous invocations go: one queue, the on-failure destination of discovery,
+finalize-failure and notify (the functions invoked asynchronously), so their errors outlive Lambda's
+retries."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from constructs import Construct
 
 from .settings import DeploySettings
 
-# finalize-failure records a run and releases its lease: worth Lambda's full async retries.
+# finalize-failure records a run and releases its lease, notify delivers a notice: both are worth
+# Lambda's full async retries.
 FINALIZE_RETRIES = 2
 
 

@@ -51,6 +51,10 @@ SPECS = {
         FunctionSpec(
             "finalize_failure", "Records a failed run and releases its lease", Duration.seconds(60), 256
         ),
+        # A batch of notices, each webhook up to 3 attempts of 10 s (cronpilot.domain.notifications).
+        FunctionSpec(
+            "notify", "Delivers job notifications (SNS, signed webhooks)", Duration.seconds(120), 256
+        ),
     )
 }
 
@@ -105,13 +109,24 @@ class CronpilotFunctions(Construct):
         self.executor = self.functions["executor"]
         self.summarizer = self.functions["summarizer"]
         self.finalize_failure = self.functions["finalize_failure"]
+        self.notify = self.functions["notify"]
         self.executor.add_environment("EGRESS_ALLOWED_PORTS", settings.executor_ports)
         self.executor.add_environment(
             "EGRESS_ALLOWED_CIDRS", ",".join(str(c) for c in settings.private_cidrs)
         )
+        # notify sends webhooks through the same SSRF-safe client; it is in no VPC: public networks only
+        self.notify.add_environment("EGRESS_ALLOWED_PORTS", settings.executor_ports)
+        self.notify.add_environment("NOTIFY_TOPIC_ARNS", ",".join(settings.topic_arns))
+        # the functions that hand notices to notify (asynchronously, so delivery never delays a run)
+        for fn in self.notifiers:
+            fn.add_environment("NOTIFY_FUNCTION_NAME", self.notify.function_name)
         for fn in (self.planner, self.summarizer):
             fn.add_environment("LLM_PROVIDER", settings.llm_provider)
             fn.add_environment("LLM_MODEL", settings.model)
+
+    @property
+    def notifiers(self) -> tuple[lambda_.Function, ...]:
+        return (self.discovery, self.summarizer, self.finalize_failure)
 
     def _function(self, spec: FunctionSpec, settings: DeploySettings) -> lambda_.Function:
         ident = "".join(part.title() for part in spec.name.split("_"))
@@ -161,8 +176,8 @@ class CronpilotFunctions(Construct):
 def _reserved(name: str, settings: DeploySettings) -> int | None:
     """Discovery: one tick at a time. Executor: caps the fan-out of every running job together, so a
     burst of runs can neither starve the account's other functions nor flood the endpoints. Planner
-    and summarizer: cap concurrent LLM calls (rate limits, spend). Finalize-failure stays unreserved:
-    it must never be throttled."""
+    and summarizer: cap concurrent LLM calls (rate limits, spend). Finalize-failure and notify stay
+    unreserved: neither may be throttled (a lease to release, a notice to deliver)."""
     if not settings.reserved_concurrency:
         return None
     return {

@@ -57,7 +57,7 @@ class MonitoredResources:
     state_machine: sfn.StateMachine
     functions: dict[str, lambda_.Function]
     dead_letters: sqs.IQueue
-    # failed asynchronous invocations of discovery and finalize-failure (their on-failure destination)
+    # failed asynchronous invocations of discovery, finalize-failure and notify (on-failure destination)
     async_failures: sqs.IQueue
 
 
@@ -144,8 +144,8 @@ class Monitoring(Construct):
                 period=FIVE_MINUTES, statistic="Maximum"
             ),
             threshold=1,
-            description="A discovery tick or a finalize-failure invocation failed after Lambda's retries "
-            "(the async-failures queue holds the event and the error)",
+            description="A discovery tick, a finalize-failure or a notify invocation failed after "
+            "Lambda's retries (the async-failures queue holds the event and the error)",
         )
         self.daily_spend = self.spend(Duration.days(1))
         self._alarm(
@@ -246,6 +246,32 @@ class Monitoring(Construct):
             label="Token spend (USD)",
             period=period,
         )
+
+    def _ai_widgets(self, width: int) -> list[cloudwatch.IWidget]:
+        """What the AI pilot does for its money: calls made, calls a standing decision avoided, and the
+        share of prompt tokens read from the prompt cache."""
+        m = self.metric
+        hit_ratio = cloudwatch.MathExpression(
+            expression="100 * tcr / (tin + tcr + tcw)",
+            using_metrics={
+                "tin": m("TokensInput"),
+                "tcr": m("TokensCacheRead"),
+                "tcw": m("TokensCacheWrite"),
+            },
+            label="cache hit ratio (%)",
+            period=FIVE_MINUTES,
+        )
+        return [
+            cloudwatch.GraphWidget(
+                title="LLM model calls", width=width, left=[m("ModelCalls").with_(label="model calls")]
+            ),
+            cloudwatch.GraphWidget(
+                title="LLM calls avoided by reuse",
+                width=width,
+                left=[m("ModelCallsReused").with_(label="avoided by a standing decision")],
+            ),
+            cloudwatch.GraphWidget(title="LLM prompt cache hit ratio", width=width, left=[hit_ratio]),
+        ]
 
     def _alarm(
         self,
@@ -370,6 +396,7 @@ class Monitoring(Construct):
                 left=[m("LeasesStuck", "Maximum").with_(label="leases past expiry")],
             ),
         )
+        dashboard.add_widgets(*self._ai_widgets(width))
         dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", width=24, alarms=list(self.alarms.values()))
         )

@@ -34,29 +34,46 @@ def acknowledge_findings(stack: CronpilotStack) -> None:
         )
         assert fn.role is not None
         _ack(fn.role, "AwsSolutions-IAM5[Resource::*]", f"{name}: {XRAY_REASON}")
-    _ack(
-        stack.machine.state_machine.role,
-        "AwsSolutions-IAM5[Resource::*]",
-        "State machine role: X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*) and "
-        "CloudWatch Logs delivery (logs:CreateLogDelivery, PutResourcePolicy, ...) support no "
-        "resource-level permissions. lambda:InvokeFunction names the four task functions' ARNs.",
-    )
-    executor_role = stack.functions.executor.role
-    assert executor_role is not None
+    for machine, level in (
+        (stack.machine.state_machine, settings.standard_log_level),
+        (stack.machine.express, settings.express_log_level),
+    ):
+        _ack(
+            machine.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "State machine role: X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*) and "
+            "CloudWatch Logs delivery (logs:CreateLogDelivery, PutResourcePolicy, ...) support no "
+            "resource-level permissions. lambda:InvokeFunction names the four task functions' ARNs.",
+        )
+        if level != "ALL":
+            _ack(
+                machine,
+                "AwsSolutions-SF1",
+                f"Logs at {level} by the standard_log_level / express_log_level setting: every run's "
+                "outcome, plan and step results are in DynamoDB and failed executions' events are "
+                "logged; ALL would log every transition of every run (CloudWatch Logs ingestion).",
+            )
     prefix = settings.secret_prefix
-    _ack(
-        executor_role,
-        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{prefix}*]",
-        f"Executor reads header secrets that job files reference by name; operators create them after "
-        f"deploy, so the ARN is a name prefix ({prefix}) reserved for cronpilot job secrets; "
-        "GetSecretValue only.",
-    )
-    _ack(
-        executor_role,
-        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{prefix}*]",
-        f"Executor reads SSM parameters that job files reference by name, created by operators after "
-        f"deploy: GetParameter only, under the /{prefix} path reserved for cronpilot job secrets.",
-    )
+    for reader, why, parameters in (
+        (stack.functions.executor, "Executor reads header secrets that job files reference by name", True),
+        (stack.functions.notify, "Notify reads the webhook signing secrets that job files name", False),
+    ):
+        role = reader.role
+        assert role is not None
+        _ack(
+            role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{prefix}*]",
+            f"{why}; operators create them after deploy, so the ARN is a name prefix ({prefix}) "
+            "reserved for cronpilot job secrets; GetSecretValue only.",
+        )
+        if not parameters:
+            continue
+        _ack(
+            role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{prefix}*]",
+            f"{why} (or SSM parameters), created by operators after deploy: GetParameter only, under the "
+            f"/{prefix} path reserved for cronpilot job secrets.",
+        )
     geo = inference_profile_geo(settings.model)
     if settings.llm_provider == "bedrock" and geo is not None:
         model_arn = f"arn:<AWS::Partition>:bedrock:*::foundation-model/{settings.model.removeprefix(geo)}"

@@ -48,8 +48,9 @@ class CronpilotSecrets(Construct):
                 resource_arns=bedrock_model_arns(self.settings.model),
             )
 
-    def grant_job_secrets(self, grantee: iam.IGrantable) -> None:
-        """Secrets Manager secrets and SSM parameters under the job secret prefix, nothing else."""
+    def grant_job_secrets(self, grantee: iam.IGrantable, *, parameters: bool = True) -> None:
+        """Secrets Manager secrets (and, with `parameters`, SSM parameters) under the job secret prefix,
+        nothing else."""
         prefix = self.settings.secret_prefix
         iam.Grant.add_to_principal(
             grantee=grantee,
@@ -58,11 +59,12 @@ class CronpilotSecrets(Construct):
                 f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:{prefix}*"
             ],
         )
-        iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["ssm:GetParameter"],
-            resource_arns=[f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{prefix}*"],
-        )
+        if parameters:
+            iam.Grant.add_to_principal(
+                grantee=grantee,
+                actions=["ssm:GetParameter"],
+                resource_arns=[f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{prefix}*"],
+            )
 
 
 # Cross-region inference profiles are named "<geo>.<model id>"; newer Claude models are offered only so.

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROVIDERS = ("anthropic", "bedrock", "none")
+LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _SECRET_PREFIX = re.compile(r"^[A-Za-z0-9/_+=.@-]+/$")
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
 class SettingsError(ValueError):
@@ -62,6 +64,9 @@ class DeploySettings:
     # Job files reference header secrets by name; the executor may read only names under this prefix
     # (Secrets Manager secrets `<prefix>*` and SSM parameters `/<prefix>*`). Default: cronpilot/<stage>/.
     job_secret_prefix: str = ""
+    # SNS topics job files may name in `notify:` (comma-separated ARNs); the notify function may publish
+    # to these only. Empty = webhook notifications only.
+    notify_topic_arns: str = ""
     # Discovery lag (seconds between a job's due time and its claim) that raises the alarm; 0 = one
     # tick plus two minutes (a job due just after a tick waits a whole tick by design).
     discovery_lag_alarm_seconds: int = 0
@@ -74,6 +79,11 @@ class DeploySettings:
     # Upgrade only: false for one deploy removes the due index, so the next deploy can re-create it
     # keys-only (CloudFormation cannot change an index's projection in place). docs/deploy.md.
     due_index: bool = True
+    # Step Functions execution logging per state machine type. Standard keeps its own execution
+    # history, so its log mostly duplicates it; Express keeps none, so ERROR keeps the events of the
+    # executions that failed (ALL logs every transition of every run: ~$0.50 per GB ingested).
+    standard_log_level: str = "ERROR"
+    express_log_level: str = "ERROR"
 
     def __post_init__(self) -> None:
         if not _STAGE.match(self.stage):
@@ -89,7 +99,13 @@ class DeploySettings:
         for cidr in self.private_cidrs:
             if not cidr.is_private:
                 raise SettingsError(f"executor_private_cidrs: {cidr} is not a private network")
+        for key in ("standard_log_level", "express_log_level"):
+            if getattr(self, key) not in LOG_LEVELS:
+                raise SettingsError(f"{key} {getattr(self, key)!r}: one of {', '.join(LOG_LEVELS)}")
         self._check_network()
+        for arn in self.topic_arns:
+            if not _TOPIC_ARN.match(arn):
+                raise SettingsError(f"notify_topic_arns: {arn!r} is not an SNS topic ARN (arn:aws:sns:...)")
         if self.anthropic_secret_name.startswith(self.secret_prefix):
             # the executor (the function that calls external URLs) could then read the LLM API key
             raise SettingsError(
@@ -147,6 +163,10 @@ class DeploySettings:
                     "executor_vpc_endpoints: add -c executor_route_table_ids=rtb-... (the subnets' route "
                     "tables, for the DynamoDB gateway endpoint)"
                 )
+
+    @property
+    def topic_arns(self) -> list[str]:
+        return [a.strip() for a in self.notify_topic_arns.split(",") if a.strip()]
 
     @property
     def subnet_ids(self) -> list[str]:

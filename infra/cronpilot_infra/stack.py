@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .access import ACCESS
-from .api import CronpilotApi
 from .failures import FINALIZE_RETRIES, AsyncFailures
 from .functions import CronpilotFunctions
 from .monitoring import MonitoredResources, Monitoring
@@ -78,11 +78,30 @@ class CronpilotStack(Stack):
         table.grant_due_query(functions.discovery)
         machine.grant_start(functions.discovery)
         functions.discovery.add_environment("STATE_MACHINE_ARN", machine.state_machine.state_machine_arn)
+        functions.discovery.add_environment("EXPRESS_STATE_MACHINE_ARN", machine.express.state_machine_arn)
+        # the run budget counts model time when the deployment's provider plans and summarizes
+        functions.discovery.add_environment("LLM_PROVIDER", settings.llm_provider)
         # every function: only the table partitions it reads and writes (access.ACCESS)
         for name, fn in functions.functions.items():
             table.grant_items(fn, ACCESS[name])
         # executor: header secrets of registered endpoints, under the job secret prefix only.
         secrets.grant_job_secrets(functions.executor)
+        # notify: publish to the allowed topics only, webhook signing secrets under the job prefix;
+        # the functions that raise notices invoke it asynchronously, its failures kept like the others'.
+        for fn in functions.notifiers:
+            # the unqualified function only (grant_invoke would add every version and alias, `:*`)
+            iam.Grant.add_to_principal(
+                grantee=fn, actions=["lambda:InvokeFunction"], resource_arns=[functions.notify.function_arn]
+            )
+        if settings.topic_arns:
+            iam.Grant.add_to_principal(
+                grantee=functions.notify, actions=["sns:Publish"], resource_arns=settings.topic_arns
+            )
+        # webhook signing secrets are Secrets Manager secrets (domain/notifications): no SSM
+        secrets.grant_job_secrets(functions.notify, parameters=False)
+        failures.keep_failures_of(
+            functions.notify, retry_attempts=FINALIZE_RETRIES, max_event_age=Duration.hours(6)
+        )
         # planner and summarizer: the LLM (API key secret, or the one Bedrock model).
         for fn in (functions.planner, functions.summarizer):
             secrets.grant_llm(fn)
@@ -100,9 +119,6 @@ class CronpilotStack(Stack):
                 async_failures=failures.queue,
             ),
         )
-        self.api = CronpilotApi(
-            self, "Api", settings=settings, functions=functions, table=table, monitoring=self.monitoring
-        )
         self.table, self.functions, self.machine, self.schedule, self.secrets, self.failures = (
             table,
             functions,
@@ -113,6 +129,7 @@ class CronpilotStack(Stack):
         )
         CfnOutput(self, "TableName", value=table.table.table_name)
         CfnOutput(self, "StateMachineArn", value=machine.state_machine.state_machine_arn)
+        CfnOutput(self, "ExpressStateMachineArn", value=machine.express.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         if secrets.anthropic_key is not None:
             CfnOutput(self, "AnthropicSecretArn", value=secrets.anthropic_key.secret_arn)

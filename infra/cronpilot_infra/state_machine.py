@@ -1,4 +1,9 @@
-"""The run state machine: the one ASL file, with the function ARNs substituted, Standard type."""
+"""The run state machines: the one ASL file, with the function ARNs substituted, deployed twice.
+
+Runs whose worst case fits well inside 5 minutes execute on the Express machine (billed per request
+and duration instead of per state transition); longer ones on the Standard machine. Discovery picks
+per run (cronpilot's run budget); both machines run the same definition with the same substitutions.
+"""
 
 from __future__ import annotations
 
@@ -34,29 +39,58 @@ class RunStateMachine(Construct):
         self, scope: Construct, construct_id: str, *, settings: DeploySettings, functions: CronpilotFunctions
     ) -> None:
         super().__init__(scope, construct_id)
+        # The Standard machine keeps the construct ids it always had, so a deployed stack keeps it.
+        self.state_machine, self.log_group = self._machine(
+            ("StateMachine", "Logs"),
+            name=f"{settings.prefix}-run",
+            kind=sfn.StateMachineType.STANDARD,
+            level=settings.standard_log_level,
+            settings=settings,
+            functions=functions,
+        )
+        self.express, self.express_log_group = self._machine(
+            ("Express", "ExpressLogs"),
+            name=f"{settings.prefix}-run-express",
+            kind=sfn.StateMachineType.EXPRESS,
+            level=settings.express_log_level,
+            settings=settings,
+            functions=functions,
+        )
+
+    def _machine(
+        self,
+        ids: tuple[str, str],
+        *,
+        name: str,
+        kind: sfn.StateMachineType,
+        level: str,
+        settings: DeploySettings,
+        functions: CronpilotFunctions,
+    ) -> tuple[sfn.StateMachine, logs.LogGroup]:
+        machine_id, logs_id = ids
         # Vended-logs prefix: Step Functions' log delivery then needs no per-group resource policy.
-        self.log_group = logs.LogGroup(
+        log_group = logs.LogGroup(
             self,
-            "Logs",
-            log_group_name=f"/aws/vendedlogs/states/{settings.prefix}-run",
+            logs_id,
+            log_group_name=f"/aws/vendedlogs/states/{name}",
             retention=retention(settings.log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.state_machine = sfn.StateMachine(
+        machine = sfn.StateMachine(
             self,
-            "StateMachine",
-            state_machine_name=f"{settings.prefix}-run",
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            machine_id,
+            state_machine_name=name,
+            state_machine_type=kind,
             definition_body=sfn.DefinitionBody.from_file(str(ASL_PATH)),
             definition_substitutions=substitutions(functions),
             logs=sfn.LogOptions(
-                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+                destination=log_group, level=sfn.LogLevel[level], include_execution_data=True
             ),
             tracing_enabled=True,
         )
         # The definition comes from a file, so CDK cannot infer the tasks' permissions: invoke exactly
         # the four task functions, unqualified (the ASL calls them by unqualified ARN).
-        self.state_machine.add_to_role_policy(
+        machine.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["lambda:InvokeFunction"],
                 resources=[
@@ -70,13 +104,16 @@ class RunStateMachine(Construct):
                 ],
             )
         )
+        return machine, log_group
 
     def finalize_abnormal_ends(
         self, finalize: lambda_.IFunction, *, prefix: str, dead_letters: sqs.IQueue
     ) -> events.Rule:
-        """An execution that times out or is stopped never reaches its Catch: EventBridge's status
-        change sends it to finalize-failure, which records the run and releases the lease at once
-        (instead of the lease expiring 30 minutes later and the run showing as running until then)."""
+        """A Standard execution that times out or is stopped never reaches its Catch: EventBridge's
+        status change sends it to finalize-failure, which records the run and releases the lease at once
+        (instead of the lease expiring 30 minutes later and the run showing as running until then).
+        Express executions send no status-change events: their task timeouts (the run's limits) end
+        inside the Catch, and one that dies anyway is abandoned by the next claim after its lease."""
         return events.Rule(
             self,
             "AbnormalEnds",
@@ -101,5 +138,5 @@ class RunStateMachine(Construct):
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["states:StartExecution"],
-            resource_arns=[self.state_machine.state_machine_arn],
+            resource_arns=[self.state_machine.state_machine_arn, self.express.state_machine_arn],
         )

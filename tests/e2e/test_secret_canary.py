@@ -17,6 +17,7 @@ from cronpilot.local.runner import apply_jobs, run_report, tick_until
 from cronpilot.models.run import StepStatus
 from cronpilot.observability import logger
 from cronpilot.runtime import get_runtime
+from cronpilot.safehttp.signing import generate_key
 
 from tests.e2e.conftest import START
 from tests.integration.http_servers import LoopbackHTTPServer, Reply
@@ -157,3 +158,77 @@ def test_a_secret_canary_reaches_the_endpoint_and_nothing_else(
     report = run_report(store, cloud, ["canary"])
     assert [s["step_id"] for s in report["runs"][0]["steps"]]
     assert_no_canary("the local-mode report", json.dumps(report))
+
+
+def test_a_hidden_extracted_value_and_a_signing_key_stay_out_of_logs_payloads_and_reports(
+    cloud, clock, server, debug_logs, capfd, caplog
+):
+    caplog.set_level(logging.DEBUG, logger="cronpilot")
+    token = f"canary-token-{uuid.uuid4().hex}"
+    signing_key = generate_key()
+    server.route("POST", "/login", Reply(200, body=json.dumps({"token": token, "cursor": "page-2"}).encode()))
+    server.route("GET", "/items", Reply(200, body=b'{"ok": true}'))
+    cloud.client("secretsmanager").create_secret(Name="cronpilot/signing", SecretString=signing_key)
+    # Given a token extracted (hidden) by one step and sent by the next, with every request signed
+    job = make_job(
+        "hidden",
+        schedule={"rate": "10m"},
+        signing={"secret": "cronpilot/signing"},
+        endpoints=[
+            {
+                "id": "login",
+                "method": "POST",
+                "url": server.url("/login"),
+                "extract": {"token": "token", "cursor": {"path": "cursor", "show": True}},
+            },
+            {
+                "id": "items",
+                "url": server.url("/items?c={{ steps.login.cursor }}"),
+                "headers": {"Authorization": "Bearer {{ steps.login.token }}"},
+                "depends_on": ["login"],
+            },
+        ],
+    )
+    store = get_runtime().store
+    apply_jobs(store, [job], clock.now())
+
+    tick_until(cloud, clock, store, ticks=1)
+
+    # Then the token reached the next step, and the signing key signed both calls
+    [run] = store.list_runs("hidden")[0]
+    results = store.get_step_results(run.run_id)
+    assert {r.status for r in results.values()} == {StepStatus.SUCCEEDED}
+    items = [r for r in server.requests if r.path.startswith("/items")]
+    assert items[0].headers["authorization"] == f"Bearer {token}"
+    # And the token is stored only as the producer's value: masked in its kept body, absent elsewhere
+    assert results["login"].outputs["token"] == token
+    assert token not in results["login"].body
+    out, err = capfd.readouterr()
+    everywhere_but_the_store = {
+        "the logs": debug_logs.getvalue() + out + err + caplog.text,
+        "the execution history": json.dumps(
+            [
+                event
+                for execution in cloud.executions()
+                for page in cloud.client("stepfunctions")
+                .get_paginator("get_execution_history")
+                .paginate(executionArn=execution["executionArn"])
+                for event in page["events"]
+            ],
+            default=str,
+        ),
+        "Lambda payloads": json.dumps(cloud.invocations, default=str),
+        "the local-mode report": json.dumps(run_report(store, cloud, ["hidden"])),
+        "the summary": run.summary or "",
+    }
+    for where, text in everywhere_but_the_store.items():
+        assert token not in text, f"a hidden extracted value leaked into {where}"
+        assert signing_key.removeprefix("whsec_") not in text, f"the signing key leaked into {where}"
+    items_in_table = json.dumps(
+        [
+            i
+            for page in cloud.client("dynamodb").get_paginator("scan").paginate(TableName=TABLE_NAME)
+            for i in page["Items"]
+        ]
+    )
+    assert signing_key.removeprefix("whsec_") not in items_in_table

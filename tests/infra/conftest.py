@@ -51,6 +51,7 @@ BEDROCK_SETTINGS = DeploySettings(
     executor_route_table_ids="rtb-0a1b2c3d4e5f60718",
     alarm_email="oncall@example.com",
     tick_minutes=5,
+    notify_topic_arns="arn:aws:sns:us-east-1:123456789012:team-alerts",
 )
 PROD_SETTINGS = DeploySettings(stage="prod")
 ENV = Environment(account="123456789012", region="us-east-1")
@@ -138,6 +139,16 @@ def functions_by_name(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
         name = value["Properties"]["FunctionName"].split("-", 2)[2].replace("-", "_")
         out[name] = value
     return out
+
+
+def state_machine_id(template: dict[str, Any], kind: str = "STANDARD") -> str:
+    """The logical id of the Standard (or the Express) run state machine."""
+    (found,) = [
+        key
+        for key, value in resources(template, "AWS::StepFunctions::StateMachine").items()
+        if value["Properties"]["StateMachineType"] == kind
+    ]
+    return found
 
 
 def queue_id(template: dict[str, Any], suffix: str) -> str:

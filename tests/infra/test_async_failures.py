@@ -9,7 +9,7 @@ import pytest
 
 from tests.infra.conftest import functions_by_name, grants, queue_id, resources, role_statements
 
-ASYNC = {"discovery": (0, 60), "finalize_failure": (2, 6 * 3600)}
+ASYNC = {"discovery": (0, 60), "finalize_failure": (2, 6 * 3600), "notify": (2, 6 * 3600)}
 
 
 def _function_id(template: dict[str, Any], name: str) -> str:

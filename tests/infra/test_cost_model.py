@@ -1,12 +1,41 @@
-"""docs/deploy.md's cost model matches the ASL file it claims to be counted from."""
+"""docs/deploy.md's cost model: computed from the ASL file, the synthesized template and counted calls."""
 
 from __future__ import annotations
 
+import copy
 import re
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
-from cronpilot_infra.cost import transitions_per_run
+from cronpilot.clock import AcceleratedClock
+from cronpilot.dal.schema import all_due_shards
+from cronpilot.local.cloud import LocalCloud
+from cronpilot.local.demo_server import DemoServer
+from cronpilot.local.moto_patches import DynamoCall
+from cronpilot.local.runner import apply_jobs, next_tick_time
+from cronpilot.models.job import Job
+from cronpilot.models.run import RunStatus
+from cronpilot.runtime import get_runtime
+from cronpilot_infra import cost
+from cronpilot_infra.cost import (
+    DynamoUsage,
+    WorkedExample,
+    cost_per_million_runs,
+    deployed_machines,
+    dynamo_calls_per_run,
+    dynamo_usage_per_run,
+    invocations_per_run,
+    total,
+    transitions_per_run,
+)
+
+from tests.e2e.conftest import START
+from tests.infra.conftest import functions_by_name
+from tests.support.factories import make_job
+
+SOME_DYNAMO = DynamoUsage(write_units=40, read_units=12)
 
 
 @pytest.mark.parametrize(("waves", "steps"), [(1, 1), (2, 4), (3, 10), (5, 40)])
@@ -14,10 +43,169 @@ def test_transitions_per_run_is_n_plus_w_plus_4(waves: int, steps: int) -> None:
     assert transitions_per_run(waves, steps) == steps + waves + 4
 
 
-def test_deploy_guide_states_the_counted_formula_and_example(repo_root: Path) -> None:
+@pytest.mark.parametrize(("waves", "steps"), [(1, 1), (2, 4), (5, 40)])
+def test_a_successful_run_invokes_planner_each_step_and_summarizer(waves: int, steps: int) -> None:
+    assert invocations_per_run(waves, steps) == {"planner": 1, "executor": steps, "summarizer": 1}
+
+
+def test_template_gives_each_machine_its_type_log_level_and_task_functions(
+    template_json: dict[str, Any],
+) -> None:
+    machines = deployed_machines(template_json)
+    assert set(machines) == {"standard", "express"}
+    fns = functions_by_name(template_json)
+    for machine in machines.values():
+        for name in ("planner", "executor", "summarizer", "finalize_failure"):
+            assert machine.functions[name].memory_mb == fns[name]["Properties"]["MemorySize"]
+            assert machine.functions[name].architecture == "arm64"
+    assert machines["express"].log_level == "ERROR"
+
+
+def test_express_bills_one_request_and_the_critical_path_not_transitions(
+    template_json: dict[str, Any],
+) -> None:
+    lines = {line.item: line for line in cost_per_million_runs("express", template_json, SOME_DYNAMO)}
+    assert "Step Functions Standard state transitions" not in lines
+    assert lines["Step Functions Express requests"].usd_per_million_runs == pytest.approx(1.00)
+    # planner 0.2 + 2 waves x 0.5 + summarizer 0.2 + 10 states x 0.02 = 1.6 s, in one 64 MB chunk
+    duration = lines["Step Functions Express duration"]
+    assert duration.quantity == "1.6 s x 64 MB"
+    assert duration.usd_per_million_runs == pytest.approx(1.6 * 64 / 1024 * 0.06 / 3600 * 1e6)
+
+
+def test_standard_bills_every_transition(template_json: dict[str, Any]) -> None:
+    lines = {line.item: line for line in cost_per_million_runs("standard", template_json, SOME_DYNAMO)}
+    assert lines["Step Functions Standard state transitions"].usd_per_million_runs == pytest.approx(250.0)
+
+
+def test_lambda_duration_follows_the_templates_memory(template_json: dict[str, Any]) -> None:
+    # Given the template with the executor at twice its memory
+    bigger = copy.deepcopy(template_json)
+    executor = functions_by_name(bigger)["executor"]["Properties"]
+    executor["MemorySize"] *= 2
+
+    def duration(template: dict[str, Any]) -> float:
+        (line,) = [
+            x for x in cost_per_million_runs("express", template, SOME_DYNAMO) if x.item == "Lambda duration"
+        ]
+        return line.usd_per_million_runs
+
+    # Then the executors' share (4 x 0.5 s) doubles and nothing else moves
+    extra = 4 * 0.5 * functions_by_name(template_json)["executor"]["Properties"]["MemorySize"] / 1024
+    assert duration(bigger) - duration(template_json) == pytest.approx(extra * 0.0000133334 * 1e6)
+
+
+def test_logging_all_adds_the_step_functions_history_to_the_logs_line(template_json: dict[str, Any]) -> None:
+    verbose = copy.deepcopy(template_json)
+    for value in verbose["Resources"].values():
+        if value["Type"] == "AWS::StepFunctions::StateMachine":
+            value["Properties"]["LoggingConfiguration"]["Level"] = "ALL"
+    quiet = total(cost_per_million_runs("express", template_json, SOME_DYNAMO))
+    loud = total(cost_per_million_runs("express", verbose, SOME_DYNAMO))
+    # 2 x 10 state events + 3 x 6 task events, 800 bytes each, $0.50 per GB
+    assert loud - quiet == pytest.approx((2 * 10 + 3 * 6) * 800 / 1e9 * 0.50 * 1e6)
+
+
+def test_dynamodb_lines_price_the_counted_units(template_json: dict[str, Any]) -> None:
+    lines = {line.item: line for line in cost_per_million_runs("express", template_json, SOME_DYNAMO)}
+    assert lines["DynamoDB writes (counted)"].usd_per_million_runs == pytest.approx(40 * 0.625)
+    assert lines["DynamoDB reads (counted)"].usd_per_million_runs == pytest.approx(12 * 0.125)
+
+
+def test_express_billed_seconds_round_up_to_100_ms() -> None:
+    example = WorkedExample(durations={"planner": 0.21, "executor": 0.5, "summarizer": 0.2})
+    assert cost.express_billed_seconds(example, transitions=10) == pytest.approx(1.7)
+
+
+def test_deploy_guide_states_the_computed_formula_and_worked_example(
+    repo_root: Path, template_json: dict[str, Any]
+) -> None:
     guide = (repo_root / "docs" / "deploy.md").read_text()
     assert "`n + w + 4`" in guide
-    example = re.search(r"\| Step Functions \| (\d+) transitions \| \$([\d.]+) \|", guide)
+    # The worked example's table is what the model computes from the ASL, this template and the
+    # DynamoDB calls (the model equals local mode's count: the test below)
+    dynamo = dynamo_usage_per_run(2, 4)
+    example = re.search(r"\| Step Functions \| (\d+) transitions: \$([\d.]+) \|", guide)
     assert example is not None
     assert int(example.group(1)) == transitions_per_run(2, 4)
     assert float(example.group(2)) == pytest.approx(transitions_per_run(2, 4) * 25.0)
+    writes = re.search(r"\| DynamoDB writes \(counted\) \| ([\d.]+) WRU: \$([\d.]+) \|", guide)
+    assert writes is not None
+    assert float(writes.group(1)) == dynamo.write_units
+    totals = re.search(
+        r"\| \*\*total without an LLM\*\* \| \*\*\$([\d.]+)\*\* \| \*\*\$([\d.]+)\*\* \|", guide
+    )
+    assert totals is not None
+    for kind, stated in zip(("standard", "express"), totals.groups(), strict=True):
+        assert float(stated) == pytest.approx(
+            total(cost_per_million_runs(kind, template_json, dynamo)), abs=0.005
+        )
+
+
+# ------------------------------------------------------------- DynamoDB: the model against the meter
+
+
+def _worked_example(base_url: str) -> Job:
+    """docs/deploy.md's worked example: 4 endpoints in 2 waves, on one origin."""
+    return make_job(
+        "worked",
+        schedule={"rate": "10m"},
+        endpoints=[
+            {"id": "orders", "url": f"{base_url}/inventory"},
+            {"id": "stock", "url": f"{base_url}/inventory"},
+            {"id": "invoice", "url": f"{base_url}/inventory", "depends_on": ["orders"]},
+            {"id": "reorder", "url": f"{base_url}/inventory", "depends_on": ["stock"]},
+        ],
+    )
+
+
+def counted_dynamo_calls() -> tuple[list[DynamoCall], int]:
+    """The worked example run once in local mode, every DynamoDB request metered; with the number of
+    the tick's due-index queries (one per shard, paid per tick whatever it finds)."""
+    with DemoServer() as target:
+        clock = AcceleratedClock(START)
+        with LocalCloud(
+            clock,
+            egress_allowed_cidrs="127.0.0.0/8",
+            egress_allowed_ports=f"80,443,{target.port}",
+            meter=True,
+        ) as cloud:
+            store = get_runtime().store
+            apply_jobs(store, [_worked_example(target.base_url)], clock.now())
+            clock.jump_to(next_tick_time(store, clock.now()))
+            assert cloud.dynamo_meter is not None
+            cloud.dynamo_meter.clear()
+            cloud.tick()
+            cloud.wait_idle()
+            [run] = store.list_runs("worked")[0]
+            assert run.status == RunStatus.SUCCEEDED, run.error
+            calls = [c for c in cloud.dynamo_meter.calls if c.function]  # not the test's own reads
+    return calls, len(all_due_shards())
+
+
+def _key(function: str, operation: str, writes: float, reads: float) -> tuple[str, str, float, float]:
+    return (function.removeprefix("cronpilot-local-").replace("-", "_"), operation, writes, reads)
+
+
+def test_the_model_counts_every_dynamodb_request_a_run_makes() -> None:
+    # Given the worked example run once in local mode with every DynamoDB request metered
+    counted, shards = counted_dynamo_calls()
+    # When the tick's due-index queries (one per shard, per tick not per run) are set aside
+    tick_queries = [c for c in counted if c.function.endswith("discovery") and c.operation == "query"]
+    assert len(tick_queries) == shards
+    per_run = Counter(
+        _key(c.function, c.operation, c.write_units + c.index_write_units, c.read_units)
+        for c in counted
+        if c not in tick_queries
+    )
+    # Then the model names exactly those requests, function by function, with the same units
+    modelled = Counter(
+        _key(c.function, c.operation, c.write_units, c.read_units) for c in dynamo_calls_per_run(2, 4)
+    )
+    assert per_run == modelled, {
+        "counted, not modelled": per_run - modelled,
+        "modelled, not counted": modelled - per_run,
+    }
+    usage = dynamo_usage_per_run(2, 4)
+    assert usage.write_units == sum(c.write_units + c.index_write_units for c in counted)
+    assert usage.read_units == sum(c.read_units for c in counted if c not in tick_queries)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import functions_by_name, resources
+from tests.infra.conftest import functions_by_name, resources, state_machine_id
 
 EXPECTED = {
     # name: (timeout s, memory MB, reserved concurrency with defaults)
@@ -15,7 +15,7 @@ EXPECTED = {
     "executor": (300, 512, 50),
     "summarizer": (180, 1024, 10),
     "finalize_failure": (60, 256, None),
-    "api": (15, 512, 10),
+    "notify": (120, 256, None),
 }
 
 
@@ -62,7 +62,7 @@ def test_function_environment(template_json: dict[str, Any], name: str) -> None:
 def test_role_specific_environment(template_json: dict[str, Any]) -> None:
     fns = functions_by_name(template_json)
     env = {name: fn["Properties"]["Environment"]["Variables"] for name, fn in fns.items()}
-    machine_id = next(iter(resources(template_json, "AWS::StepFunctions::StateMachine")))
+    machine_id = state_machine_id(template_json)
     assert env["discovery"]["STATE_MACHINE_ARN"] == {"Ref": machine_id}
     assert env["executor"]["EGRESS_ALLOWED_PORTS"] == "80,443"
     assert env["executor"]["EGRESS_ALLOWED_CIDRS"] == ""
@@ -71,8 +71,14 @@ def test_role_specific_environment(template_json: dict[str, Any]) -> None:
         assert env[name]["LLM_PROVIDER"] == "anthropic"
         assert env[name]["LLM_MODEL"] == "claude-haiku-4-5"
         assert env[name]["ANTHROPIC_SECRET_ARN"] == {"Ref": secret_id}
-    for name in ("discovery", "executor", "finalize_failure"):
+    # discovery knows the provider (a run's budget counts model time) but holds no key
+    assert env["discovery"]["LLM_PROVIDER"] == "anthropic"
+    assert env["discovery"]["EXPRESS_STATE_MACHINE_ARN"] == {
+        "Ref": state_machine_id(template_json, "EXPRESS")
+    }
+    for name in ("executor", "finalize_failure"):
         assert "LLM_PROVIDER" not in env[name]
+    for name in ("discovery", "executor", "finalize_failure"):
         assert "ANTHROPIC_SECRET_ARN" not in env[name]
 
 
@@ -105,13 +111,11 @@ def test_each_lambda_timeout_covers_its_task_timeout_in_the_asl(template_json: d
     from cronpilot.local.cloud import ASL_PATH
 
     asl = json.loads(ASL_PATH.read_text())
-    execute = asl["States"]["Waves"]["ItemProcessor"]["States"]["Steps"]["ItemProcessor"]["States"]["Execute"]
-    task_timeouts = {
-        "planner": asl["States"]["Plan"]["TimeoutSeconds"],
-        "summarizer": asl["States"]["Summarize"]["TimeoutSeconds"],
-        "executor": execute["TimeoutSeconds"],
-        "finalize_failure": asl["States"]["FinalizeFailure"]["TimeoutSeconds"],
-    }
+    # the stages' task timeouts are the run's limits, which the run budget caps at these Lambda timeouts
+    from cronpilot.domain.budget import LAMBDA_TIMEOUTS
+
+    task_timeouts = {name: limit.total_seconds() for name, limit in LAMBDA_TIMEOUTS.items()}
+    task_timeouts["finalize_failure"] = asl["States"]["FinalizeFailure"]["TimeoutSeconds"]
     for name, (timeout, _memory, _reserved) in EXPECTED.items():
         if name in task_timeouts:
             assert timeout >= task_timeouts[name], name

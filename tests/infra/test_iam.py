@@ -10,12 +10,14 @@ import pytest
 from cronpilot.dal import idempotency
 
 from tests.infra.conftest import (
+    BEDROCK_SETTINGS,
     LAMBDA_VPC_ENI,
     NO_RESOURCE_LEVEL,
     functions_by_name,
     grants,
     resources,
     role_statements,
+    state_machine_id,
 )
 
 ITEMS = {
@@ -29,6 +31,7 @@ ITEMS = {
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 # what a Lambda on-failure destination grants the function's role on the async-failures queue
 SQS_SEND = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+INVOKE_NOTIFY = {"lambda:InvokeFunction"}
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 
 
@@ -39,7 +42,8 @@ def _ids(template: dict[str, Any]) -> dict[str, str]:
 
     return {
         "table": one("AWS::DynamoDB::Table"),
-        "machine": one("AWS::StepFunctions::StateMachine"),
+        "machine": state_machine_id(template),
+        "express": state_machine_id(template, "EXPRESS"),
     }
 
 
@@ -67,7 +71,9 @@ def test_each_function_has_its_own_role_without_managed_policies(template_json: 
         assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
 
 
-@pytest.mark.parametrize("name", ["discovery", "planner", "executor", "summarizer", "finalize_failure"])
+@pytest.mark.parametrize(
+    "name", ["discovery", "planner", "executor", "summarizer", "finalize_failure", "notify"]
+)
 def test_common_grants_logs_to_own_group_xray_and_table_items(
     template_json: dict[str, Any], name: str
 ) -> None:
@@ -98,6 +104,7 @@ EXPECTED_PARTITIONS = {
     },
     "summarizer": {"read": {"job#*", "run#*"}, "write": {"job#*"}, "delete": set()},
     "finalize_failure": {"read": {"job#*", "run#*"}, "write": {"job#*"}, "delete": set()},
+    "notify": {"read": {"job#*"}, "write": {"job#*"}, "delete": set()},
 }
 
 
@@ -161,8 +168,10 @@ def test_discovery_queries_the_due_index_and_starts_the_state_machine(template_j
     ids = _ids(template_json)
     index = {"Fn::Join": ["", [{"Fn::GetAtt": [ids["table"], "Arn"]}, "/index/due"]]}
     assert sorted(map(str, got["dynamodb:Query"])) == sorted(map(str, [_table_arn(ids), index]))
-    assert got["states:StartExecution"] == [{"Ref": ids["machine"]}]
-    assert set(got) == LOGS | XRAY | ITEMS | SQS_SEND | {"states:StartExecution"}
+    assert sorted(map(str, got["states:StartExecution"])) == sorted(
+        str({"Ref": ids[machine]}) for machine in ("machine", "express")
+    )
+    assert set(got) == LOGS | XRAY | ITEMS | SQS_SEND | INVOKE_NOTIFY | {"states:StartExecution"}
 
 
 def test_executor_reads_only_job_secrets_under_the_prefix(template_json: dict[str, Any]) -> None:
@@ -183,13 +192,15 @@ def test_llm_functions_read_only_the_anthropic_secret(template_json: dict[str, A
     got = _function_grants(template_json, name)
     (secret,) = resources(template_json, "AWS::SecretsManager::Secret")
     assert got["secretsmanager:GetSecretValue"] == [{"Ref": secret}]
-    assert set(got) == LOGS | XRAY | ITEMS | {"secretsmanager:GetSecretValue"}
+    expected = LOGS | XRAY | ITEMS | {"secretsmanager:GetSecretValue"}
+    assert set(got) == expected | (INVOKE_NOTIFY if name == "summarizer" else set())
 
 
 @pytest.mark.parametrize("name", ["planner", "summarizer"])
 def test_bedrock_variant_invokes_only_the_configured_model(bedrock_json: dict[str, Any], name: str) -> None:
     got = _function_grants(bedrock_json, name)
-    assert set(got) == LOGS | XRAY | ITEMS | {"bedrock:InvokeModel"}
+    expected = LOGS | XRAY | ITEMS | {"bedrock:InvokeModel"}
+    assert set(got) == expected | (INVOKE_NOTIFY if name == "summarizer" else set())
     arns = [str(arn) for arn in got["bedrock:InvokeModel"]]
     assert len(arns) == 2
     assert any(":inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0" in arn for arn in arns)
@@ -197,11 +208,17 @@ def test_bedrock_variant_invokes_only_the_configured_model(bedrock_json: dict[st
 
 
 def test_finalize_failure_touches_only_the_table(template_json: dict[str, Any]) -> None:
-    assert set(_function_grants(template_json, "finalize_failure")) == LOGS | XRAY | ITEMS | SQS_SEND
+    assert (
+        set(_function_grants(template_json, "finalize_failure"))
+        == LOGS | XRAY | ITEMS | SQS_SEND | INVOKE_NOTIFY
+    )
 
 
-def test_state_machine_invokes_exactly_the_four_task_functions(template_json: dict[str, Any]) -> None:
-    (machine,) = resources(template_json, "AWS::StepFunctions::StateMachine").values()
+@pytest.mark.parametrize("kind", ["STANDARD", "EXPRESS"])
+def test_state_machine_invokes_exactly_the_four_task_functions(
+    template_json: dict[str, Any], kind: str
+) -> None:
+    machine = template_json["Resources"][state_machine_id(template_json, kind)]
     got = grants(role_statements(template_json, machine["Properties"]["RoleArn"]))
     fns = functions_by_name(template_json)
     ids = {
@@ -222,3 +239,34 @@ def test_no_wildcard_resource_where_a_specific_arn_exists(stack: str, request: p
             if "*" in found:
                 assert action in NO_RESOURCE_LEVEL | LAMBDA_VPC_ENI, action
             assert not action.endswith(":*"), action
+
+
+def _function_id(template: dict[str, Any], name: str) -> str:
+    return next(k for k, v in template["Resources"].items() if v is functions_by_name(template)[name])
+
+
+@pytest.mark.parametrize("stack", ["template_json", "bedrock_json"])
+def test_notify_is_invoked_by_the_functions_that_raise_notices_and_publishes_only_to_allowed_topics(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    template = request.getfixturevalue(stack)
+    notify = {"Fn::GetAtt": [_function_id(template, "notify"), "Arn"]}
+    for name in ("discovery", "summarizer", "finalize_failure"):
+        # the unqualified function only: no `:*` for every version and alias
+        assert _function_grants(template, name)["lambda:InvokeFunction"] == [notify], name
+        env = functions_by_name(template)[name]["Properties"]["Environment"]["Variables"]
+        assert env["NOTIFY_FUNCTION_NAME"] == {"Ref": _function_id(template, "notify")}
+    for name in ("planner", "executor", "notify"):
+        assert "lambda:InvokeFunction" not in _function_grants(template, name), name
+    got = _function_grants(template, "notify")
+    topics = BEDROCK_SETTINGS.topic_arns if stack == "bedrock_json" else []
+    assert got.get("sns:Publish", []) == topics
+    env = functions_by_name(template)["notify"]["Properties"]["Environment"]["Variables"]
+    assert env["NOTIFY_TOPIC_ARNS"] == ",".join(topics)
+    assert env["EGRESS_ALLOWED_PORTS"] == "80,443"
+    assert "EGRESS_ALLOWED_CIDRS" not in env  # in no VPC: public networks only
+    # signing secrets are Secrets Manager secrets under the job prefix; no SSM parameter at all
+    (secret,) = got["secretsmanager:GetSecretValue"]
+    stage = "bedrock" if stack == "bedrock_json" else "dev"
+    assert secret["Fn::Join"][1][-1] == f":secret:cronpilot/{stage}/*"
+    assert "ssm:GetParameter" not in got

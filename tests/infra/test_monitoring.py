@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import functions_by_name, queue_id, resources
+from tests.infra.conftest import functions_by_name, queue_id, resources, state_machine_id
 
 FUNCTION_ALARM_NAMES = {
     "discovery": "Discovery",
@@ -15,6 +15,7 @@ FUNCTION_ALARM_NAMES = {
     "executor": "Executor",
     "summarizer": "Summarizer",
     "finalize_failure": "FinalizeFailure",
+    "notify": "Notify",
 }
 
 
@@ -138,7 +139,7 @@ def test_metric_alarms(
 
 def test_alarm_dimensions_point_at_this_stacks_resources(template_json: dict[str, Any]) -> None:
     alarms = _alarms(template_json)
-    (machine,) = resources(template_json, "AWS::StepFunctions::StateMachine")
+    machine = state_machine_id(template_json)
     assert alarms["ExecutionsFailed"]["Dimensions"] == [
         {"Name": "StateMachineArn", "Value": {"Ref": machine}}
     ]
@@ -280,9 +281,8 @@ def test_dashboard_widgets(template_json: dict[str, Any]) -> None:
     for title, names in expected.items():
         assert names <= _metric_names(widgets[title]), title
     for title in ("Lambda errors", "Lambda throttles"):
-        assert len(widgets[title]["metrics"]) == 5
-    shown = widgets["Alarms"]["alarms"] + widgets["HTTP API alarms"]["alarms"]
-    assert len(shown) == len(_alarms(template_json))
+        assert len(widgets[title]["metrics"]) == 6
+    assert len(widgets["Alarms"]["alarms"]) == len(_alarms(template_json))
 
 
 def test_dashboard_graphs_llm_fallbacks_per_failure_class(template_json: dict[str, Any]) -> None:

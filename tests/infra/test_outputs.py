@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.infra.conftest import resources
+from tests.infra.conftest import resources, state_machine_id
 
 
 def test_outputs_name_the_resources_and_the_doctors_settings(
@@ -13,11 +13,12 @@ def test_outputs_name_the_resources_and_the_doctors_settings(
 ) -> None:
     outputs = {k: v["Value"] for k, v in template_json["Outputs"].items()}
     (table,) = resources(template_json, "AWS::DynamoDB::Table")
-    (machine,) = resources(template_json, "AWS::StepFunctions::StateMachine")
+    machine, express = state_machine_id(template_json), state_machine_id(template_json, "EXPRESS")
     (topic,) = resources(template_json, "AWS::SNS::Topic")
     (secret,) = resources(template_json, "AWS::SecretsManager::Secret")
     assert outputs["TableName"] == {"Ref": table}
     assert outputs["StateMachineArn"] == {"Ref": machine}
+    assert outputs["ExpressStateMachineArn"] == {"Ref": express}
     assert outputs["AlarmTopicArn"] == {"Ref": topic}
     assert outputs["AnthropicSecretArn"] == {"Ref": secret}
     assert (outputs["JobSecretPrefix"], outputs["TickMinutes"], outputs["MetricsService"]) == (

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import functions_by_name, queue_id, resources
+from tests.infra.conftest import functions_by_name, queue_id, resources, state_machine_id
 
 
 def _rule(template: dict[str, Any], name_suffix: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -85,7 +85,7 @@ def test_executions_that_time_out_or_are_stopped_are_sent_to_finalize_failure(
 ) -> None:
     # No Catch sees the state machine's own timeout or a StopExecution: this rule is their finalizer
     rule, target = _rule(template_json, "-run-ended-abnormally")
-    (machine_id,) = resources(template_json, "AWS::StepFunctions::StateMachine")
+    machine_id = state_machine_id(template_json)  # Express sends no status-change events
     assert rule["EventPattern"] == {
         "source": ["aws.states"],
         "detail-type": ["Step Functions Execution Status Change"],

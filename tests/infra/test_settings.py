@@ -57,6 +57,10 @@ def test_command_line_strings_are_coerced() -> None:
         ({"job_secret_prefix": "cron/", "stage": "prod"}, None),
         ({"job_secret_prefix": "c/"}, None),
         ({"tick_minutes": "5", "discovery_lag_alarm_seconds": "300"}, "must exceed the tick"),
+        (
+            {"notify_topic_arns": "arn:aws:sqs:us-east-1:123456789012:q"},
+            "notify_topic_arns: .* not an SNS topic",
+        ),
         # a setting that could not take effect is refused, saying what to add
         ({"executor_private_cidrs": "10.0.0.0/16"}, "add -c executor_subnet_ids=.*security_group_id"),
         ({"executor_subnet_ids": "subnet-0a1b2c3d4e5f60718"}, "both executor_subnet_ids and"),

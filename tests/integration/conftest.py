@@ -11,6 +11,7 @@ import pytest
 from cronpilot.clock import FixedClock
 from cronpilot.dal import schema
 from cronpilot.dal.store import Store
+from cronpilot.domain.budget import RunBudget
 from cronpilot.local.cloud import serialize_dynamodb_writes
 from cronpilot.models.run import RunRecord
 from moto import mock_aws
@@ -46,11 +47,13 @@ class RecordingStarter:
 
     def __init__(self) -> None:
         self.started: list[str] = []
+        self.budgets: dict[str, RunBudget] = {}
 
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+    def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]:
         if run.run_id in self.started:
             return "already-started"
         self.started.append(run.run_id)
+        self.budgets[run.run_id] = budget
         return "started"
 
 

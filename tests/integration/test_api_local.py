@@ -199,8 +199,10 @@ def test_pause_resume_trigger_delete(api: tuple[httpx.Client, Path, list[str]]) 
     assert "resume it first" in problem(client.post("/jobs/operated/trigger"), 409)["detail"]
     resumed = client.post("/jobs/operated/resume").json()
     assert (resumed["status"], resumed["action"]) == ("active", "resumed")
-    triggered = client.post("/jobs/operated/trigger").json()
+    triggered = client.post("/jobs/operated/trigger", json={"ask_ai": True}).json()
     assert triggered["action"] == "triggered"
+    assert client.get("/jobs/operated").json()["next_run"]["source"] == "ask-ai"
+    assert client.post("/jobs/operated/trigger").json()["action"] == "triggered"
     detail = client.get("/jobs/operated").json()
     assert detail["next_run"]["source"] == "manual"
     # the API saved local mode's state: the CLI sees the trigger

@@ -244,9 +244,9 @@ class LockedStarter(RecordingStarter):
         super().__init__()
         self.lock = threading.Lock()
 
-    def start(self, run):
+    def start(self, run, budget):
         with self.lock:
-            return super().start(run)
+            return super().start(run, budget)
 
 
 @pytest.mark.slow

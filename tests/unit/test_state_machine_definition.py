@@ -45,16 +45,65 @@ def test_every_stage_is_caught_into_finalize_failure(name):
     assert catch["ResultPath"] == "$.error"
 
 
+RUN_LIMITS = {
+    "Plan": "$.limits.plan_seconds",
+    "Execute": "$.step_seconds",
+    "Summarize": "$.limits.summarize_seconds",
+}
+THROTTLE = "Lambda.TooManyRequestsException"
+BURST_FACTOR = 4  # issue 13: a burst of executor_concurrency x 4 simultaneous steps completes
+
+
+def _execute() -> dict[str, Any]:
+    return ASL["States"]["Waves"]["ItemProcessor"]["States"]["Steps"]["ItemProcessor"]["States"]["Execute"]
+
+
 def test_every_task_has_a_timeout_and_retries_lambda_service_errors_with_full_jitter():
     tasks = [(name, s) for name, s in states(ASL) if s["Type"] == "Task"]
     assert {name for name, _ in tasks} == {"Plan", "Execute", "Summarize", "FinalizeFailure"}
     for name, task in tasks:
-        assert 0 < task["TimeoutSeconds"] <= 300, name
-        retry = task["Retry"][0]
-        assert "Lambda.ServiceException" in retry["ErrorEquals"], name
-        assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"], name
-        assert retry["JitterStrategy"] == "FULL", name
-        assert retry["BackoffRate"] > 1, name
+        # the stages' timeouts are the run's limits (its job's worst case), so a stage that overruns is
+        # caught inside Express's 5 minutes; finalize-failure's own bound is fixed and short
+        assert task.get("TimeoutSecondsPath") == RUN_LIMITS.get(name), name
+        if name == "FinalizeFailure":
+            assert 0 < task["TimeoutSeconds"] <= 60
+        errors = [e for retry in task["Retry"] for e in retry["ErrorEquals"]]
+        assert "Lambda.ServiceException" in errors, name
+        assert errors.count(THROTTLE) == 1, name
+        for retry in task["Retry"]:
+            assert retry["JitterStrategy"] == "FULL", name
+            assert retry["BackoffRate"] > 1, name
+
+
+def test_the_run_limits_reach_every_step_of_every_wave():
+    waves = ASL["States"]["Waves"]
+    assert waves["ItemSelector"]["step_seconds.$"] == "$.limits.step_seconds"
+    steps = waves["ItemProcessor"]["States"]["Steps"]
+    assert steps["ItemSelector"]["step_seconds.$"] == "$.step_seconds"
+
+
+def _expected_wait(retry: dict[str, Any]) -> float:
+    """Seconds a retrier waits in total, on average, before giving up: full jitter draws each delay
+    uniformly below its capped exponential backoff."""
+    delays = [
+        min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, retry.get("MaxDelaySeconds", float("inf")))
+        for n in range(retry["MaxAttempts"])
+    ]
+    return sum(delays) / 2
+
+
+def test_throttled_steps_wait_long_enough_for_a_burst_of_four_times_the_concurrency():
+    # Given a burst of BURST_FACTOR x concurrency steps, the last ones get a slot after the first
+    # (BURST_FACTOR - 1) rounds; a round holds a slot for at most an endpoint's default timeout
+    from cronpilot.models.job import Endpoint
+
+    slot_seconds = Endpoint.model_fields["timeout"].default.total_seconds()
+    (throttle,) = [r for r in _execute()["Retry"] if THROTTLE in r["ErrorEquals"]]
+    assert throttle["ErrorEquals"] == [THROTTLE]
+    # Then the throttle retrier waits that long on average before it gives up
+    assert _expected_wait(throttle) >= (BURST_FACTOR - 1) * slot_seconds
+    # And its longest single wait stays short, so a slot that frees up is taken soon after
+    assert throttle["MaxDelaySeconds"] <= slot_seconds
 
 
 def test_state_stays_small_step_outputs_are_discarded():
@@ -76,6 +125,6 @@ def test_render_substitutes_every_function_and_leaves_nothing_behind():
 
 
 def test_a_duplicate_step_still_in_progress_is_retried_not_failed():
-    execute = ASL["States"]["Waves"]["ItemProcessor"]["States"]["Steps"]["ItemProcessor"]["States"]["Execute"]
+    execute = _execute()
     errors = [name for retry in execute["Retry"] for name in retry["ErrorEquals"]]
     assert "IdempotencyAlreadyInProgressError" in errors

@@ -8,15 +8,17 @@ from typing import Any
 
 import pytest
 from cronpilot.domain.step_calls import (
+    MAX_TOTAL_BUDGET,
     STORED_BODY_CHARS,
     CallNotMade,
     build_request,
+    call,
     judge,
 )
 from cronpilot.models.job import Endpoint, SecretRef
 from cronpilot.models.run import StepResult, StepStatus
 from cronpilot.models.workflow import MAX_PARSED_BODY_BYTES
-from cronpilot.safehttp import HttpOutcome
+from cronpilot.safehttp import HttpOutcome, RequestSpec
 from cronpilot.safehttp.signing import generate_key
 from standardwebhooks import Webhook
 
@@ -223,3 +225,64 @@ def test_the_kept_body_is_bounded_after_masking():
     verdict = judge(endpoint(), outcome(200, "x" * (STORED_BODY_CHARS + 10)))
     assert len(verdict.body) == STORED_BODY_CHARS
     assert verdict.body_truncated
+
+
+# ------------------------------------------------------------------ sending with assertion retries
+
+
+class Scripted:
+    """A sender whose calls take `seconds` each on a fake monotonic clock, answering `documents` in turn."""
+
+    def __init__(self, documents: list[Any], seconds: float) -> None:
+        self.documents = documents
+        self.seconds = seconds
+        self.now = 0.0
+        self.budgets: list[float] = []
+
+    def __call__(self, spec: Any) -> HttpOutcome:
+        self.budgets.append(spec.total_timeout)
+        self.now += self.seconds
+        return outcome(200, self.documents.pop(0))
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+RETRIED = {"expect": {"json": {"ok": True}, "retry_on_failure": True}}
+
+
+def test_an_assertion_is_re_sent_only_when_the_endpoint_asks():
+    once = Scripted([{"ok": False}, {"ok": True}], seconds=1)
+    verdict, _ = call(
+        once, build_spec(), endpoint(expect={"json": {"ok": True}}), once.sleep, lambda: once.now
+    )
+    assert (verdict.error_kind, verdict.attempts, len(once.budgets)) == ("assertion", 1, 1)
+
+    again = Scripted([{"ok": False}, {"ok": False}, {"ok": True}], seconds=1)
+    verdict, _ = call(again, build_spec(), endpoint(**RETRIED), again.sleep, lambda: again.now)
+    assert (verdict.status, verdict.attempts) == (StepStatus.SUCCEEDED, 3)
+    assert again.now == 1 + 1 + 1 + 2 + 1  # three sends, 1 s and 2 s apart
+
+
+def test_assertion_retries_stay_inside_the_executors_budget():
+    slow = Scripted(
+        [{"ok": False}, {"ok": False}, {"ok": True}], seconds=MAX_TOTAL_BUDGET.total_seconds() - 30
+    )
+    verdict, _ = call(slow, build_spec(total_timeout=240), endpoint(**RETRIED), slow.sleep, lambda: slow.now)
+    assert verdict.error_kind == "assertion"
+    assert len(slow.budgets) == 2
+    assert slow.budgets[1] == pytest.approx(30 - 1)  # what was left after the first send and the pause
+
+
+def build_spec(total_timeout: float = 30) -> Any:
+    return RequestSpec("GET", "https://api.example.com/x", total_timeout=total_timeout)
+
+
+def test_a_failed_step_still_masks_its_hidden_values_and_publishes_none():
+    spec = endpoint(extract={"token": "auth.token"}, expect={"json": {"auth": {"type": "bearer"}}})
+    verdict = judge(spec, outcome(200, {"auth": {"token": "tok-secret-1", "type": "basic"}}))
+    assert verdict.error_kind == "assertion"
+    assert verdict.outputs == {}
+    assert "tok-secret-1" not in verdict.body
+    assert "tok-secret-1" not in (verdict.error or "")
+    assert "[hidden]" in (verdict.error or "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(RuntimeError):
@@ -19,6 +19,8 @@ class Settings(BaseModel):
 
     table_name: str = Field(min_length=1)
     state_machine_arn: str = ""
+    # Runs whose worst case fits well inside 5 minutes start here (discovery); empty = all Standard.
+    express_state_machine_arn: str = ""
     # Executor egress: extra ports and private CIDRs reachable only when a deployment says so.
     egress_allowed_ports: str = "80,443"
     egress_allowed_cidrs: str = ""
@@ -32,6 +34,15 @@ class Settings(BaseModel):
     # Prices to charge model calls at, over the list prices (cronpilot.ai.pricing): JSON, e.g.
     # {"claude-haiku-4-5": {"input": 1.0, "output": 5.0}} in USD per million tokens.
     llm_prices: str = ""
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _prices_parse(cls, value: str) -> str:
+        from cronpilot.ai.pricing import price_table
+
+        price_table(value)  # a bad override fails at cold start, not on every run's model call
+        return value
+
     stage: str = "dev"
     # Notifications: the notify function to hand notices to, and the SNS topics jobs may name.
     notify_function_name: str = ""

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cronpilot.dal.health import DynamoHealthStore
     from cronpilot.dal.idempotency import Handler
     from cronpilot.dal.usage import UsageStore
+    from cronpilot.domain.budget import RunBudgeter
     from cronpilot.domain.circuit import CircuitBreaker
     from cronpilot.domain.execution import StepExecutor
     from cronpilot.domain.notifications import Channels
@@ -81,7 +82,19 @@ class Runtime:
     def starter(self) -> StepFunctionsStarter:
         from cronpilot.dal.executions import StepFunctionsStarter
 
-        return StepFunctionsStarter(self.sfn, self.settings.state_machine_arn)
+        return StepFunctionsStarter(
+            self.sfn, self.settings.state_machine_arn, self.settings.express_state_machine_arn
+        )
+
+    @cached_property
+    def run_budgeter(self) -> RunBudgeter:
+        """Discovery's worst case per job, with the deployment's model settings."""
+        from cronpilot.domain.budget import LlmTiming, RunBudgeter
+
+        settings = self.settings
+        return RunBudgeter(
+            LlmTiming(settings.llm_provider, settings.llm_timeout_seconds, settings.llm_max_retries)
+        )
 
     @cached_property
     def http_client(self) -> SafeHttpClient:

@@ -407,6 +407,12 @@ def resume_job(job_id: JobId) -> JobChange:
     return ops.resume_job(_store(), job_id, _now())
 
 
+class TriggerRequest(BaseModel):
+    ask_ai: bool = Field(
+        default=False, description="consult the AI pilot on this run even if nothing changed"
+    )
+
+
 @app.post(
     "/jobs/<job_id>/trigger",
     operation_id="triggerJob",
@@ -417,10 +423,11 @@ def resume_job(job_id: JobId) -> JobChange:
         **_BAD_REQUEST,
         **_NOT_FOUND,
         409: _problem_response("The job is paused"),
+        **_TOO_LARGE,
     },
 )
-def trigger_job(job_id: JobId) -> JobChange:
-    return ops.trigger_job(_store(), job_id, _now())
+def trigger_job(job_id: JobId, request: Annotated[TriggerRequest | None, Body()] = None) -> JobChange:
+    return ops.trigger_job(_store(), job_id, _now(), ask_ai=bool(request and request.ask_ai))
 
 
 @app.get(

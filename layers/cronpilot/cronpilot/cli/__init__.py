@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cronpilot.cli.common import DEFAULT_STATE_FILE, console, load_jobs, one_line_errors
 from cronpilot.cli.doctor import doctor
@@ -20,12 +21,14 @@ from cronpilot.cli.jobs import jobs_app
 from cronpilot.cli.local import local_app
 from cronpilot.cli.mcp import mcp
 from cronpilot.cli.runs import runs_app
+from cronpilot.cli.secrets import secrets_app
 from cronpilot.models.job import Job
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="cronpilot: an AI-piloted job scheduler.")
 app.add_typer(local_app, name="local")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(runs_app, name="runs")
+app.add_typer(secrets_app, name="secrets")
 app.command()(doctor)
 app.command()(mcp)
 
@@ -51,7 +54,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Job files (YAML o
     jobs = load_jobs(files)
     for path, job in zip(files, jobs, strict=True):
         console.print(
-            f"[green]ok[/green] {path}: job {job.id} "
+            f"[green]ok[/green] {escape(str(path))}: job {job.id} "
             f"({job.schedule.describe()}, {len(job.endpoints)} endpoints)"
         )
 

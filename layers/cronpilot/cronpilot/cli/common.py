@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cronpilot.jobfiles import JobFileError, load_job_file
 from cronpilot.models.job import Job
@@ -27,6 +28,8 @@ EXIT_INVALID = 1  # invalid input or an action the job's state does not allow
 EXIT_USAGE = 2  # bad command line (typer's own)
 EXIT_NOT_FOUND = 3  # no such job or run
 EXIT_TARGET = 4  # the target (AWS account, stack, state file) cannot be used
+EXIT_RUNS_FAILED = 5  # `local run`: a run failed (or was partial, with --fail-on partial)
+EXIT_TIMEOUT = 6  # local mode: a wait ran out (the report is still written)
 
 DEFAULT_STATE_FILE = Path(".cronpilot/local-state.json")
 # The stack's notify_topic_arns, comma-separated: job files naming other topics are refused offline.
@@ -37,26 +40,40 @@ Output = Annotated[str, typer.Option("--output", "-o", help="table or json")]
 
 def one_line_errors[F: Callable[..., Any]](command: F) -> F:
     """Turn domain and AWS errors into one clear line and a stable exit code, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):  # already reported
+            raise
+        except Exception as exc:
+            code = _exit_code(exc)
+            if code is None:
+                raise
+            raise fail(str(exc), code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _exit_code(exc: Exception) -> int | None:
+    """The exit code of an error a command may raise; None for a bug. Imported only once a command has
+    failed, so `validate` never pays for boto3 (about half a second)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from cronpilot.cli.targets import TargetError
     from cronpilot.domain.operations import OperationError
     from cronpilot.domain.ports import JobNotFound, RunNotFound
 
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (JobNotFound, RunNotFound) as exc:
-            raise fail(str(exc), EXIT_NOT_FOUND) from None
-        except OperationError as exc:
-            raise fail(str(exc), EXIT_INVALID) from None
-        except (TargetError, ClientError, BotoCoreError) as exc:
-            raise fail(str(exc), EXIT_TARGET) from None
-        except ValueError as exc:
-            raise fail(str(exc), EXIT_INVALID) from None
-
-    return wrapper  # type: ignore[return-value]
+    if isinstance(exc, JobNotFound | RunNotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, OperationError):
+        return EXIT_INVALID
+    if isinstance(exc, TargetError | ClientError | BotoCoreError):
+        return EXIT_TARGET
+    if isinstance(exc, ValueError):  # includes invalid input to local mode (LocalSecretsError)
+        return EXIT_INVALID
+    return None
 
 
 @contextmanager
@@ -91,7 +108,8 @@ def parse_time(value: str) -> datetime:
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # Messages quote user input (file names, keys, values): never read them as rich markup.
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

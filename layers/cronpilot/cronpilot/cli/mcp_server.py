@@ -240,11 +240,15 @@ class CronpilotTools:
         return _result(change, f"{job_id} resumed: next run {_iso(change.next_run_at)}")
 
     def trigger_job(
-        self, job_id: Annotated[str, Field(description="the job's id")]
+        self,
+        job_id: Annotated[str, Field(description="the job's id")],
+        ask_ai: Annotated[
+            bool, Field(description="consult the AI pilot on this run even if nothing changed")
+        ] = False,
     ) -> Annotated[CallToolResult, JobChange]:
         """Run a job now (on the next scheduler tick), under its overlap policy. Requires --allow-writes."""
         with self.target(write=True) as t:
-            change = ops.trigger_job(t.store, job_id, t.clock.now())
+            change = ops.trigger_job(t.store, job_id, t.clock.now(), ask_ai=ask_ai)
         return _result(change, f"{job_id} triggered: {change.message}")
 
     def retry_run(

@@ -37,7 +37,7 @@ def resolve_stack(stack: str, region: str | None) -> dict[str, str]:
     table = next((v for k, v in outputs.items() if "TableName" in k), None)
     if table is None:
         raise TargetError(f"stack {stack!r} has no TableName output: is it a cronpilot stack?")
-    machine = next((v for k, v in outputs.items() if "StateMachineArn" in k), "")
+    machine = next((v for k, v in outputs.items() if "StateMachineArn" in k and "Express" not in k), "")
     return {"table": table, "state_machine_arn": machine}
 
 

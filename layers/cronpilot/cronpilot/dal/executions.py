@@ -1,4 +1,5 @@
-"""Step Functions: starting a run's execution (its name derives from the run id)."""
+"""Step Functions: starting a run's execution (its name derives from the run id) on the state machine
+its budget fits: Express when the worst case ends well inside 5 minutes, Standard otherwise."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cronpilot.models.run import execution_name
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
+    from cronpilot.domain.budget import RunBudget
     from cronpilot.models.run import RunRecord
 
 # Worth trying again: the token bucket refills, the open-executions count falls as runs end.
@@ -20,17 +22,31 @@ _THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "
 
 
 class StepFunctionsStarter:
-    def __init__(self, sfn: SFNClient, state_machine_arn: str) -> None:
+    def __init__(self, sfn: SFNClient, state_machine_arn: str, express_state_machine_arn: str = "") -> None:
         self.sfn = sfn
         self.state_machine_arn = state_machine_arn
+        # Without an Express machine (a deployment from before it existed) every run goes to Standard.
+        self.express_state_machine_arn = express_state_machine_arn
 
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+    def machine_for(self, budget: RunBudget) -> str:
+        if budget.execution_type == "express" and self.express_state_machine_arn:
+            return self.express_state_machine_arn
+        return self.state_machine_arn
+
+    def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]:
         """Standard executions are idempotent on (name, input): a repeated start of a running
-        execution answers as the first did, one of a closed execution ExecutionAlreadyExists."""
-        payload = {"run_id": run.run_id, "job_id": run.job_id, "epoch": run.epoch}
+        execution answers as the first did, one of a closed execution ExecutionAlreadyExists. Express
+        does not dedupe names: a second start runs twice, which the epoch fence and the idempotent
+        steps make harmless."""
+        payload = {
+            "run_id": run.run_id,
+            "job_id": run.job_id,
+            "epoch": run.epoch,
+            "limits": budget.limits.as_input(),  # the ASL's task timeouts (TimeoutSecondsPath)
+        }
         try:
             self.sfn.start_execution(
-                stateMachineArn=self.state_machine_arn,
+                stateMachineArn=self.machine_for(budget),
                 name=execution_name(run.run_id),
                 input=json.dumps(payload),
             )

@@ -106,7 +106,7 @@ def step_key(run_id: str, step_id: str) -> dict[str, str]:
 
 def decision_key(job_id: str, phase: str) -> dict[str, str]:
     """The job's standing AI decision of one phase (plan | summarize)."""
-    return {PARTITION_KEY: f"job#{job_id}", SORT_KEY: f"decision#{phase}"}
+    return {PARTITION_KEY: job_partition(job_id), SORT_KEY: f"decision#{phase}"}
 
 
 def usage_key(job_id: str, day: str) -> dict[str, str]:

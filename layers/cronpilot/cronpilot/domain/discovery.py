@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cronpilot.clock import Clock
+from cronpilot.domain.budget import RunBudgeter
 from cronpilot.domain.notifications import enqueue, missed_notices
 from cronpilot.domain.ports import (
     ClaimConflict,
@@ -145,10 +146,12 @@ class Discovery:
         readers: int = DEFAULT_READERS,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        budget: RunBudgeter | None = None,
         notices: NoticeQueue | None = None,
     ) -> None:
         self.store = store
         self.starter = starter
+        self.budget = budget or RunBudgeter()  # the deployment's model settings (runtime.run_budgeter)
         self.clock = clock
         self.owner = owner
         self.notices = notices
@@ -319,7 +322,7 @@ class Discovery:
         attempt = 0
         while True:
             try:
-                outcome = self.starter.start(run)
+                outcome = self.starter.start(run, self.budget(record.job))
                 break
             except StartDeferred as exc:
                 attempt += 1

@@ -4,8 +4,8 @@ only gets the step's status back (state payloads are capped at 256 KB and must n
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
-from typing import Any
 
 from cronpilot.clock import Clock
 from cronpilot.domain.circuit import CircuitBreaker, Permit
@@ -38,8 +38,19 @@ def resolve_secret(ref: SecretRef) -> str:
         assert ref.parameter is not None
         value = str(parameters.get_parameter(ref.parameter, decrypt=True, max_age=300))
     if ref.json_key is not None:
-        value = str(json.loads(value)[ref.json_key])
+        value = _json_field(value, ref.json_key)
     return value
+
+
+def _json_field(value: str, key: str) -> str:
+    # The messages never quote the value: it is the secret.
+    try:
+        document = json.loads(value)
+    except ValueError:
+        raise ValueError(f"json_key {key!r} is set but the value is not JSON") from None
+    if not isinstance(document, dict) or key not in document:
+        raise ValueError(f"its JSON has no key {key!r}")
+    return str(document[key])
 
 
 def idempotency_key(run_id: str, step_id: str) -> str:
@@ -54,7 +65,7 @@ class StepExecutor:
         send: Sender,
         resolver: SecretResolver = resolve_secret,
         breaker: CircuitBreaker | None = None,
-        sleep: Callable[[float], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,  # between assertion retries
     ) -> None:
         self.store = store
         self.clock = clock
@@ -105,9 +116,8 @@ class StepExecutor:
             return StepResult(
                 step_id=step_id, endpoint_id=endpoint.id, status=StepStatus.SKIPPED, skip_reason=CIRCUIT_OPEN
             )
-        sleep: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
         try:
-            verdict, outcome = call(self.send, spec, endpoint, **sleep)
+            verdict, outcome = call(self.send, spec, endpoint, self.sleep)
         except Exception:
             if breaker is not None and permit is not None:
                 breaker.release(permit)  # no verdict on the endpoint

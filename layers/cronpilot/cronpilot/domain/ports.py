@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
+    from cronpilot.domain.budget import RunBudget
     from cronpilot.models.health import Health
     from cronpilot.models.job import Job, JobStatus, SecretRef
     from cronpilot.models.notify import Delivery, Notice
@@ -273,11 +274,13 @@ class NoticeQueue(Protocol):
 
 
 class ExecutionStarter(Protocol):
-    """Starts a run's execution; its name derives from the run id, so a second start is harmless.
-    Raises StartDeferred (StartThrottled, StartUnavailable) when trying again may help, StartFailed
-    when the service refuses for good."""
+    """Starts a run's execution on the state machine type its budget fits (Express or Standard), with
+    the budget's task limits in the input; its name derives from the run id. A second start of a
+    Standard execution is harmless; Express does not dedupe names, so a second start runs twice, which
+    the epoch fence and the idempotent steps make harmless. Raises StartDeferred (StartThrottled,
+    StartUnavailable) when trying again may help, StartFailed when the service refuses for good."""
 
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]: ...
+    def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]: ...
 
 
 # What `cronpilot doctor` learns about a deployed secret: readable by the executor, or why not.

@@ -13,6 +13,7 @@ finalize-failure, asynchronously.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import json
@@ -25,6 +26,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,8 +37,12 @@ from cronpilot import runtime
 from cronpilot.clock import Clock, to_iso
 from cronpilot.dal import schema
 from cronpilot.local.moto_patches import (
+    DynamoMeter,
     cache_interpreter_setup,
     cache_request_routing,
+    keep_states_errors_out_of_map_iterations,
+    meter_dynamodb,
+    running_function,
     serialize_dynamodb_writes,
 )
 from cronpilot.models.run import ABNORMAL_END_STATUSES, EXECUTION_STATUS_CHANGE, execution_name
@@ -45,6 +51,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE_NAME = "cronpilot-local"
 STATE_MACHINE_NAME = "cronpilot-local-run"
+EXPRESS_STATE_MACHINE_NAME = "cronpilot-local-run-express"
 FUNCTIONS = ("discovery", "planner", "executor", "summarizer", "finalize_failure", "notify")
 ASL_PATH = Path(__file__).resolve().parent.parent / "asl" / "run_job.asl.json"
 FUNCTIONS_DIR = Path(__file__).resolve().parents[4] / "functions"
@@ -54,6 +61,21 @@ ASL_SUBSTITUTIONS = {
     "SummarizerFunctionArn": "summarizer",
     "FinalizeFailureFunctionArn": "finalize_failure",
 }
+
+
+@functools.cache
+def _too_many_requests() -> type[Exception]:
+    """Lambda's answer to an invocation beyond the function's reserved concurrency: HTTP 429
+    TooManyRequestsException (moto turns its JsonRESTError into that response)."""
+    from moto.core.exceptions import JsonRESTError
+
+    class TooManyRequestsException(JsonRESTError):
+        code = 429
+
+        def __init__(self) -> None:
+            super().__init__("TooManyRequestsException", "Rate Exceeded.")
+
+    return TooManyRequestsException
 
 
 def function_name(name: str) -> str:
@@ -111,8 +133,20 @@ class LocalCloud:
         egress_allowed_cidrs: str = "",
         egress_allowed_ports: str = "80,443",
         extra_env: dict[str, str] | None = None,
+        reserved_concurrency: dict[str, int] | None = None,
+        meter: bool = False,
+        express_limit_seconds: float = 300.0,
     ) -> None:
         self.clock = clock
+        # put_function_concurrency per function, as the stack reserves it; the seam enforces it
+        self.reserved_concurrency = dict(reserved_concurrency or {})
+        # what each DynamoDB request would be billed (the cost model's counted calls); off by default
+        self.dynamo_meter: DynamoMeter | None = DynamoMeter() if meter else None
+        # Express executions end at 5 minutes with no Catch and no event (moto runs them as long as
+        # they like); tests shorten the wall to watch a run die silently
+        self.express_limit_seconds = express_limit_seconds
+        self._walls: list[threading.Timer] = []
+        self._ended_express: set[str] = set()  # execution names past the wall
         self.env = {
             "AWS_DEFAULT_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "local",
@@ -134,11 +168,15 @@ class LocalCloud:
         self.invocations: list[tuple[str, dict[str, Any]]] = []
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+        self._in_flight_lock = threading.Lock()
+        self.throttled: list[str] = []  # function names, one entry per refused invocation
         self.state_machine_arn = ""
         self._deliveries: list[threading.Thread] = []
         self._deliveries_lock = threading.Lock()
         self._ending = 0  # executions between their final status and their event's dispatch
         self.delivered_events: list[dict[str, Any]] = []
+        self.express_state_machine_arn = ""
 
     # ----------------------------------------------------------- lifecycle
 
@@ -160,11 +198,20 @@ class LocalCloud:
         self._install_status_change_events()
         self._undo.append(cache_interpreter_setup())
         self._undo.append(cache_request_routing())
+        self._undo.append(keep_states_errors_out_of_map_iterations())
+        if self.dynamo_meter is not None:
+            self._undo.append(meter_dynamodb(self.dynamo_meter))
+        self._install_express_wall()
         self._create_resources()
-        os.environ["STATE_MACHINE_ARN"] = self.state_machine_arn
-        self._saved_env.setdefault("STATE_MACHINE_ARN", None)
+        for key, value in (
+            ("STATE_MACHINE_ARN", self.state_machine_arn),
+            ("EXPRESS_STATE_MACHINE_ARN", self.express_state_machine_arn),
+        ):
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
         runtime.reset()
         runtime.override(clock=self.clock)
+        forget_cached_secrets()
         self._handlers = {function_name(n): load_handler(n) for n in FUNCTIONS}
         return self
 
@@ -175,6 +222,7 @@ class LocalCloud:
         self._mock.stop()
         self._clients.clear()
         runtime.reset()
+        forget_cached_secrets()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -201,7 +249,11 @@ class LocalCloud:
             response_headers: Any,
         ) -> bytes:
             fn = backend.get_function(function_name, qualifier)  # unknown functions still fail like AWS
-            return cloud._run_handler(fn.function_name, body, response_headers)
+            cloud._enter(fn.function_name, fn.reserved_concurrency)
+            try:
+                return cloud._run_handler(fn.function_name, body, response_headers)
+            finally:
+                cloud._leave(fn.function_name)
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
         self._undo.append(lambda: setattr(LambdaSimpleBackend, "invoke", original))
@@ -258,12 +310,68 @@ class LocalCloud:
         except RuntimeError:
             logging.getLogger(__name__).exception("local-mode event delivery failed", extra={"target": name})
 
+    def _install_express_wall(self) -> None:
+        """End each Express execution still running after the limit, as the service does: no Catch
+        runs and no status-change event is sent, so the run is left to its lease."""
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+        original = StepFunctionsParserBackend.start_execution
+        cloud = self
+
+        def start_execution(backend: Any, state_machine_arn: str, *args: Any, **kwargs: Any) -> Any:
+            execution = original(backend, state_machine_arn, *args, **kwargs)
+            if backend.describe_state_machine(state_machine_arn).type == "EXPRESS":
+                wall = threading.Timer(cloud.express_limit_seconds, cloud._end_express, args=(execution,))
+                wall.daemon = True
+                cloud._walls.append(wall)
+                wall.start()
+            return execution
+
+        StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign,assignment]
+
+        def undo() -> None:
+            StepFunctionsParserBackend.start_execution = original  # type: ignore[method-assign]
+            for wall in self._walls:
+                wall.cancel()
+
+        self._undo.append(undo)
+
+    def _end_express(self, execution: Any) -> None:
+        """moto only stops an execution between states; a task already running would still return
+        into its Catch. So the seam also refuses every later invocation for that run: nothing after
+        the wall reaches a function, as on AWS."""
+        if execution.status == "RUNNING":
+            self._ended_express.add(execution.name)
+            execution.stop(stop_date=datetime.now(UTC), error="States.Timeout", cause="Express limit reached")
+
+    def _enter(self, name: str, reserved: int | str | None) -> None:
+        """Lambda refuses an invocation beyond the function's reserved concurrency with HTTP 429
+        TooManyRequestsException (Step Functions sees Lambda.TooManyRequestsException)."""
+        with self._in_flight_lock:
+            running = self._in_flight.get(name, 0)
+            if reserved is not None and running >= int(reserved):
+                self.throttled.append(name)
+                raise _too_many_requests()()
+            self._in_flight[name] = running + 1
+
+    def _leave(self, name: str) -> None:
+        with self._in_flight_lock:
+            self._in_flight[name] -= 1
+
     def _run_handler(self, name: str, body: Any, response_headers: dict[str, str]) -> bytes:
         event = json.loads(body) if body else {}
         self.invocations.append((name, event))
+        ended = isinstance(event, dict) and execution_name(str(event.get("run_id"))) in self._ended_express
+        if ended:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(
+                {"errorType": "ExecutionEnded", "errorMessage": "past Express's limit"}
+            ).encode()
         context = LambdaContext(
             function_name=name, aws_request_id=str(uuid.uuid4()), invoked_function_arn=function_arn(name)
         )
+        outer = getattr(running_function, "name", "")
+        running_function.name = name
         try:
             result = self._handlers[name](event, context)
         except Exception as exc:  # Lambda's Unhandled error envelope, so Retry/Catch behave as on AWS
@@ -274,6 +382,8 @@ class LocalCloud:
                 "stackTrace": traceback.format_tb(exc.__traceback__)[-3:],
             }
             return json.dumps(envelope).encode()
+        finally:
+            running_function.name = outer
         return json.dumps(result, default=str).encode()
 
     def replace_handler(self, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> Callable[..., Any]:
@@ -318,10 +428,19 @@ class LocalCloud:
                 Code={"ZipFile": code.getvalue()},
                 Architectures=["arm64"],
             )
+            if name in self.reserved_concurrency:
+                lambda_.put_function_concurrency(
+                    FunctionName=function_name(name),
+                    ReservedConcurrentExecutions=self.reserved_concurrency[name],
+                )
         sfn = self.client("stepfunctions")
         definition = render_asl({key: function_arn(name) for key, name in ASL_SUBSTITUTIONS.items()})
+        # Both types from the one definition, as CDK deploys them; discovery picks per run.
         self.state_machine_arn = sfn.create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=role, type="STANDARD"
+        )["stateMachineArn"]
+        self.express_state_machine_arn = sfn.create_state_machine(
+            name=EXPRESS_STATE_MACHINE_NAME, definition=definition, roleArn=role, type="EXPRESS"
         )["stateMachineArn"]
         events = self.client("events")
         events.put_rule(Name="cronpilot-local-tick", ScheduleExpression="rate(1 minute)", State="ENABLED")
@@ -365,13 +484,20 @@ class LocalCloud:
             raise RuntimeError(f"{name} failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
         return payload
 
+    @property
+    def state_machine_arns(self) -> list[str]:
+        return [arn for arn in (self.state_machine_arn, self.express_state_machine_arn) if arn]
+
     def executions(self, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Both machines' executions. A test's view only: AWS lists no Express executions (their
+        history is the log group's), and cronpilot itself never lists or describes executions."""
         sfn = self.client("stepfunctions")
-        kwargs: dict[str, Any] = {"stateMachineArn": self.state_machine_arn}
-        if status:
-            kwargs["statusFilter"] = status
-        for page in sfn.get_paginator("list_executions").paginate(**kwargs):
-            yield from page["executions"]
+        for arn in self.state_machine_arns:
+            kwargs: dict[str, Any] = {"stateMachineArn": arn}
+            if status:
+                kwargs["statusFilter"] = status
+            for page in sfn.get_paginator("list_executions").paginate(**kwargs):
+                yield from page["executions"]
 
     def wait_idle(self, timeout: float = 120, *, raise_on_timeout: bool = True) -> None:
         """Block until no execution is RUNNING (moto runs them on background threads) and every
@@ -394,14 +520,39 @@ class LocalCloud:
         through the API each poll cost a ListExecutions round trip under the GIL the runs need."""
         from moto.stepfunctions.responses import get_backend
 
-        if not self.state_machine_arn:
-            return False
-        machine = get_backend(ACCOUNT, REGION).describe_state_machine(self.state_machine_arn)
-        return any(execution.status == "RUNNING" for execution in list(machine.executions))
+        backend = get_backend(ACCOUNT, REGION)
+        for arn in self.state_machine_arns:
+            machine = backend.describe_state_machine(arn)
+            if any(execution.status == "RUNNING" for execution in list(machine.executions)):
+                return True
+        return False
+
+    def execution_type(self, run_id: str) -> str:
+        """Which machine ran the run: "STANDARD" or "EXPRESS" (a test's view, see `executions`)."""
+        return self._execution(run_id)[0]
 
     def describe_execution(self, run_id: str) -> dict[str, Any]:
-        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{execution_name(run_id)}"
-        return self.client("stepfunctions").describe_execution(executionArn=arn)
+        return self._execution(run_id)[1]
+
+    def _execution(self, run_id: str) -> tuple[str, dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        for kind, arn in (("STANDARD", self.state_machine_arn), ("EXPRESS", self.express_state_machine_arn)):
+            if not arn:
+                continue
+            execution_arn = arn.replace(":stateMachine:", ":execution:") + f":{execution_name(run_id)}"
+            try:
+                return kind, sfn.describe_execution(executionArn=execution_arn)
+            except sfn.exceptions.ExecutionDoesNotExist:
+                continue
+        raise LookupError(f"no execution named {execution_name(run_id)}")
+
+
+def forget_cached_secrets() -> None:
+    """The executor's secret reads are cached per process for 5 minutes (as per Lambda container): a
+    local run must not see a value, or a missing secret, from an earlier run in the same process."""
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
 
 
 def _status_change_event(execution: Any) -> dict[str, Any]:

@@ -12,8 +12,10 @@ moto is pinned to an exact version (pyproject.toml) because these touch its inte
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 _DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
@@ -172,5 +174,234 @@ def cache_request_routing() -> Callable[[], None]:
     def undo() -> None:
         BaseBackend.urls = original_urls  # type: ignore[method-assign]
         responses.method_names_from_class = original_method_names
+
+    return undo
+
+
+def keep_states_errors_out_of_map_iterations() -> Callable[[], None]:
+    """A Map iteration that fails with a States.* error (a task's States.Timeout) reaches the Map as
+    that error, as on AWS. moto wraps every iteration error in a custom error name, whose constructor
+    refuses the States. prefix: the run then failed with States.Runtime, which AWS's States.ALL does
+    not even catch. Returns the undo."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
+
+    def error_name(error_name: str) -> Any:
+        if error_name.startswith("States."):
+            return StatesErrorName.from_name(error_name)
+        return CustomErrorName(error_name=error_name)
+
+    iteration_worker.CustomErrorName = error_name  # type: ignore[misc,assignment]
+
+    def undo() -> None:
+        iteration_worker.CustomErrorName = CustomErrorName  # type: ignore[misc]
+
+    return undo
+
+
+# The Lambda function whose handler runs on this thread (set by local mode's invoke seam), so each
+# metered DynamoDB request is attributed to the function that made it.
+running_function = threading.local()
+
+
+@dataclass
+class DynamoCall:
+    """One DynamoDB request and the on-demand request units DynamoDB would bill for it."""
+
+    operation: str
+    write_units: float = 0.0
+    read_units: float = 0.0
+    index_write_units: float = 0.0
+    failed: bool = False
+    function: str = ""
+
+
+@dataclass
+class DynamoMeter:
+    """Every DynamoDB request local mode served, with its billed units (see `meter_dynamodb`)."""
+
+    calls: list[DynamoCall] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, call: DynamoCall) -> None:
+        call.function = getattr(running_function, "name", "")
+        with self.lock:
+            self.calls.append(call)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.calls.clear()
+
+    @property
+    def write_units(self) -> float:
+        return sum(c.write_units + c.index_write_units for c in self.calls)
+
+    @property
+    def read_units(self) -> float:
+        return sum(c.read_units for c in self.calls)
+
+
+_WRITE_KB = 1024
+_READ_KB = 4096
+
+
+def _units(size: int, unit: int) -> int:
+    return max(1, -(-size // unit))
+
+
+def meter_dynamodb(meter: DynamoMeter) -> Callable[[], None]:
+    """Count what DynamoDB bills for each request moto serves; returns the undo.
+
+    On-demand billing: a write is 1 unit per KB of the larger of the item before and after (2 in a
+    transaction, ConditionCheck included); a failed conditional write still costs its units; each
+    global secondary index the write changes costs a write of the projected entry (2 when the
+    index key moves: delete and put). A read is 1 unit per 4 KB (half eventually consistent, 2 in a
+    transaction); a query pays for the items it reads, summed, rounded up per request.
+    """
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.responses import DynamoHandler
+
+    def table_of(handler: Any, name: str) -> Any:
+        return handler.dynamodb_backend.get_table(name)
+
+    def current(table: Any, key: dict[str, Any]) -> Item | None:
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        bucket = table.items.get(hash_value, {})
+        found: Item | None = bucket.get(range_value) if table.range_key_attr else bucket
+        return found
+
+    def index_writes(table: Any, before: Item | None, after: Item | None) -> float:
+        units = 0.0
+        for index in table.global_indexes:
+            keys = index.schema_key_attrs
+            was = before is not None and all(k in before.attrs for k in keys)
+            now = after is not None and all(k in after.attrs for k in keys)
+            old = index.project(before) if was and before is not None else None
+            new = index.project(after) if now and after is not None else None
+            if old is None and new is None:
+                continue
+            if old is None or new is None:
+                units += _units((new or old).size(), _WRITE_KB)  # type: ignore[union-attr]
+            elif any(before.attrs[k] != after.attrs[k] for k in keys):  # type: ignore[union-attr]
+                units += _units(old.size(), _WRITE_KB) + _units(new.size(), _WRITE_KB)
+            elif old.attrs != new.attrs:
+                units += _units(new.size(), _WRITE_KB)
+        return units
+
+    def write(
+        handler: Any, original: Any, name: str, key_of: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Any:
+        body = handler.body
+        table = table_of(handler, body["TableName"])
+        key = key_of(body)
+        before = current(table, key)
+        before = copy.deepcopy(before) if before is not None else None
+        call = DynamoCall(name)
+        try:
+            return original(handler)
+        except Exception:
+            call.failed = True
+            raise
+        finally:
+            after = current(table, key)
+            sizes = [item.size() for item in (before, after) if item is not None]
+            if name == "put_item":
+                sizes.append(Item(DynamoType(key[table.hash_key_attr]), None, body["Item"]).size())
+            call.write_units = _units(max(sizes, default=0), _WRITE_KB)
+            if not call.failed:
+                call.index_write_units = index_writes(table, before, after)
+            meter.add(call)
+
+    def transact(handler: Any, original: Any) -> Any:
+        touched = []
+        for entry in handler.body["TransactItems"]:
+            (kind, op), *_ = entry.items()
+            table = table_of(handler, op["TableName"])
+            key = op["Item"] if kind == "Put" else op["Key"]
+            before = current(table, key)
+            touched.append((kind, op, table, key, copy.deepcopy(before) if before is not None else None))
+        call = DynamoCall("transact_write_items")
+        try:
+            return original(handler)
+        except Exception:
+            call.failed = True
+            raise
+        finally:
+            for kind, op, table, key, before in touched:
+                after = current(table, key)
+                sizes = [item.size() for item in (before, after) if item is not None]
+                if kind == "Put":
+                    sizes.append(Item(DynamoType(key[table.hash_key_attr]), None, op["Item"]).size())
+                call.write_units += 2 * _units(max(sizes, default=0), _WRITE_KB)
+                if not call.failed and kind != "ConditionCheck":
+                    call.index_write_units += index_writes(table, before, after)
+            meter.add(call)
+
+    def read_units(size: int, consistent: bool) -> float:
+        return _units(size, _READ_KB) * (1.0 if consistent else 0.5)
+
+    def get_item(handler: Any, original: Any) -> Any:
+        body = handler.body
+        found = current(table_of(handler, body["TableName"]), body["Key"])
+        meter.add(
+            DynamoCall(
+                "get_item",
+                read_units=read_units(found.size() if found else 0, bool(body.get("ConsistentRead"))),
+            )
+        )
+        return original(handler)
+
+    def batch_get(handler: Any, original: Any) -> Any:
+        call = DynamoCall("batch_get_item")
+        for name, request in handler.body["RequestItems"].items():
+            table = table_of(handler, name)
+            for key in request["Keys"]:
+                found = current(table, key)
+                call.read_units += read_units(
+                    found.size() if found else 0, bool(request.get("ConsistentRead"))
+                )
+        meter.add(call)
+        return original(handler)
+
+    def query(handler: Any, original: Any) -> Any:
+        body = handler.body
+        table = table_of(handler, body["TableName"])
+        response = original(handler)
+        index = next((i for i in table.global_indexes if i.name == body.get("IndexName")), None)
+        keys = (table.hash_key_attr, table.range_key_attr)
+        size = 0
+        for attrs in response.result.get("Items", []):
+            # values are DynamoType, or already plain JSON once moto serialized the result
+            key = {k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in attrs.items() if k in keys}
+            item = current(table, key)
+            if item is not None:
+                size += (index.project(item) if index is not None else item).size()
+        meter.add(DynamoCall("query", read_units=read_units(size, bool(body.get("ConsistentRead")))))
+        return response
+
+    def item_key(body: dict[str, Any]) -> dict[str, Any]:
+        return dict(body["Key"])
+
+    def put_key(body: dict[str, Any]) -> dict[str, Any]:
+        return dict(body["Item"])
+
+    wrappers = {
+        "put_item": lambda original: lambda self: write(self, original, "put_item", put_key),
+        "update_item": lambda original: lambda self: write(self, original, "update_item", item_key),
+        "delete_item": lambda original: lambda self: write(self, original, "delete_item", item_key),
+        "transact_write_items": lambda original: lambda self: transact(self, original),
+        "get_item": lambda original: lambda self: get_item(self, original),
+        "batch_get_item": lambda original: lambda self: batch_get(self, original),
+        "query": lambda original: lambda self: query(self, original),
+    }
+    originals = {name: DynamoHandler.__dict__[name] for name in wrappers}
+    for name, wrap in wrappers.items():
+        setattr(DynamoHandler, name, wrap(originals[name]))
+
+    def undo() -> None:
+        for name, original in originals.items():
+            setattr(DynamoHandler, name, original)
 
     return undo

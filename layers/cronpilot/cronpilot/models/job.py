@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictBool,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema, to_jsonable_python
 
 from cronpilot.cron import CronExpression, parse_timezone
 from cronpilot.durations import Duration, format_duration
@@ -33,6 +50,99 @@ HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
 DEFAULT_MAX_CONCURRENT_RUNS = 3
+MAX_ENDPOINTS = 100
+
+
+# ------------------------------------------------------------------ field types with cronpilot's words
+# A job file is typed by hand: these types refuse booleans as numbers, non-finite and out-of-range
+# values with the field's range in the message, instead of pydantic's generic wording.
+
+
+def describe_value(value: object) -> str:
+    """What a value looks like to someone who typed it in YAML or JSON."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "infinity"
+    if isinstance(value, int) and value.bit_length() > 128:  # str() of a huge int is slow, or refused
+        return "a number with more than 38 digits"
+    if isinstance(value, int | float):
+        text = str(value)
+        return f"the number {text if len(text) <= 24 else text[:20] + '...'}"
+    if isinstance(value, str):
+        return "text" if len(value) > 40 else f"the text {value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+@dataclass(frozen=True)
+class WholeNumber:
+    """`Annotated[int, WholeNumber(1, 40)]`: an int in [low, high]; true/false, 2.5, "3" and NaN refused."""
+
+    low: int
+    high: int
+
+    def check(self, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(
+                f"expected a whole number from {self.low} to {self.high}, got {describe_value(value)}"
+            )
+        if not self.low <= value <= self.high:
+            raise ValueError(
+                f"{describe_value(value).removeprefix('the number ')} is out of range: "
+                f"use a whole number from {self.low} to {self.high}"
+            )
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "minimum": self.low, "maximum": self.high}
+
+
+@dataclass(frozen=True)
+class DurationWithin:
+    """`Annotated[Duration, DurationWithin(low, high)]`: the range is part of every message."""
+
+    low: timedelta
+    high: timedelta
+
+    @property
+    def expected(self) -> str:
+        return (
+            f"use a duration from {format_duration(self.low)} to {format_duration(self.high)}, such as '15m'"
+        )
+
+    def check(self, value: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> timedelta:
+        try:
+            parsed: timedelta = handler(value)
+        except ValidationError as exc:
+            problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ").split(": use ")[0]
+            raise ValueError(f"{problem}: {self.expected}") from None
+        if not self.low <= parsed <= self.high:
+            raise ValueError(f"{format_duration(parsed)} is out of range: {self.expected}")
+        return parsed
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_wrap_validator_function(self.check, handler(source))
+
+
+ONE_YEAR = timedelta(days=366)
+# Far longer than any real one; keeps the parsers (and the messages that quote them) small.
+MAX_CRON_LENGTH = 200
+MAX_TIMEZONE_LENGTH = 64
 # How long a standing AI decision may be reused without asking the model again, and its ceiling.
 DEFAULT_MAX_DECISION_AGE = timedelta(hours=24)
 MAX_DECISION_AGE_LIMIT = timedelta(days=30)
@@ -66,13 +176,18 @@ class Schedule(Strict):
     """Exactly one of cron (5 fields, evaluated in `timezone`), rate, or a one-off `at`."""
 
     cron: str | None = None
-    rate: Duration | None = None
+    # At least 1m: the scheduler ticks once a minute.
+    rate: Annotated[Duration, DurationWithin(timedelta(minutes=1), ONE_YEAR)] | None = None
     at: datetime | None = None
     timezone: str = "UTC"
 
     @field_validator("cron")
     @classmethod
     def _cron_parses(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_CRON_LENGTH:
+            raise ValueError(
+                f"cron is longer than {MAX_CRON_LENGTH} characters: write 5 fields, e.g. '0 9 * * MON-FRI'"
+            )
         if value is not None:
             CronExpression.parse(value)
         return value
@@ -80,14 +195,9 @@ class Schedule(Strict):
     @field_validator("timezone")
     @classmethod
     def _timezone_exists(cls, value: str) -> str:
+        if len(value) > MAX_TIMEZONE_LENGTH:
+            raise ValueError("unknown time zone (too long): use an IANA name such as 'Europe/Berlin'")
         parse_timezone(value)
-        return value
-
-    @field_validator("rate")
-    @classmethod
-    def _rate_is_sane(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value < timedelta(minutes=1):
-            raise ValueError("rate must be at least 1m: the scheduler ticks once a minute")
         return value
 
     @model_validator(mode="after")
@@ -117,17 +227,17 @@ class Schedule(Strict):
 
 
 class Guardrails(Strict):
-    min_interval: Duration = timedelta(minutes=1)
-    max_interval: Duration = timedelta(days=1)
-    max_steps: int = Field(default=20, ge=1, le=100)
-    max_parallel: int = Field(default=5, ge=1, le=40)
-    max_tokens_per_run: int = Field(default=20_000, ge=0)
-    max_tokens_per_day: int = Field(default=200_000, ge=0)
-    max_lateness: Duration = timedelta(hours=1)
-    jitter: Duration = timedelta(0)
+    min_interval: Annotated[Duration, DurationWithin(timedelta(0), ONE_YEAR)] = timedelta(minutes=1)
+    max_interval: Annotated[Duration, DurationWithin(timedelta(minutes=1), ONE_YEAR)] = timedelta(days=1)
+    max_steps: Annotated[int, WholeNumber(1, MAX_ENDPOINTS)] = 20
+    max_parallel: Annotated[int, WholeNumber(1, 40)] = 5
+    max_tokens_per_run: Annotated[int, WholeNumber(0, 10_000_000)] = 20_000
+    max_tokens_per_day: Annotated[int, WholeNumber(0, 1_000_000_000)] = 200_000
+    max_lateness: Annotated[Duration, DurationWithin(timedelta(0), ONE_YEAR)] = timedelta(hours=1)
+    jitter: Annotated[Duration, DurationWithin(timedelta(0), timedelta(days=1))] = timedelta(0)
     overlap: OverlapPolicy = OverlapPolicy.SKIP
     # With overlap `allow`, how many runs may be in flight at once; a slot beyond it is skipped (overlap).
-    max_concurrent_runs: int = Field(default=DEFAULT_MAX_CONCURRENT_RUNS, ge=1, le=20)
+    max_concurrent_runs: Annotated[int, WholeNumber(1, 20)] = DEFAULT_MAX_CONCURRENT_RUNS
     # The longest an AI plan or next-run proposal is reused without news before the model is asked again.
     max_decision_age: Duration = DEFAULT_MAX_DECISION_AGE
     # The longest pause the AI may put the job in; a longer one is clamped (source `clamped-pause`).
@@ -191,7 +301,58 @@ class SecretRef(Strict):
         return self
 
 
-HeaderValue = str | SecretRef
+def _header_value_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    return "reference" if isinstance(value, dict | SecretRef) else None
+
+
+# Tagged unions validate only the member that fits, so one bad value is one message, not one per member.
+HeaderValue = Annotated[
+    Annotated[str, Tag("text")] | Annotated[SecretRef, Tag("reference")],
+    Discriminator(
+        _header_value_kind,
+        custom_error_type="header_value",
+        custom_error_message=(
+            "a header value is text, or a mapping with 'secret' or 'parameter' (a reference): "
+            "quote numbers and booleans"
+        ),
+    ),
+]
+
+
+def _body_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict):
+        return "mapping"
+    return "list" if isinstance(value, list | tuple) else None
+
+
+Body = Annotated[
+    Annotated[str, Tag("text")]
+    | Annotated[dict[str, Any], Tag("mapping")]
+    | Annotated[list[Any], Tag("list")],
+    Discriminator(
+        _body_kind,
+        custom_error_type="body",
+        custom_error_message="a body is text, a mapping or a list (sent as JSON): quote it to send as text",
+    ),
+]
+
+
+def _first_non_finite(body: Any) -> str | None:
+    """The path of the first NaN or infinity in a JSON-like body (iterative: bodies may nest deep)."""
+    pending: list[tuple[str, Any]] = [("", body)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return path or "(the body)"
+        if isinstance(value, dict):
+            pending.extend((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+        elif isinstance(value, list | tuple):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return None
 
 
 class Endpoint(Strict):
@@ -199,12 +360,14 @@ class Endpoint(Strict):
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     url: str
     headers: dict[str, HeaderValue] = Field(default_factory=dict)
-    body: str | dict | list | None = None
-    timeout: Duration = timedelta(seconds=10)
+    body: Body | None = None
+    timeout: Annotated[Duration, DurationWithin(timedelta(seconds=1), timedelta(minutes=10))] = timedelta(
+        seconds=10
+    )
     description: str = ""
     depends_on: tuple[str, ...] = ()
     on_dependency_failure: Literal["skip", "continue"] = "skip"
-    retryable: bool | None = None
+    retryable: StrictBool | None = None
     # JMESPath expressions over the JSON response; a change of any value is news for the AI pilot.
     watch: tuple[str, ...] = ()
     # Step outputs, assertions and request signing (see models/workflow.py).
@@ -267,12 +430,26 @@ class Endpoint(Strict):
                 )
         return value
 
-    @field_validator("timeout")
+    @field_validator("body")
     @classmethod
-    def _timeout_range(cls, value: timedelta) -> timedelta:
-        if not timedelta(seconds=1) <= value <= timedelta(minutes=10):
-            raise ValueError("timeout must be between 1s and 10m")
-        return value
+    def _json_body(cls, value: Any) -> Any:
+        if not isinstance(value, dict | list):
+            return value
+        try:  # C speed for the common case; the slow walk only when something is there to find
+            json.dumps(value, allow_nan=False)
+            return value
+        except RecursionError:
+            raise ValueError("the body is nested too deep: flatten it or send it as text") from None
+        except (ValueError, TypeError):  # NaN or infinity; a YAML date or time
+            pass
+        where = _first_non_finite(value)
+        if where is not None:
+            raise ValueError(
+                f"{where} is NaN or infinity, which JSON cannot carry: use a finite number or quote it"
+            )
+        # As it is stored and sent: a YAML date in a body becomes its ISO text here, not only after a
+        # round trip through the store (so a re-applied file compares equal to the stored job).
+        return to_jsonable_python(value)
 
     @field_validator("watch")
     @classmethod
@@ -300,7 +477,7 @@ class Endpoint(Strict):
 class LlmSettings(Strict):
     provider: LlmProvider = LlmProvider.INHERIT
     model: str | None = None
-    shadow: bool = False
+    shadow: StrictBool = False
     # `on-news`: reuse the model's standing decisions until news arrives; `every-run`: ask on every run.
     consult: Literal["on-news", "every-run"] = "on-news"
 
@@ -311,11 +488,24 @@ class Job(Strict):
     goal: str = Field(default="", max_length=4000)
     schedule: Schedule
     guardrails: Guardrails = Field(default_factory=Guardrails)
-    endpoints: tuple[Endpoint, ...] = Field(min_length=1, max_length=100)
+    # Counted by _endpoint_count, not min/max_length: pydantic would add a false "too short" line whenever
+    # the only endpoint is invalid (it counts the valid ones).
+    endpoints: tuple[Endpoint, ...] = Field(json_schema_extra={"minItems": 1, "maxItems": MAX_ENDPOINTS})
     status: JobStatus = JobStatus.ACTIVE
     llm: LlmSettings = Field(default_factory=LlmSettings)
     signing: SigningSpec | None = None  # signs every endpoint's requests unless the endpoint sets its own
     notify: tuple[NotifyRule, ...] = Field(default=(), max_length=MAX_RULES)
+
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _endpoint_count(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and not value:
+            raise ValueError("a job needs at least one endpoint: add one under 'endpoints'")
+        if isinstance(value, list | tuple) and len(value) > MAX_ENDPOINTS:
+            raise ValueError(
+                f"{len(value)} endpoints are more than a job may have ({MAX_ENDPOINTS}): split the job"
+            )
+        return value
 
     @field_validator("endpoints")
     @classmethod

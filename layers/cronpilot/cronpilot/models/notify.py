@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from cronpilot.models.workflow import SigningSpec
 
@@ -53,7 +53,7 @@ class WebhookTarget(_Strict):
 
 class NotifyRule(_Strict):
     events: tuple[NotifyEvent, ...] = Field(min_length=1)
-    after_failures: int = Field(default=1, ge=1, le=1000)
+    after_failures: StrictInt = Field(default=1, ge=1, le=1000)  # `true` is not 1
     sns: str | None = None
     webhook: WebhookTarget | None = None
 

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -114,7 +115,7 @@ class ExtractSpec(_Strict):
     never reach the AI, logs or state payloads and are masked in the stored response body."""
 
     path: str = Field(min_length=1)
-    show: bool = False
+    show: StrictBool = False
 
     @field_validator("path")
     @classmethod
@@ -198,7 +199,7 @@ class ExpectSpec(_Strict):
     json_: dict[str, Any] = Field(default_factory=dict, alias="json")  # JMESPath -> expected value
     contains: str | None = Field(default=None, min_length=1)
     max_latency: Latency | None = None
-    retry_on_failure: bool = False
+    retry_on_failure: StrictBool = False
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 

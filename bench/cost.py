@@ -1,0 +1,126 @@
+"""Cost per million runs of docs/deploy.md's worked example (2 waves, 4 steps, no LLM), on the
+Standard and on the Express state machine. Every line is computed: state transitions and Lambda
+invocations from the ASL file, memory, architecture and log levels from the synthesized template,
+DynamoDB units from the worked example run once in local mode with every request metered."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "infra"))
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from cronpilot_infra.cost import (  # noqa: E402 - infra/ is not a package
+    DynamoUsage,
+    WorkedExample,
+    cost_per_million_runs,
+    dynamo_usage_per_run,
+    total,
+)
+
+GOAL_EXPRESS_USD = 50.0
+
+
+def synthesized_template() -> dict[str, Any]:
+    """The default stack (cdk.json's context) as `cdk synth` writes it; the layers' contents do not
+    change the template, so empty layer folders stand in for `make build`."""
+    from app import build_app
+    from aws_cdk import App
+
+    with tempfile.TemporaryDirectory(prefix="cronpilot-cost-") as name:
+        tmp = Path(name)
+        for layer in ("deps", "cronpilot"):
+            (tmp / "layers" / layer / "python").mkdir(parents=True)
+        context = json.loads((ROOT / "cdk.json").read_text())["context"]
+        app = build_app(
+            App(outdir=str(tmp / "cdk.out"), context={**context, "layers_dir": str(tmp / "layers")})
+        )
+        assembly = app.synth()
+        (stack,) = assembly.stacks
+        template: dict[str, Any] = stack.template
+        return template
+
+
+def counted_dynamo_usage(example: WorkedExample) -> DynamoUsage:
+    """The worked example run once in local mode; the tick's per-shard due queries are left out
+    (paid per tick, not per run)."""
+    from datetime import UTC, datetime
+
+    from cronpilot.clock import AcceleratedClock
+    from cronpilot.local.cloud import LocalCloud
+    from cronpilot.local.demo_server import DemoServer
+    from cronpilot.local.runner import apply_jobs, next_tick_time
+    from cronpilot.models.job import Job
+    from cronpilot.runtime import get_runtime
+
+    with DemoServer() as target:
+        clock = AcceleratedClock(datetime(2026, 11, 22, 9, tzinfo=UTC))
+        with LocalCloud(
+            clock,
+            egress_allowed_cidrs="127.0.0.0/8",
+            egress_allowed_ports=f"80,443,{target.port}",
+            meter=True,
+        ) as cloud:
+            url = f"{target.base_url}/inventory"
+            job = Job.model_validate(
+                {
+                    "id": "worked",
+                    "schedule": {"rate": "10m"},
+                    "endpoints": [
+                        {"id": "orders", "url": url},
+                        {"id": "stock", "url": url},
+                        {"id": "invoice", "url": url, "depends_on": ["orders"]},
+                        {"id": "reorder", "url": url, "depends_on": ["stock"]},
+                    ],
+                }
+            )
+            store = get_runtime().store
+            apply_jobs(store, [job], clock.now())
+            clock.jump_to(next_tick_time(store, clock.now()))
+            meter = cloud.dynamo_meter
+            assert meter is not None
+            meter.clear()
+            cloud.tick()
+            cloud.wait_idle()
+            calls = [
+                c
+                for c in meter.calls
+                if c.function and not (c.function.endswith("discovery") and c.operation == "query")
+            ]
+    return DynamoUsage(
+        write_units=sum(c.write_units + c.index_write_units for c in calls),
+        read_units=sum(c.read_units for c in calls),
+    )
+
+
+def run() -> list[tuple[str, str, str]]:
+    example = WorkedExample()
+    template = synthesized_template()
+    counted = counted_dynamo_usage(example)
+    modelled = dynamo_usage_per_run(example.waves, example.steps)
+    rows = [
+        (
+            "DynamoDB per run: counted in local mode / cost model",
+            f"{counted.write_units:g} WRU, {counted.read_units:g} RRU / "
+            f"{modelled.write_units:g} WRU, {modelled.read_units:g} RRU",
+            "equal",
+        )
+    ]
+    for kind in ("standard", "express"):
+        lines = cost_per_million_runs(kind, template, counted, example)
+        for line in lines:
+            rows.append((f"{kind}: {line.item}", f"{line.quantity}: ${line.usd_per_million_runs:.2f}", "-"))
+        goal = f"<= ${GOAL_EXPRESS_USD:.0f}" if kind == "express" else "-"
+        rows.append((f"{kind}: cost per million runs (2 waves, 4 steps)", f"${total(lines):.2f}", goal))
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(" | ".join(row))
