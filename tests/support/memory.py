@@ -538,7 +538,7 @@ class RecordingStarter:
     started: list[str] = field(default_factory=list)
     refuse_with: str | None = None
 
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+    def start(self, run: RunRecord, budget: object = None) -> Literal["started", "already-started"]:
         if self.refuse_with:
             raise StartFailed(self.refuse_with)
         if run.run_id in self.started:
