@@ -137,7 +137,7 @@ class SimStarter:
         self.duplicates = 0
         self.throttled = 0
 
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+    def start(self, run: RunRecord, budget: object = None) -> Literal["started", "already-started"]:
         self.sim.sleep(self.latency)
         if not self.bucket.take():
             with self.lock:
