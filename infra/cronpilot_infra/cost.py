@@ -298,7 +298,7 @@ class ItemSizes:
     planned_run_kb: int = 2  # with its plan
     finished_run_kb: int = 3  # with its plan, outcome, summary and next-run decision
     step_result_kb: int = 1
-    due_entry_kb: int = 2  # the job's entry in the due index: the whole item while it projects ALL
+    due_entry_kb: int = 1  # the job's entry in the due index: keys only (it projected ALL before)
 
 
 @dataclass(frozen=True)
@@ -323,9 +323,18 @@ def dynamo_calls_per_run(
     calls = [
         ModelledCall(
             "discovery",
+            "batch_get_item",
+            read_units=1,
+            why="the due job itself (the index holds keys only), one consistent batch read per page",
+        ),
+        ModelledCall(
+            "discovery",
             "transact_write_items",
             write_units=2 * s.job_kb + 2 * s.run_kb + 2 * s.due_entry_kb,
-            why="claim: job update (lease, epoch, next slot) + run put; the due entry moves (delete + put)",
+            why="claim: job update (lease, epoch, start check) + run put; the due entry moves (delete + put)",
+        ),
+        ModelledCall(
+            "discovery", "update_item", write_units=1, why="the run marked started (the start check's answer)"
         ),
         ModelledCall("planner", "get_item", read_units=1, why="the job"),
         ModelledCall("planner", "get_item", read_units=1, why="the run, fenced by its epoch"),
@@ -371,8 +380,9 @@ def dynamo_calls_per_run(
         ModelledCall(
             "summarizer",
             "transact_write_items",
-            write_units=2 * s.job_kb + 2 * s.finished_run_kb + s.due_entry_kb,
-            why="finish: job update (release, next run) + run put; the due entry is rewritten in place",
+            write_units=2 * s.job_kb + 2 * s.finished_run_kb + 2 * s.due_entry_kb,
+            why="finish: job update (release, next run) + run put; the due entry moves from the start "
+            "check to the next run (delete + put)",
         ),
     ]
     return calls
