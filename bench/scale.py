@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from cronpilot.dal.schema import all_due_shards, due_shard
-from cronpilot.domain.budget import RunBudget
 from cronpilot.domain.discovery import DEFAULT_WORKERS, Deadline, Discovery
 from cronpilot.domain.ports import (
     ClaimConflict,
@@ -138,9 +137,7 @@ class SimStarter:
         self.duplicates = 0
         self.throttled = 0
 
-    def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]:
-        # The model applies one quota to every start (the run's budget picks the machine in the real
-        # starter); each quota is simulated on its own so both are printed side by side.
+    def start(self, run: RunRecord, budget: object = None) -> Literal["started", "already-started"]:
         self.sim.sleep(self.latency)
         if not self.bucket.take():
             with self.lock:

@@ -63,4 +63,7 @@ ACCESS = {
     "finalize_failure": TableAccess(read=(JOBS, STEPS), write=(JOBS,)),
     # reads the job and its recent runs, appends deliveries to the run (all under the job).
     "notify": TableAccess(read=(JOBS,), write=(JOBS,)),
+    # the HTTP API's operations: jobs, runs and step results; writes job items only (apply, pause,
+    # resume, trigger, retry, the delete tombstone). Listing jobs is a Scan (granted in api.py).
+    "api": TableAccess(read=(JOBS, STEPS), write=(JOBS,)),
 }

@@ -188,7 +188,7 @@ class CronpilotApi(Construct):
         }
         for alarm in alarms.values():  # as the stack's other alarms: notify on alarm and on recovery
             alarm.add_alarm_action(actions.SnsAction(monitoring.topic))
-            alarm.add_ok_action(actions.SnsAction(monitoring.topic))
+            alarm.add_ok_action(actions.SnsAction(monitoring.topic))  # as every alarm (monitoring.py)
         return alarms
 
     def _dashboard(self, monitoring: Monitoring) -> None:

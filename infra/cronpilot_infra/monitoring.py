@@ -247,6 +247,32 @@ class Monitoring(Construct):
             period=period,
         )
 
+    def _ai_widgets(self, width: int) -> list[cloudwatch.IWidget]:
+        """What the AI pilot does for its money: calls made, calls a standing decision avoided, and the
+        share of prompt tokens read from the prompt cache."""
+        m = self.metric
+        hit_ratio = cloudwatch.MathExpression(
+            expression="100 * tcr / (tin + tcr + tcw)",
+            using_metrics={
+                "tin": m("TokensInput"),
+                "tcr": m("TokensCacheRead"),
+                "tcw": m("TokensCacheWrite"),
+            },
+            label="cache hit ratio (%)",
+            period=FIVE_MINUTES,
+        )
+        return [
+            cloudwatch.GraphWidget(
+                title="LLM model calls", width=width, left=[m("ModelCalls").with_(label="model calls")]
+            ),
+            cloudwatch.GraphWidget(
+                title="LLM calls avoided by reuse",
+                width=width,
+                left=[m("ModelCallsReused").with_(label="avoided by a standing decision")],
+            ),
+            cloudwatch.GraphWidget(title="LLM prompt cache hit ratio", width=width, left=[hit_ratio]),
+        ]
+
     def _alarm(
         self,
         name: str,
@@ -370,6 +396,7 @@ class Monitoring(Construct):
                 left=[m("LeasesStuck", "Maximum").with_(label="leases past expiry")],
             ),
         )
+        dashboard.add_widgets(*self._ai_widgets(width))
         dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", width=24, alarms=list(self.alarms.values()))
         )

@@ -11,6 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .access import ACCESS
+from .api import CronpilotApi
 from .failures import FINALIZE_RETRIES, AsyncFailures
 from .functions import CronpilotFunctions
 from .monitoring import MonitoredResources, Monitoring
@@ -118,6 +119,9 @@ class CronpilotStack(Stack):
                 dead_letters=schedule.dead_letters,
                 async_failures=failures.queue,
             ),
+        )
+        self.api = CronpilotApi(
+            self, "Api", settings=settings, functions=functions, table=table, monitoring=self.monitoring
         )
         self.table, self.functions, self.machine, self.schedule, self.secrets, self.failures = (
             table,

@@ -14,8 +14,11 @@ from tests.support.factories import make_job
 
 def test_a_stopped_execution_is_finalized_as_on_aws(cloud, store, clock, target):
     # Given a run whose execution is in flight, in its Plan state
+    # (an endpoint timeout whose worst case does not fit Express: the run executes on Standard)
     job = make_job(
-        "stoppable", schedule={"rate": "10m"}, endpoints=[{"id": "ok", "url": f"{target.base_url}/ok"}]
+        "stoppable",
+        schedule={"rate": "10m"},
+        endpoints=[{"id": "ok", "url": f"{target.base_url}/ok", "timeout": "4m"}],
     )
     apply_jobs(store, [job], clock.now())
     planning = threading.Event()
@@ -31,7 +34,8 @@ def test_a_stopped_execution_is_finalized_as_on_aws(cloud, store, clock, target)
     [run_id] = cloud.tick()["claimed"]
     assert planning.wait(timeout=30)
     # When an operator stops the execution (StopExecution: no Catch runs)
-    arn = cloud.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{execution_name(run_id)}"
+    arn = cloud.describe_execution(run_id)["executionArn"]
+    assert arn.endswith(f":cronpilot-local-run:{execution_name(run_id)}")
     cloud.client("stepfunctions").stop_execution(executionArn=arn)
     cloud.wait_idle()
     # Then the status-change event reached finalize-failure, as the CDK rule routes it on AWS

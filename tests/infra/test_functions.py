@@ -16,6 +16,7 @@ EXPECTED = {
     "summarizer": (180, 1024, 10),
     "finalize_failure": (60, 256, None),
     "notify": (120, 256, None),
+    "api": (15, 512, 10),
 }
 
 

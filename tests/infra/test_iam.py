@@ -63,7 +63,7 @@ def _log_group_arn(template: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_each_function_has_its_own_role_without_managed_policies(template_json: dict[str, Any]) -> None:
     roles = [fn["Properties"]["Role"]["Fn::GetAtt"][0] for fn in functions_by_name(template_json).values()]
-    assert len(set(roles)) == len(roles) == 6
+    assert len(set(roles)) == len(roles) == 7
     for role in roles:
         props = template_json["Resources"][role]["Properties"]
         assert "ManagedPolicyArns" not in props

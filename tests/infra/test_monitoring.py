@@ -282,7 +282,8 @@ def test_dashboard_widgets(template_json: dict[str, Any]) -> None:
         assert names <= _metric_names(widgets[title]), title
     for title in ("Lambda errors", "Lambda throttles"):
         assert len(widgets[title]["metrics"]) == 6
-    assert len(widgets["Alarms"]["alarms"]) == len(_alarms(template_json))
+    shown = widgets["Alarms"]["alarms"] + widgets["HTTP API alarms"]["alarms"]
+    assert len(shown) == len(_alarms(template_json))
 
 
 def test_dashboard_graphs_llm_fallbacks_per_failure_class(template_json: dict[str, Any]) -> None:

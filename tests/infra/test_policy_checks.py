@@ -162,7 +162,7 @@ def test_pinned_cdk_cli_synthesizes_offline_through_cdk_json(
     assert done.returncode == 0, done.stderr[-3000:]
     template = json.loads((out / f"{DEFAULT_STACK}.template.json").read_text())
     kinds = [r["Type"] for r in template["Resources"].values()]
-    assert kinds.count("AWS::Lambda::Function") == 6
+    assert kinds.count("AWS::Lambda::Function") == 7
     assert kinds.count("AWS::StepFunctions::StateMachine") == 2  # Standard and Express
     report = json.loads((out / "validation-report.json").read_text())
     assert [p["conclusion"] for p in report["pluginReports"]] == ["success"]

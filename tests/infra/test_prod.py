@@ -20,6 +20,8 @@ UNTAGGABLE = {
     "AWS::SNS::Subscription",
     "AWS::KMS::Alias",
     "AWS::CloudWatch::Dashboard",
+    "AWS::ApiGatewayV2::Integration",
+    "AWS::ApiGatewayV2::Route",
     "AWS::CDK::Metadata",
 }
 

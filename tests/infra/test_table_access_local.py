@@ -2,14 +2,13 @@
 (cronpilot_infra.access.ACCESS, the source of the dynamodb:LeadingKeys conditions): a call outside
 them would be AccessDenied in AWS.
 
-Every call the shared client makes is attributed to the function whose handler is on the stack (local
-mode runs each invocation through LocalCloud._run_handler); calls made by the test itself (applying
-jobs, reading runs) run outside any handler and are the operator's, not a function's.
+Every call the shared client makes is attributed to the function whose handler is running (local mode
+runs each invocation through LocalCloud._run_handler, which sets it); calls made by the test itself
+(applying jobs, reading runs) run outside any handler and are the operator's, not a function's.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from cronpilot.local.cloud import function_name
+from cronpilot.local.moto_patches import running_function
 from cronpilot.local.runner import apply_jobs, tick_until
 from cronpilot.models.run import RunStatus
 from cronpilot.runtime import get_runtime
@@ -44,12 +44,10 @@ class Call:
 
 
 def _current_function() -> str | None:
-    frame = sys._getframe()
-    while frame is not None:
-        if frame.f_code.co_name == "_run_handler" and "name" in frame.f_locals:
-            return _FUNCTIONS.get(frame.f_locals["name"], frame.f_locals["name"])
-        frame = frame.f_back
-    return None
+    """The function whose handler is running (local mode's invoke seam sets it; the threads a handler
+    fans out to, such as discovery's workers, run in a copy of its context)."""
+    name = running_function.get()
+    return _FUNCTIONS.get(name, name) if name else None
 
 
 def _calls_of(operation: str, params: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -169,7 +169,7 @@ def test_cron_job_after_an_outage_runs_once_then_at_the_next_slot(store, clock, 
 class DyingStarter(RecordingStarter):
     """Step Functions unreachable: the connection fails before the request is sent."""
 
-    def start(self, run):
+    def start(self, run, budget):
         raise StartUnavailable("Could not connect to the endpoint URL")
 
 
@@ -225,14 +225,14 @@ class ThrottledStarter(RecordingStarter):
         self.calls = 0
         self.lock = threading.Lock()
 
-    def start(self, run):
+    def start(self, run, budget):
         from cronpilot.domain.ports import StartThrottled
 
         with self.lock:
             self.calls += 1
             if self.calls <= self.refusals:
                 raise StartThrottled("ThrottlingException: Rate exceeded")
-            return super().start(run)
+            return super().start(run, budget)
 
 
 def test_throttled_starts_are_retried_with_backoff_and_no_claim_is_lost(store, clock):

@@ -44,8 +44,8 @@ class CountingStarter(RecordingStarter):
         super().__init__()
         self.repeats: Counter[str] = Counter()
 
-    def start(self, run):
-        outcome = super().start(run)
+    def start(self, run, budget):
+        outcome = super().start(run, budget)
         if outcome == "already-started":
             self.repeats[run.run_id] += 1
         return outcome
@@ -62,7 +62,7 @@ class ModelStore(Store):
 
 
 class UnreachableStarter:
-    def start(self, run):
+    def start(self, run, budget):
         raise StartUnavailable("Could not connect to the endpoint URL")
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from cronpilot.domain.budget import RunBudget
 from cronpilot.domain.ports import (
     ClaimConflict,
     DuePage,
@@ -537,11 +538,13 @@ class RecordingStarter:
 
     started: list[str] = field(default_factory=list)
     refuse_with: str | None = None
+    budgets: dict[str, RunBudget] = field(default_factory=dict)  # the budget each run started with
 
-    def start(self, run: RunRecord) -> Literal["started", "already-started"]:
+    def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]:
         if self.refuse_with:
             raise StartFailed(self.refuse_with)
         if run.run_id in self.started:
             return "already-started"
         self.started.append(run.run_id)
+        self.budgets[run.run_id] = budget
         return "started"

@@ -54,3 +54,10 @@ def test_a_bad_override_is_one_line_naming_the_setting(bad):
 
 def test_the_setting_is_read_from_the_environment_name():
     assert Settings(table_name="t", llm_prices='{"x": {"input": 1, "output": 1}}').llm_prices.startswith("{")
+
+
+def test_a_bad_override_fails_the_settings_at_cold_start():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="LLM_PRICES"):
+        Settings(table_name="t", llm_prices='{"claude-haiku-4-5": {"input": "cheap"}}')

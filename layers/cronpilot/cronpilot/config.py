@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(RuntimeError):
@@ -34,6 +34,15 @@ class Settings(BaseModel):
     # Prices to charge model calls at, over the list prices (cronpilot.ai.pricing): JSON, e.g.
     # {"claude-haiku-4-5": {"input": 1.0, "output": 5.0}} in USD per million tokens.
     llm_prices: str = ""
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _prices_parse(cls, value: str) -> str:
+        from cronpilot.ai.pricing import price_table
+
+        price_table(value)  # a bad override fails at cold start, not on every run's model call
+        return value
+
     stage: str = "dev"
     # Notifications: the notify function to hand notices to, and the SNS topics jobs may name.
     notify_function_name: str = ""

@@ -24,6 +24,9 @@ BEDROCK_MODEL_IDS = {
 }
 BEDROCK_GEOGRAPHIES = {"us": "us", "ca": "us", "eu": "eu", "ap": "apac"}
 SECRET_MAX_AGE_SECONDS = 300
+# The SDK's backoff between its retries (anthropic._constants): 0.5 s doubling per retry, at most 8 s.
+SDK_INITIAL_RETRY_DELAY = 0.5
+SDK_MAX_RETRY_DELAY = 8.0
 
 
 class LlmConfigError(RuntimeError):
@@ -91,6 +94,15 @@ def anthropic_api_key(settings: Settings) -> str:
     if not text:
         raise LlmConfigError("the Anthropic secret is empty: store the key or {'api_key': ...}")
     return text.strip()
+
+
+def call_worst_seconds(settings: Settings) -> float:
+    """How long one messages.create can take before it gives up: every attempt waits the full timeout,
+    with the SDK's exponential backoff between attempts. (A server's Retry-After can ask for longer; the
+    SDK honours it, and local mode then says which wait ran out.)"""
+    retries = max(settings.llm_max_retries, 0)
+    backoff = sum(min(SDK_INITIAL_RETRY_DELAY * 2**n, SDK_MAX_RETRY_DELAY) for n in range(retries))
+    return settings.llm_timeout_seconds * (retries + 1) + backoff
 
 
 def make_client(provider: LlmProvider, settings: Settings) -> Any:

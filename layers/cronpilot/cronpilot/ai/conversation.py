@@ -31,6 +31,14 @@ MAX_ERRORS_FED_BACK = 10
 DEADLINE_SECONDS = 60.0
 
 
+def conversation_worst_seconds(
+    call_seconds: float, max_repairs: int, deadline: float = DEADLINE_SECONDS
+) -> float:
+    """The longest a conversation can last: no repair starts after `deadline`, and the last call started
+    before it may take a full call (timeouts and retries included)."""
+    return min(max_repairs * call_seconds, deadline) + call_seconds
+
+
 @dataclass
 class Outcome[T]:
     answer: T | None = None

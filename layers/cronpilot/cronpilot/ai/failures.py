@@ -64,8 +64,15 @@ def record_tokens(phase: str, usage: TokenUsage) -> None:
         ("TokensOutput", usage.output),
         ("TokensCacheRead", usage.cache_read),
         ("TokensCacheWrite", usage.cache_write),
+        ("ModelCalls", usage.calls),
     ):
         _emit(name, value)
+
+
+def record_reuses(phase: str, count: int = 1) -> None:
+    """Model calls a standing decision made unnecessary (the dashboard sets them beside ModelCalls)."""
+    _emit("ModelCallsReused", count)
+    logger.info("standing decision reused", phase=phase, calls_avoided=count)
 
 
 def _emit(name: str, value: float, **dimensions: str) -> None:

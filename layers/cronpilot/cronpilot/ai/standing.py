@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cronpilot.ai.failures import record_reuses
 from cronpilot.clock import Clock
 from cronpilot.domain.news import News, find_news
 from cronpilot.domain.strategies import (
@@ -79,6 +80,7 @@ class StandingPlanner:
         standing = context.standing if context.standing is not None and context.standing.plan else None
         news = _news(job, standing, inputs, now, context.run.trigger)
         if not news and standing is not None and standing.plan is not None:
+            record_reuses("plan")
             return PlanDecision(
                 plan=reused_plan(standing.plan, standing.run_id),
                 tokens=TokenUsage(reuses=1),
@@ -172,6 +174,7 @@ def reused_proposal(job: Job, context: SummaryContext, standing: StandingDecisio
         at = now + timedelta(seconds=kept.interval_seconds)
     else:
         at = DeterministicSummarizer().propose(job, context).at
+    record_reuses("summarize")
     return Proposal(
         summary=f"{plain_summary(context.results)} (no news: run {standing.run_id}'s AI decision stands)",
         at=at,

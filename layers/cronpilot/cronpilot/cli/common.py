@@ -29,6 +29,7 @@ EXIT_USAGE = 2  # bad command line (typer's own)
 EXIT_NOT_FOUND = 3  # no such job or run
 EXIT_TARGET = 4  # the target (AWS account, stack, state file) cannot be used
 EXIT_RUNS_FAILED = 5  # `local run`: a run failed (or was partial, with --fail-on partial)
+EXIT_TIMEOUT = 6  # local mode: a wait ran out (the report is still written)
 
 DEFAULT_STATE_FILE = Path(".cronpilot/local-state.json")
 # The stack's notify_topic_arns, comma-separated: job files naming other topics are refused offline.

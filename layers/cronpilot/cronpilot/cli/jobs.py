@@ -63,11 +63,11 @@ def jobs_list(ctx: typer.Context, output: Output = "table") -> None:
 @jobs_app.command("show")
 @one_line_errors
 def jobs_show(ctx: typer.Context, job_id: str, output: Output = "table") -> None:
-    """Schedule, guardrails, next run and its source, endpoints."""
+    """Schedule, guardrails, next run and its source, endpoints, AI spend per day."""
     from cronpilot.domain.operations import show_job
 
     with target(ctx) as chosen:
-        detail = show_job(chosen.store, job_id)
+        detail = show_job(chosen.store, job_id, now=chosen.clock.now())
     if output == "json":
         emit_json(detail.model_dump(mode="json"))
         return

@@ -15,7 +15,9 @@ import typer
 from cronpilot.cli.common import (
     DEFAULT_STATE_FILE,
     EXIT_RUNS_FAILED,
+    EXIT_TIMEOUT,
     console,
+    errors,
     fail,
     iso,
     load_jobs,
@@ -93,6 +95,14 @@ def local_run(
         FailOn,
         typer.Option(help="Exit 5 when a run failed, when one failed or was partial, or never."),
     ] = FailOn.FAILED,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="Seconds to wait for a tick's runs (default: what the configured LLM timeouts, retries and "
+            "repairs can take, plus 120 s for steps).",
+        ),
+    ] = None,
 ) -> None:
     """Run job files end to end in local mode and print (or write) what happened."""
     jobs = load_jobs(files)
@@ -100,12 +110,20 @@ def local_run(
     ports = sorted({80, 443, *(allow_port or [])})
     cidrs = ",".join(allow_private or [])
     result = run_jobs_locally(
-        jobs, ticks=ticks, cidrs=cidrs, ports=",".join(map(str, ports)), secrets=secrets
+        jobs,
+        ticks=ticks,
+        cidrs=cidrs,
+        ports=",".join(map(str, ports)),
+        secrets=secrets,
+        wait_seconds=max_wait,
     )
     print_report_runs(result["runs"])
     if report:
         report.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"report written to {report}")
+    if result.get("error"):  # a wait ran out: the report above still says what happened so far
+        errors.print(f"error: {result['error']}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_TIMEOUT)
     failing = [run for run in result["runs"] if run["status"] in FAILING_STATUSES[fail_on]]
     if failing:
         shown = ", ".join(f"{run['run_id']} {run['status']}" for run in failing[:5])
@@ -127,14 +145,24 @@ def local_demo(ticks: Annotated[int, typer.Option(min=1)] = 12) -> None:
         console.print(f"demo server on {server.base_url}; {len(jobs)} jobs; {ticks} scheduler ticks")
         result = run_jobs_locally(jobs, ticks=ticks, cidrs="127.0.0.0/8", ports=f"80,443,{server.port}")
     print_report_runs(result["runs"])
+    if result.get("error"):
+        errors.print(f"error: {result['error']}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_TIMEOUT)
 
 
 def run_jobs_locally(
-    jobs: list[Job], *, ticks: int, cidrs: str, ports: str, secrets: LocalSecrets | None = None
+    jobs: list[Job],
+    *,
+    ticks: int,
+    cidrs: str,
+    ports: str,
+    secrets: LocalSecrets | None = None,
+    wait_seconds: float | None = None,
 ) -> dict[str, Any]:
+    """The report of every run; with "error" set when a wait ran out (the runs so far are still in it)."""
     from cronpilot.local import secrets as local_secret_store
     from cronpilot.local.cloud import LocalCloud
-    from cronpilot.local.runner import apply_jobs, run_report, start_clock, tick_until
+    from cronpilot.local.runner import LocalWaitExceeded, apply_jobs, run_report, start_clock, tick_until
     from cronpilot.runtime import get_runtime
 
     clock = start_clock()
@@ -151,8 +179,13 @@ def run_jobs_locally(
                     f"{len(outcome['claimed'])} claimed"
                 )
 
-            tick_until(cloud, clock, store, ticks=ticks, on_tick=progress)
-        return run_report(store, cloud, [job.id for job in jobs])
+            error = None
+            try:
+                tick_until(cloud, clock, store, ticks=ticks, on_tick=progress, wait_seconds=wait_seconds)
+            except LocalWaitExceeded as exc:
+                error = str(exc)
+        report = run_report(store, cloud, [job.id for job in jobs])
+        return {**report, "error": error} if error else report
 
 
 @local_app.command("tick")
@@ -164,12 +197,15 @@ def local_tick(
     allow_port: Annotated[list[int] | None, typer.Option("--allow-port")] = None,
     secret: SecretOption = None,
     parameter: ParameterOption = None,
+    max_wait: Annotated[
+        float | None, typer.Option(min=1, help="Seconds to wait for a tick's runs (default: as `local run`).")
+    ] = None,
 ) -> None:
     """Run the scheduler over local mode's state file (jobs applied with --local)."""
     from cronpilot.clock import AcceleratedClock
     from cronpilot.dal.snapshot import load_state, save_state
     from cronpilot.local.cloud import TABLE_NAME, LocalCloud
-    from cronpilot.local.runner import tick_until
+    from cronpilot.local.runner import LocalWaitExceeded, tick_until
     from cronpilot.local.secrets import install
     from cronpilot.runtime import get_runtime
 
@@ -187,9 +223,18 @@ def local_tick(
             clock.jump_to(simulated)
         store = get_runtime().store
         claimed: list[str] = []
-        tick_until(
-            cloud, clock, store, ticks=ticks, on_tick=lambda _n, outcome: claimed.extend(outcome["claimed"])
-        )
+        try:
+            tick_until(
+                cloud,
+                clock,
+                store,
+                ticks=ticks,
+                on_tick=lambda _n, outcome: claimed.extend(outcome["claimed"]),
+                wait_seconds=max_wait,
+            )
+        except LocalWaitExceeded as exc:  # keep what happened so far, then say which wait ran out
+            save_state(path, client, TABLE_NAME, clock.now())
+            raise fail(str(exc), EXIT_TIMEOUT) from None
         save_state(path, client, TABLE_NAME, clock.now())
     console.print(
         f"{ticks} tick(s), now {iso(clock.now())}: {len(claimed)} run(s): {', '.join(claimed) or '-'}"

@@ -10,7 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from cronpilot.cli.common import console, iso
-from cronpilot.models.operations import JobDetail, JobSummary, RunDetail, RunSummary
+from cronpilot.models.operations import AiSpend, DaySpend, JobDetail, JobSummary, RunDetail, RunSummary
 
 
 def status_cell(status: str, skip_reason: str | None) -> str:
@@ -25,12 +25,22 @@ def counts_cell(counts: Mapping[str, int]) -> str:
 def print_report_runs(runs: list[dict[str, Any]]) -> None:
     """The runs of a local-mode report, one row each."""
     table = Table(title="runs", show_lines=False)
-    for column in ("job", "run id", "status", "ok/failed/skipped", "duration", "next run", "source"):
+    for column in (
+        "job",
+        "run id",
+        "status",
+        "ok/failed/skipped",
+        "duration",
+        "next run",
+        "source",
+        "AI USD",
+    ):
         table.add_column(column)
     for run in runs:
         counts = Counter(str(step["status"]) for step in run["steps"])
         duration = f"{run['duration_ms'] / 1000:.2f}s" if run["duration_ms"] is not None else "-"
         next_run = run["next_run"] or {}
+        spend = run.get("ai_spend") or {}
         table.add_row(
             run["job_id"],
             run["run_id"],
@@ -39,6 +49,7 @@ def print_report_runs(runs: list[dict[str, Any]]) -> None:
             duration,
             next_run.get("at") or "-",
             next_run.get("source") or "-",
+            usd(spend["cost_usd"]) if spend.get("model_calls") else "-",
         )
     console.print(table)
 
@@ -59,6 +70,40 @@ def print_job_rows(jobs: list[JobSummary]) -> None:
     console.print(table)
 
 
+def usd(amount: float) -> str:
+    return f"${amount:.4f}" if amount >= 0.01 else f"${amount:.6f}"
+
+
+def ratio_cell(ratio: float | None) -> str:
+    return f"{ratio:.0%}" if ratio is not None else "-"
+
+
+def spend_line(spend: AiSpend) -> str:
+    """One line of what a run's AI calls cost and saved."""
+    unpriced = f" (+{spend.unpriced_calls} calls at no configured price)" if spend.unpriced_calls else ""
+    cache = f"; cache {spend.cache_ttl}: {spend.cache_reason}" if spend.cache_ttl else ""
+    return (
+        f"AI: {spend.model_calls} model calls, {spend.calls_avoided_by_reuse} avoided by reuse, "
+        f"{usd(spend.cost_usd)}{unpriced}; cache hit ratio {ratio_cell(spend.cache_hit_ratio)}{cache}"
+    )
+
+
+def print_spend(days: list[DaySpend]) -> None:
+    table = Table(title="AI spend per day (UTC)")
+    for column in ("day", "runs", "model calls", "avoided by reuse", "cache hit ratio", "USD"):
+        table.add_column(column)
+    for day in days:
+        table.add_row(
+            day.day,
+            str(day.runs),
+            str(day.model_calls),
+            str(day.calls_avoided_by_reuse),
+            ratio_cell(day.cache_hit_ratio),
+            usd(day.cost_usd) + (f" (+{day.unpriced_calls} unpriced)" if day.unpriced_calls else ""),
+        )
+    console.print(table if days else "AI spend: no runs in the last days")
+
+
 def print_job(detail: JobDetail) -> None:
     job, next_run = detail.job, detail.next_run
     console.print(f"[bold]{job.id}[/bold] {job.name} ({job.status})")
@@ -76,11 +121,28 @@ def print_job(detail: JobDetail) -> None:
     for endpoint in job.endpoints:
         table.add_row(endpoint.id, endpoint.method, endpoint.url, ", ".join(endpoint.depends_on) or "-")
     console.print(table)
+    print_spend(detail.ai_spend_per_day)
+
+
+def _calls_cell(spend: AiSpend | None) -> str:
+    if spend is None:
+        return "-"
+    reused = f" (+{spend.calls_avoided_by_reuse} reused)" if spend.calls_avoided_by_reuse else ""
+    return f"{spend.model_calls}{reused}"
 
 
 def print_runs(job_id: str, runs: list[RunSummary]) -> None:
     table = Table(title=f"runs of {job_id}")
-    for column in ("run id", "status", "why then", "ok/failed/skipped", "next run", "source"):
+    for column in (
+        "run id",
+        "status",
+        "why then",
+        "ok/failed/skipped",
+        "next run",
+        "source",
+        "AI calls",
+        "USD",
+    ):
         table.add_column(column)
     for run in runs:
         table.add_row(
@@ -90,6 +152,8 @@ def print_runs(job_id: str, runs: list[RunSummary]) -> None:
             counts_cell(run.steps),
             iso(run.next_run.at) if run.next_run else "-",
             run.next_run.source if run.next_run else "-",
+            _calls_cell(run.ai_spend),
+            usd(run.ai_spend.cost_usd) if run.ai_spend else "-",
         )
     console.print(table)
 
@@ -139,6 +203,8 @@ def print_run(run: RunDetail) -> None:
         f"tokens: in {tokens.input}, out {tokens.output}, cache read {tokens.cache_read}, "
         f"cache write {tokens.cache_write}"
     )
+    if run.ai_spend is not None:
+        console.print(spend_line(run.ai_spend))
     for failure in run.llm_failures:
         console.print(f"LLM {failure.phase} fell back: {failure.failure_class}: {failure.detail}")
     for delivery in run.notifications:

@@ -14,7 +14,7 @@ from cronpilot.models.run import execution_name
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
-    from cronpilot.domain.budget import RunBudget
+    from cronpilot.domain.ports import RunBudget
     from cronpilot.models.run import RunRecord
 
 # Worth trying again: the token bucket refills, the open-executions count falls as runs end.

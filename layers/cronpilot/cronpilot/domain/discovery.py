@@ -15,12 +15,13 @@ the run under the same execution name and records why it started late.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -175,7 +176,8 @@ class Discovery:
             ThreadPoolExecutor(self.readers, thread_name_prefix="read") as readers,
         ):
             for future in [
-                readers.submit(self._read, shard, now, deadline, workers, backlog, result) for shard in shards
+                _submit(readers, self._read, shard, now, deadline, workers, backlog, result)
+                for shard in shards
             ]:
                 future.result()
         if result.stopped_early:
@@ -218,7 +220,7 @@ class Discovery:
                         result.unread_shards += 1
                     return
                 backlog.acquire()
-                future = workers.submit(self._work, record, now, deadline, result)
+                future = _submit(workers, self._work, record, now, deadline, result)
                 future.add_done_callback(lambda _: backlog.release())
 
     def _work(self, record: JobRecord, now: datetime, deadline: Deadline, result: DiscoveryResult) -> None:
@@ -473,3 +475,10 @@ def _lateness_skip(record: JobRecord, lag: timedelta) -> Skip | None:
 def _trigger_of(next_run_source: str) -> str:
     """Why a run happens at its time, from the decision that set the slot."""
     return "schedule" if next_run_source in ("baseline", "schedule") else next_run_source
+
+
+def _submit(pool: ThreadPoolExecutor, work: Callable[..., None], *args: Any) -> Future[None]:
+    """Run work on the pool in a copy of this invocation's context, so what the context carries (the
+    invocation's identity: local mode attributes each DynamoDB call to the function that made it)
+    follows the work onto the pool's threads."""
+    return pool.submit(contextvars.copy_context().run, work, *args)

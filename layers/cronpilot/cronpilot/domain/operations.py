@@ -18,6 +18,7 @@ from cronpilot.domain.news import ASK_AI_TRIGGER
 from cronpilot.domain.ports import ClaimConflict, JobChanged, JobNotFound, JobRecord, JobStore
 from cronpilot.domain.replay import replay_problem, to_reexecute
 from cronpilot.domain.scheduling import first_run_at
+from cronpilot.domain.spend import spend_by_day, spend_of
 from cronpilot.jobfiles import JobFileError, parse_job_data
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.operations import (
@@ -153,8 +154,12 @@ def detail_of(record: JobRecord) -> JobDetail:
     )
 
 
-def show_job(store: JobStore, job_id: str) -> JobDetail:
-    return detail_of(store.get_job(job_id))
+def show_job(store: JobStore, job_id: str, now: datetime | None = None) -> JobDetail:
+    """The job's detail; with `now`, also its AI spend per UTC day over the last week."""
+    detail = detail_of(store.get_job(job_id))
+    if now is not None:
+        detail.ai_spend_per_day = [day.view() for day in spend_by_day(store, job_id, now)]
+    return detail
 
 
 def _pretty(job: Job) -> list[str]:
@@ -385,6 +390,7 @@ def summarize_run(run: RunRecord) -> RunSummary:
         skip_reason=run.skip_reason,
         steps=run.step_counts,
         next_run=run.next_run,
+        ai_spend=spend_of(run.tokens),
     )
 
 
@@ -439,7 +445,11 @@ def show_run(store: JobStore, run_id: str) -> RunDetail:
     run = store.get_run(run_id)
     steps = store.get_step_results(run_id)
     # hidden extracted values stay hidden from every face (CLI, API, MCP): only those marked safe show
-    return RunDetail(**run.model_dump(), steps=[step.for_display() for step in steps.values()])
+    return RunDetail(
+        **run.model_dump(),
+        steps=[step.for_display() for step in steps.values()],
+        ai_spend=spend_of(run.tokens),
+    )
 
 
 _WHY_THEN = {

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from cronpilot.domain.budget import RunBudget
+    # re-exported: the starter (data access) sees the budget through the ports only
+    from cronpilot.domain.budget import RunBudget as RunBudget
     from cronpilot.models.health import Health
     from cronpilot.models.job import Job, JobStatus, SecretRef
     from cronpilot.models.notify import Delivery, Notice

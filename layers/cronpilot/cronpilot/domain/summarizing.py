@@ -59,6 +59,7 @@ def summarize_run(
         inputs=inputs_of(record.job, experienced_circuits(results), run.observations),
     )
     proposal = strategy.propose(record.job, context)
+    run.finished_at = clock.now()  # the run's duration includes summarizing (a model call can be slow)
     run.summary = proposal.summary
     run.tokens = run.tokens + proposal.tokens
     run.llm_failures += proposal.failures

@@ -370,8 +370,7 @@ class LocalCloud:
         context = LambdaContext(
             function_name=name, aws_request_id=str(uuid.uuid4()), invoked_function_arn=function_arn(name)
         )
-        outer = getattr(running_function, "name", "")
-        running_function.name = name
+        token = running_function.set(name)
         try:
             result = self._handlers[name](event, context)
         except Exception as exc:  # Lambda's Unhandled error envelope, so Retry/Catch behave as on AWS
@@ -383,7 +382,7 @@ class LocalCloud:
             }
             return json.dumps(envelope).encode()
         finally:
-            running_function.name = outer
+            running_function.reset(token)
         return json.dumps(result, default=str).encode()
 
     def replace_handler(self, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> Callable[..., Any]:

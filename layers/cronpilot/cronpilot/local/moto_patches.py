@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,9 +201,10 @@ def keep_states_errors_out_of_map_iterations() -> Callable[[], None]:
     return undo
 
 
-# The Lambda function whose handler runs on this thread (set by local mode's invoke seam), so each
-# metered DynamoDB request is attributed to the function that made it.
-running_function = threading.local()
+# The Lambda function whose handler is running (set by local mode's invoke seam), so each metered
+# DynamoDB request is attributed to the function that made it. A context variable, not a thread-local:
+# the threads a handler fans out to (discovery's workers) run in a copy of its context.
+running_function: ContextVar[str] = ContextVar("running_function", default="")
 
 
 @dataclass
@@ -225,7 +227,7 @@ class DynamoMeter:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, call: DynamoCall) -> None:
-        call.function = getattr(running_function, "name", "")
+        call.function = running_function.get()
         with self.lock:
             self.calls.append(call)
 

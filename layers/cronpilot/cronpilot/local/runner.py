@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cronpilot.clock import AcceleratedClock, to_iso
+from cronpilot.config import Settings
 from cronpilot.dal.store import Store
 from cronpilot.domain.scheduling import first_run_at
 from cronpilot.local.cloud import LocalCloud
@@ -14,6 +15,27 @@ from cronpilot.models.job import Job
 from cronpilot.models.run import RunRecord
 
 TICK = timedelta(minutes=1)
+# A run's steps, on top of the model's two phases: what local mode allowed a whole run before the AI
+# phases were counted (each step has its own timeouts and a retry budget in the executor).
+STEP_ALLOWANCE_SECONDS = 120.0
+
+
+class LocalWaitExceeded(RuntimeError):
+    """A tick's runs were still running after the wait: the message names them and the wait."""
+
+
+def run_wait_seconds(settings: Settings) -> float:
+    """How long local mode waits for a tick's runs: the planner's and the summarizer's conversations at
+    their worst (every attempt timing out, the SDK's retries and backoff, the repairs), plus the steps."""
+    from cronpilot.ai import plan_model, summary_model
+    from cronpilot.ai.client import call_worst_seconds
+    from cronpilot.ai.conversation import conversation_worst_seconds
+
+    call = call_worst_seconds(settings)
+    phases = conversation_worst_seconds(call, plan_model.MAX_REPAIRS) + conversation_worst_seconds(
+        call, summary_model.MAX_REPAIRS
+    )
+    return phases + STEP_ALLOWANCE_SECONDS
 
 
 def apply_jobs(store: Store, jobs: Sequence[Job], now: datetime) -> None:
@@ -37,11 +59,25 @@ def tick_until(
     *,
     ticks: int,
     on_tick: Callable[[int, dict[str, Any]], None] | None = None,
+    wait_seconds: float | None = None,
 ) -> None:
+    """Tick `ticks` times, each time waiting for the tick's runs (by default as long as the configured
+    LLM timeouts and retries can take; see run_wait_seconds)."""
+    from cronpilot.runtime import get_runtime
+
+    wait = wait_seconds if wait_seconds is not None else run_wait_seconds(get_runtime().settings)
     for number in range(1, ticks + 1):
         clock.jump_to(next_tick_time(store, clock.now()))
         outcome = cloud.tick()
-        cloud.wait_idle()
+        try:
+            cloud.wait_idle(timeout=wait)
+        except TimeoutError:
+            running = ", ".join(sorted(e["name"] for e in cloud.executions("RUNNING"))) or "(none now)"
+            raise LocalWaitExceeded(
+                f"timed out: run {running} still running after {wait:.0f} s "
+                "(the wait covers LLM_TIMEOUT_SECONDS x (LLM_MAX_RETRIES + 1) per call with repairs, "
+                f"for both AI phases, plus {STEP_ALLOWANCE_SECONDS:.0f} s of steps; raise it with --max-wait)"
+            ) from None
         if on_tick:
             on_tick(number, outcome)
 

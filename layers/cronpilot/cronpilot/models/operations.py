@@ -45,6 +45,24 @@ class Lease(View):
     epoch: int = Field(description="the fencing token: incremented by every claim")
 
 
+class AiSpend(View):
+    """What the AI pilot's model calls cost and saved (a run, or a job's day)."""
+
+    model_calls: int
+    calls_avoided_by_reuse: int = Field(description="model calls a standing decision made unnecessary")
+    cost_usd: float = Field(description="at the configured prices (list prices or LLM_PRICES)")
+    unpriced_calls: int = Field(description="calls to a model with no configured price (not in cost_usd)")
+    cache_hit_ratio: float | None = Field(description="prompt tokens read from the cache / all prompt tokens")
+    cache_ttl: str | None = Field(default=None, description="a run's prompt-cache choice: 5m, 1h or none")
+    cache_reason: str | None = None
+
+
+class DaySpend(AiSpend):
+    day: str = Field(description="UTC day (YYYY-MM-DD) of the runs' scheduled times")
+    runs: int
+    tokens: dict[str, int] = Field(description="input, output, cache_read, cache_write")
+
+
 class JobDetail(View):
     job: Job
     etag: str = Field(description="the job document's version: send it as If-Match to update safely")
@@ -56,6 +74,9 @@ class JobDetail(View):
     )
     consecutive_failures: int
     paused_until: datetime | None
+    ai_spend_per_day: list[DaySpend] = Field(
+        default_factory=list, description="the last 7 UTC days with runs, newest first"
+    )
 
 
 class ApplyResult(View):
@@ -94,6 +115,7 @@ class RunSummary(View):
     skip_reason: str | None
     steps: dict[str, int] = Field(description="step counts by status")
     next_run: NextRunDecision | None
+    ai_spend: AiSpend | None = None
 
 
 class RunPage(View):
@@ -105,6 +127,7 @@ class RunDetail(RunRecord):
     """A run with each step's result (response bodies are truncated and untrusted)."""
 
     steps: list[StepResult]
+    ai_spend: AiSpend | None = None
 
 
 class Explanation(View):
