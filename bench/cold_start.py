@@ -12,6 +12,7 @@ every script so a drifting load weighs on the floor and the handlers alike.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,9 @@ sys.path.insert(0, str(ROOT / "infra"))
 import build_layers  # noqa: E402 - infra/ is not a package
 
 HANDLERS = ("discovery", "executor", "planner", "summarizer", "finalize_failure")
+# bench.api prints the api handler's row and its reference; they are sampled in the same rounds as the
+# other handlers (one layer build, one floor), so the two suites never disagree on the floor.
+API_HANDLERS = ("api",)
 CALLS_OUT = {"executor"}  # handlers whose floor includes the HTTP client
 RUNS = 9
 GOAL = 1.15
@@ -61,6 +65,16 @@ class M(BaseModel):
     tags: dict[str, int] = Field(default_factory=dict)
 """
 FLOOR_HTTP = FLOOR + "import httpcore, httpx\n"
+# Informative (bench.api): what the API's design costs before any cronpilot code, the Powertools event
+# handler with validation (it imports every resolver and its OpenAPI parameter machinery), one route.
+RESOLVER = FLOOR + (
+    "from typing import Annotated\n"
+    "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n"
+    "from aws_lambda_powertools.event_handler.openapi.params import Query\n"
+    "app = APIGatewayHttpResolver(enable_validation=True)\n"
+    "@app.get('/x')\n"
+    "def x(limit: Annotated[int, Query(ge=1)] = 1) -> M:\n    return M()\n"
+)
 
 
 def _sample(script: str, path: list[str]) -> tuple[float, bool]:
@@ -78,8 +92,8 @@ def _sample(script: str, path: list[str]) -> tuple[float, bool]:
 def _layout(tmp: Path, layers: dict[str, Path]) -> dict[str, list[str]]:
     """Each function's sys.path on Lambda: its asset (handler.py alone), then the layers."""
     layer_paths = [str(layers["cronpilot"] / "python"), str(layers["deps"] / "python")]
-    paths = {"floor": layer_paths, "floor + httpx": layer_paths}
-    for name in HANDLERS:
+    paths = {"floor": layer_paths, "floor + httpx": layer_paths, "floor + resolver": layer_paths}
+    for name in HANDLERS + API_HANDLERS:
         asset = tmp / "functions" / name
         asset.mkdir(parents=True)
         (asset / "handler.py").write_bytes((ROOT / "functions" / name / "handler.py").read_bytes())
@@ -87,12 +101,19 @@ def _layout(tmp: Path, layers: dict[str, Path]) -> dict[str, list[str]]:
     return paths
 
 
+@functools.cache
 def measure(runs: int = RUNS) -> dict[str, tuple[float, bool]]:
-    """Median CPU seconds (and whether anthropic got imported) per script, from the built layers."""
+    """Median CPU seconds (and whether anthropic got imported) per script, from the built layers.
+    Cached: `make bench` runs this suite and bench.api in one process, and both read these samples."""
     with tempfile.TemporaryDirectory(prefix="cronpilot-cold-") as name:
         tmp = Path(name)
         paths = _layout(tmp, build_layers.build(tmp / "layers", host=True))
-        scripts = {"floor": FLOOR, "floor + httpx": FLOOR_HTTP, **dict.fromkeys(HANDLERS, "import handler\n")}
+        scripts = {
+            "floor": FLOOR,
+            "floor + httpx": FLOOR_HTTP,
+            "floor + resolver": RESOLVER,
+            **dict.fromkeys(HANDLERS + API_HANDLERS, "import handler\n"),
+        }
         samples: dict[str, list[float]] = {key: [] for key in scripts}
         anthropic: dict[str, bool] = {}
         for key, script in scripts.items():

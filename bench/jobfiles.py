@@ -49,7 +49,7 @@ def _write_files(directory: Path) -> dict[str, Path]:
         "1 MiB YAML (dense)": yaml_text[: 1 << 20].rsplit("\n", 1)[0] + "\n",
         "1 MiB JSON (dense)": json_text,
     }
-    paths = {}
+    paths: dict[str, Path] = {}
     for name, text in files.items():
         suffix = ".json" if "JSON" in name else ".yaml"
         path = directory / f"{len(paths)}{suffix}"
