@@ -59,6 +59,8 @@ class MonitoredResources:
     dead_letters: sqs.IQueue
     # failed asynchronous invocations of discovery, finalize-failure and notify (on-failure destination)
     async_failures: sqs.IQueue
+    # runs whose worst case fits well inside 5 minutes run here (domain/budget.py)
+    express_state_machine: sfn.StateMachine | None = None
 
 
 # Services that publish to the alarm topic: CloudWatch alarms, and EventBridge rules an operator adds.
@@ -82,32 +84,11 @@ class Monitoring(Construct):
         machine = resources.state_machine
         self.alarms: dict[str, cloudwatch.Alarm] = {}
 
-        self._alarm(
-            "ExecutionsFailed",
-            machine.metric_failed(period=FIVE_MINUTES, statistic="Sum"),
-            threshold=1,
-            description="Runs failed (their stage failed even after finalize-failure recorded it)",
-        )
-        self._alarm(
-            "ExecutionsTimedOut",
-            machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum"),
-            threshold=1,
-            description="Runs hit the state machine's 1500 s timeout (the ended-execution rule then "
-            "records them as failed): a stage hangs",
-        )
-        self._alarm(
-            "ExecutionsAborted",
-            machine.metric_aborted(period=FIVE_MINUTES, statistic="Sum"),
-            threshold=1,
-            description="Runs were stopped (StopExecution): the ended-execution rule records them as failed",
-        )
-        self._alarm(
-            "ExecutionsThrottled",
-            machine.metric_throttled(period=FIVE_MINUTES, statistic="Sum"),
-            threshold=1,
-            description="Step Functions throttled state transitions or StartExecution: runs are delayed "
-            "(raise the account's Step Functions quotas)",
-        )
+        # The same four alarms for each state machine type: Express runs fail, time out (at their
+        # 5-minute limit) and are throttled too, and send no status-change events to anyone.
+        for prefix, each in (("", machine), ("Express", resources.express_state_machine)):
+            if each is not None:
+                self._execution_alarms(prefix, each)
         for name, fn in resources.functions.items():
             self._function_alarms(name, fn)
         tick = Duration.minutes(settings.tick_minutes)
@@ -272,6 +253,41 @@ class Monitoring(Construct):
             ),
             cloudwatch.GraphWidget(title="LLM prompt cache hit ratio", width=width, left=[hit_ratio]),
         ]
+
+    def _execution_alarms(self, prefix: str, machine: sfn.StateMachine) -> None:
+        kind = "Express" if prefix else "Standard"
+        self._alarm(
+            f"{prefix}ExecutionsFailed",
+            machine.metric_failed(period=FIVE_MINUTES, statistic="Sum"),
+            threshold=1,
+            description=f"{kind} runs failed (their stage failed even after finalize-failure recorded it)",
+        )
+        self._alarm(
+            f"{prefix}ExecutionsTimedOut",
+            machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum"),
+            threshold=1,
+            description=(
+                "Express runs hit Express's 5-minute limit: no Catch ran, the next claim records them "
+                "as abandoned after their lease (the run budget underestimated them)"
+                if prefix
+                else "Runs hit the state machine's 1500 s timeout (the ended-execution rule then "
+                "records them as failed): a stage hangs"
+            ),
+        )
+        self._alarm(
+            f"{prefix}ExecutionsAborted",
+            machine.metric_aborted(period=FIVE_MINUTES, statistic="Sum"),
+            threshold=1,
+            description=f"{kind} runs were stopped (StopExecution)"
+            + ("" if prefix else ": the ended-execution rule records them as failed"),
+        )
+        self._alarm(
+            f"{prefix}ExecutionsThrottled",
+            machine.metric_throttled(period=FIVE_MINUTES, statistic="Sum"),
+            threshold=1,
+            description=f"Step Functions throttled {kind} state transitions or StartExecution: runs are "
+            "delayed (raise the account's Step Functions quotas)",
+        )
 
     def _alarm(
         self,

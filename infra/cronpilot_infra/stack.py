@@ -118,6 +118,7 @@ class CronpilotStack(Stack):
                 functions=functions.functions,
                 dead_letters=schedule.dead_letters,
                 async_failures=failures.queue,
+                express_state_machine=machine.express,
             ),
         )
         self.api = CronpilotApi(

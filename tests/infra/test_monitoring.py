@@ -137,6 +137,20 @@ def test_metric_alarms(
         assert props["Dimensions"] == SERVICE
 
 
+@pytest.mark.parametrize("metric", ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"])
+def test_express_runs_have_the_standard_runs_alarms(template_json: dict[str, Any], metric: str) -> None:
+    # Express sends no status-change events: its alarms are the only word of a run that died there
+    alarms = _alarms(template_json)
+    express, standard = alarms[f"Express{metric}"], alarms[metric]
+    (topic,) = resources(template_json, "AWS::SNS::Topic")
+    assert (express["Namespace"], express["MetricName"]) == ("AWS/States", metric)
+    assert express["AlarmActions"] == express["OKActions"] == [{"Ref": topic}]
+    assert express["Dimensions"] == [
+        {"Name": "StateMachineArn", "Value": {"Ref": state_machine_id(template_json, "EXPRESS")}}
+    ]
+    assert express["Dimensions"] != standard["Dimensions"]
+
+
 def test_alarm_dimensions_point_at_this_stacks_resources(template_json: dict[str, Any]) -> None:
     alarms = _alarms(template_json)
     machine = state_machine_id(template_json)
