@@ -4,6 +4,7 @@ Invoked asynchronously by discovery, the summarizer and finalize-failure, so del
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.domain.notifications import deliver_notices, delivery_counts
 from cronpilot.models.notify import NoticeBatch
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
@@ -14,7 +15,10 @@ from cronpilot.runtime import get_runtime
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     batch = NoticeBatch.model_validate(event)
-    deliveries = get_runtime().deliver_notices(batch.notices)
-    failed = sum(d.status != "delivered" for d in deliveries)
-    logger.info("notices delivered", delivered=len(deliveries) - failed, failed=failed)
-    return {"delivered": len(deliveries) - failed, "failed": failed}
+    runtime = get_runtime()
+    deliveries = deliver_notices(
+        runtime.store, runtime.notify_channels, runtime.signing_secret, batch.notices, runtime.clock.now
+    )
+    counts = delivery_counts(deliveries)
+    logger.info("notices delivered", **counts)
+    return counts

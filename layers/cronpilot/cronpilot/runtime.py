@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from cronpilot.domain.notifications import Channels
     from cronpilot.domain.ports import NoticeQueue
     from cronpilot.domain.strategies import PlanStrategy, SummaryStrategy
-    from cronpilot.models.notify import Delivery, Notice
     from cronpilot.safehttp import SafeHttpClient
 
 # The connection pool fits discovery's concurrent workers and readers (domain/discovery.py: 32 + 4);
@@ -141,15 +140,13 @@ class Runtime:
 
         return AwsChannels(boto3.client("sns", config=_BOTO_CONFIG), self.http_client.send)
 
-    def deliver_notices(self, notices: list[Notice]) -> list[Delivery]:
+    @staticmethod
+    def signing_secret(name: str) -> str:
+        """A webhook signing secret's value (Secrets Manager, cached like the executor's)."""
         from cronpilot.domain.execution import resolve_secret
-        from cronpilot.domain.notifications import deliver_notices
         from cronpilot.models.job import SecretRef
 
-        def signing_secret(name: str) -> str:
-            return resolve_secret(SecretRef(secret=name))
-
-        return deliver_notices(self.store, self.notify_channels, signing_secret, notices, self.clock.now)
+        return resolve_secret(SecretRef(secret=name))
 
     @cached_property
     def plan_strategy(self) -> PlanStrategy:

@@ -195,6 +195,12 @@ def deliver_notices(
     return deliveries
 
 
+def delivery_counts(deliveries: list[Delivery]) -> dict[str, int]:
+    """The notify function's answer: how many deliveries succeeded and failed."""
+    failed = sum(d.status != "delivered" for d in deliveries)
+    return {"delivered": len(deliveries) - failed, "failed": failed}
+
+
 def message_id(notice: Notice, rule_index: int) -> str:
     """Stable for one notice and rule, so a redelivered notice carries the same webhook-id."""
     digest = hashlib.sha256(f"{notice.run_id}|{notice.event}|{rule_index}".encode()).hexdigest()
