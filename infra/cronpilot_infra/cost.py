@@ -291,12 +291,14 @@ def total(lines: list[CostLine]) -> float:
 
 @dataclass(frozen=True)
 class ItemSizes:
-    """The worked example's item sizes, in started KB (DynamoDB bills writes per 1 KB, reads per 4 KB)."""
+    """The worked example's item sizes, in started KB (DynamoDB bills writes per 1 KB, reads per 4 KB).
+    The job's definition and the run's record are stored zlib-packed (dal/items.pack_doc): 1.5 KB and
+    2 KB of JSON take under 0.5 KB and 0.7 KB."""
 
-    job_kb: int = 2  # the job document with its schedule state and lease
+    job_kb: int = 1  # the job document with its schedule state and lease
     run_kb: int = 1  # the run record as claimed
-    planned_run_kb: int = 2  # with its plan
-    finished_run_kb: int = 3  # with its plan, outcome, summary and next-run decision
+    planned_run_kb: int = 1  # with its plan
+    finished_run_kb: int = 1  # with its plan, outcome, summary and next-run decision
     step_result_kb: int = 1
     due_entry_kb: int = 1  # the job's entry in the due index: keys only (it projected ALL before)
 
