@@ -104,6 +104,22 @@ class Monitoring(Construct):
             description=f"Jobs claimed more than {settings.lag_alarm_seconds} s late, or no ticks for "
             f"{3 * settings.tick_minutes} minutes",
         )
+        # A tick that reached its deadline leaves due jobs to the next one; three in a row means discovery
+        # cannot keep up (more due jobs than a tick claims: shards, workers or the tick's timeout).
+        self._alarm(
+            "DiscoveryBehind",
+            self.metric("JobsLeftForNextTick", "Maximum", tick),
+            threshold=1,
+            evaluation_periods=3,
+            description="Discovery left due jobs for the next tick three ticks in a row: runs start late",
+        )
+        self._alarm(
+            "LateStarts",
+            self.metric("LateStarts", "Sum", Duration.minutes(15)),
+            threshold=1,
+            description="Runs were started by their start check, a minute or more after the claim: a tick "
+            "died or StartExecution failed between claim and start (see StartFailures)",
+        )
         self._alarm(
             "LeasesStuck",
             self.metric("LeasesStuck", "Maximum", Duration.minutes(15)),
@@ -355,6 +371,8 @@ class Monitoring(Construct):
                     m("RunsClaimed").with_(label="claimed"),
                     m("ClaimConflicts").with_(label="claim conflicts"),
                     m("StartFailures").with_(label="start failures"),
+                    m("LateStarts").with_(label="late starts"),
+                    m("JobsLeftForNextTick", "Maximum").with_(label="left for next tick"),
                 ],
             ),
             cloudwatch.GraphWidget(

@@ -77,6 +77,16 @@ SERVICE = [{"Name": "service", "Value": "cronpilot-dev"}]
         ("DiscoveryLag", "cronpilot", "DiscoveryLagSeconds", "Maximum", 60, 180, "GreaterThanThreshold"),
         ("LeasesStuck", "cronpilot", "LeasesStuck", "Maximum", 900, 1, "GreaterThanOrEqualToThreshold"),
         (
+            "DiscoveryBehind",
+            "cronpilot",
+            "JobsLeftForNextTick",
+            "Maximum",
+            60,
+            1,
+            "GreaterThanOrEqualToThreshold",
+        ),
+        ("LateStarts", "cronpilot", "LateStarts", "Sum", 900, 1, "GreaterThanOrEqualToThreshold"),
+        (
             "ExecutionsAborted",
             "AWS/States",
             "ExecutionsAborted",
@@ -279,7 +289,15 @@ def test_dashboard_widgets(template_json: dict[str, Any]) -> None:
     widgets = _widgets(template_json)
     expected = {
         "Runs": {"ExecutionsStarted", "RunsSucceeded", "RunsFailed", "RunsPartial", "RunsSkipped"},
-        "Discovery": {"DiscoveryLagSeconds", "JobsDue", "RunsClaimed", "ClaimConflicts", "StartFailures"},
+        "Discovery": {
+            "DiscoveryLagSeconds",
+            "JobsDue",
+            "RunsClaimed",
+            "ClaimConflicts",
+            "StartFailures",
+            "LateStarts",
+            "JobsLeftForNextTick",
+        },
         "Step Functions executions": {
             "ExecutionsFailed",
             "ExecutionsTimedOut",
