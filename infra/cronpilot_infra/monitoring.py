@@ -228,21 +228,10 @@ class Monitoring(Construct):
             period=period,
         )
 
-    def spend(self, period: Duration) -> cloudwatch.MathExpression:
-        """USD spent on tokens per period, at the configured prices per million tokens."""
-        p = self.settings.token_prices
-        return cloudwatch.MathExpression(
-            expression=f"(tin * {p.input} + tout * {p.output} + tcr * {p.cache_read} + tcw * {p.cache_write})"
-            " / 1000000",
-            using_metrics={
-                "tin": self.metric("TokensInput", period=period),
-                "tout": self.metric("TokensOutput", period=period),
-                "tcr": self.metric("TokensCacheRead", period=period),
-                "tcw": self.metric("TokensCacheWrite", period=period),
-            },
-            label="Token spend (USD)",
-            period=period,
-        )
+    def spend(self, period: Duration) -> cloudwatch.Metric:
+        """USD spent on model calls per period: each call's cost at its own model's price, as recorded
+        on its run (list prices, or the deployment's llm_prices)."""
+        return self.metric("TokenSpendUsd", period=period)
 
     def _ai_widgets(self, width: int) -> list[cloudwatch.IWidget]:
         """What the AI pilot does for its money: calls made, calls a standing decision avoided, and the
@@ -408,7 +397,7 @@ class Monitoring(Construct):
                     m("TokensCacheRead").with_(label="cache read"),
                     m("TokensCacheWrite").with_(label="cache write"),
                 ],
-                right=[self.spend(Duration.hours(1))],
+                right=[self.spend(Duration.hours(1)).with_(label="Token spend (USD)")],
             ),
             cloudwatch.GraphWidget(title="LLM fallbacks by failure class", width=width, left=[fallbacks]),
         )
