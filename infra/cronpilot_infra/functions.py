@@ -123,6 +123,8 @@ class CronpilotFunctions(Construct):
         for fn in (self.planner, self.summarizer):
             fn.add_environment("LLM_PROVIDER", settings.llm_provider)
             fn.add_environment("LLM_MODEL", settings.model)
+            if settings.llm_prices:
+                fn.add_environment("LLM_PRICES", settings.llm_prices)
 
     @property
     def notifiers(self) -> tuple[lambda_.Function, ...]:

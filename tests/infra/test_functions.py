@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import functions_by_name, resources, state_machine_id
+from tests.infra.conftest import BEDROCK_SETTINGS, functions_by_name, resources, state_machine_id
 
 EXPECTED = {
     # name: (timeout s, memory MB, reserved concurrency with defaults)
@@ -92,6 +92,13 @@ def test_bedrock_variant_has_no_secret_and_no_reserved_concurrency(bedrock_json:
     assert planner["LLM_PROVIDER"] == "bedrock"
     assert planner["LLM_MODEL"] == "us.anthropic.claude-haiku-4-5-20251001-v1:0"
     assert "ANTHROPIC_SECRET_ARN" not in planner
+    # the deployment's prices reach the functions that price model calls, and only them
+    for name, fn in fns.items():
+        variables = fn["Properties"]["Environment"]["Variables"]
+        if name in ("planner", "summarizer"):
+            assert variables["LLM_PRICES"] == BEDROCK_SETTINGS.llm_prices
+        else:
+            assert "LLM_PRICES" not in variables
     executor = fns["executor"]["Properties"]["Environment"]["Variables"]
     assert executor["EGRESS_ALLOWED_CIDRS"] == "10.20.0.0/16,192.168.1.0/24"
 
