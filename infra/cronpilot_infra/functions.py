@@ -39,7 +39,7 @@ SPECS = {
             "discovery", "Claims due jobs and starts one execution per run", Duration.seconds(60), 512
         ),
         # Planner, executor and summarizer wait on DynamoDB, the endpoint or the model far longer than
-        # they compute (~0.01-0.03 s of CPU a warm run): memory past what they hold (~80-100 MB) mostly
+        # they compute (~0.01-0.03 s of CPU a warm run): memory past what they hold (80-120 MB) mostly
         # pays for waiting. Their CPU share (1,769 MB = 1 vCPU) still sets the cold start: the planner
         # and summarizer import anthropic when a model is consulted, so they keep 512 MB; the
         # executor's imports (boto3, Powertools, pydantic, httpx) load in about 1.3x the time at 384 MB
