@@ -405,9 +405,19 @@ def dynamo_calls_per_run(
         ModelledCall("planner", "get_item", read_units=1, why="the job"),
         ModelledCall("planner", "get_item", read_units=1, why="the run, fenced by its epoch"),
         ModelledCall("planner", "query", read_units=0.5, why="recent runs (history for the plan)"),
-        ModelledCall("planner", "get_item", read_units=1, why="the job's standing plan decision (none)"),
+        ModelledCall(
+            "planner",
+            "get_item",
+            read_units=0.5,
+            why="the job's standing plan decision (none), eventually consistent",
+        ),
         *[
-            ModelledCall("planner", "get_item", read_units=1, why="endpoint health of one origin")
+            ModelledCall(
+                "planner",
+                "get_item",
+                read_units=0.5,
+                why="endpoint health of one origin, eventually consistent",
+            )
             for _ in range(origins)
         ],
         ModelledCall(
@@ -427,7 +437,12 @@ def dynamo_calls_per_run(
                 read_units=2 + dependencies,
                 why="the job, the step's own result (a retry's) and its dependencies' results",
             ),
-            ModelledCall("executor", "get_item", read_units=1, why="circuit breaker state of the origin"),
+            ModelledCall(
+                "executor",
+                "get_item",
+                read_units=0.5,
+                why="circuit breaker state of the origin, eventually consistent",
+            ),
             ModelledCall(
                 "executor",
                 "transact_write_items",
@@ -441,7 +456,10 @@ def dynamo_calls_per_run(
         ModelledCall("summarizer", "get_item", read_units=1, why="the run, fenced by its epoch"),
         ModelledCall("summarizer", "query", read_units=1, why="the step results"),
         ModelledCall(
-            "summarizer", "get_item", read_units=1, why="the job's standing next-run decision (none)"
+            "summarizer",
+            "get_item",
+            read_units=0.5,
+            why="the job's standing next-run decision (none), eventually consistent",
         ),
         ModelledCall(
             "summarizer",

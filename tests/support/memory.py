@@ -441,9 +441,11 @@ class InMemoryHealthStore:
     def __init__(self) -> None:
         self.items: dict[str, Health] = {}
         self.unavailable = False
+        self.reads: list[bool] = []  # each read: consistent or not
 
-    def read(self, origin: str) -> Health:
+    def read(self, origin: str, *, consistent: bool = True) -> Health:
         self._check()
+        self.reads.append(consistent)
         return copy.deepcopy(self.items.get(origin, Health(origin=origin)))
 
     def start_probe(self, seen: Health, now: datetime, probe_id: str) -> bool:

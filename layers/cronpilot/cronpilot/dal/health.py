@@ -30,12 +30,12 @@ class DynamoHealthStore:
         self.table_name = table_name
         self.client = client
 
-    def read(self, origin: str) -> Health:
+    def read(self, origin: str, *, consistent: bool = True) -> Health:
         try:
             response = self.client.get_item(
                 TableName=self.table_name,
                 Key=serialize(schema.endpoint_health_key(origin)),
-                ConsistentRead=True,
+                ConsistentRead=consistent,
             )
         except (ClientError, BotoCoreError) as exc:
             raise HealthUnavailable(f"reading {origin}: {type(exc).__name__}") from exc

@@ -724,9 +724,12 @@ class Store:
         self._transact([self._fence(run.job_id, run.run_id, run.epoch), put, *self._decision_puts(decision)])
 
     def get_decision(self, job_id: str, phase: str) -> StandingDecision | None:
-        """The job's standing AI decision of a phase, if one was recorded and has not aged out."""
+        """The job's standing AI decision of a phase, if one was recorded and has not aged out.
+
+        Eventually consistent (half the price): an earlier run wrote it, minutes ago; one written in the
+        last second and missed costs at most a model call, which weighs the same inputs again."""
         response = self.client.get_item(
-            TableName=self.table_name, Key=serialize(schema.decision_key(job_id, phase)), ConsistentRead=True
+            TableName=self.table_name, Key=serialize(schema.decision_key(job_id, phase)), ConsistentRead=False
         )
         if "Item" not in response:
             return None

@@ -92,20 +92,25 @@ class CircuitBreaker:
 
     # --------------------------------------------------------------- reads
 
-    def health(self, origin: str) -> Health:
-        return self.health_store.read(origin)
+    def health(self, origin: str, *, consistent: bool = True) -> Health:
+        return self.health_store.read(origin, consistent=consistent)
 
     def state(self, origin: str) -> CircuitState:
-        return self.health(origin).effective_state(self.clock.now(), self.policy)
+        """For the planner's input, which a state a second old cannot mislead: an eventually
+        consistent read."""
+        return self.health(origin, consistent=False).effective_state(self.clock.now(), self.policy)
 
     # ------------------------------------------------------------- the flow
 
     def acquire(self, url: str) -> Permit:
         """May this caller call `url` now? Becomes the probe when the cool-down has passed."""
         origin = origin_of(url)
-        for _ in range(_WRITE_ATTEMPTS):
+        for attempt in range(_WRITE_ATTEMPTS):
             now = self.clock.now()
-            health = self.health(origin)
+            # Every step reads its origin's circuit first: eventually consistent, as a state a second
+            # old decides no differently from a call begun a second earlier; a probe's write is
+            # conditional on the version read, and a lost race reads again, consistently.
+            health = self.health(origin, consistent=attempt > 0)
             if health.state == CircuitState.CLOSED:
                 return Permit(origin, allowed=True)
             waiting = health.state == CircuitState.OPEN and not health._cooled_down(now, self.policy)

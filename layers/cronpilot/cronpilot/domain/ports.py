@@ -260,9 +260,10 @@ class UsageLedger(Protocol):
 
 class HealthStore(Protocol):
     """Circuit state per endpoint origin. Writes are conditional: False (or no change) when the item
-    moved under us. Storage trouble raises HealthUnavailable."""
+    moved under us. Storage trouble raises HealthUnavailable. A read that is not `consistent` may miss
+    a write of the last second (eventually consistent: half the price)."""
 
-    def read(self, origin: str) -> Health: ...
+    def read(self, origin: str, *, consistent: bool = True) -> Health: ...
     def start_probe(self, seen: Health, now: datetime, probe_id: str) -> bool: ...
     def record_failures(
         self, seen: Health, now: datetime, failures: list[datetime], *, open_circuit: bool
