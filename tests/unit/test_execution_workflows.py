@@ -51,9 +51,9 @@ class CountingHealthStore(InMemoryHealthStore):
         super().__init__()
         self.origins_read: list[str] = []
 
-    def read(self, origin: str) -> Health:
+    def read(self, origin: str, *, consistent: bool = True) -> Health:
         self.origins_read.append(origin)
-        return super().read(origin)
+        return super().read(origin, consistent=consistent)
 
 
 def no_secrets(ref: SecretRef) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from pathlib import Path
@@ -14,10 +15,37 @@ class StateFileError(Exception):
     """The state file cannot be read as cronpilot's."""
 
 
+def _as_json(value: dict[str, Any]) -> dict[str, Any]:
+    """An attribute value as DynamoDB's JSON writes it: Binary as base64 (packed documents)."""
+    (kind, inner), *_ = value.items()
+    if kind == "B":
+        return {"B": base64.b64encode(inner).decode()}
+    if kind == "BS":
+        return {"BS": [base64.b64encode(b).decode() for b in inner]}
+    if kind == "M":
+        return {"M": {k: _as_json(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_as_json(v) for v in inner]}
+    return value
+
+
+def _from_json(value: dict[str, Any]) -> dict[str, Any]:
+    (kind, inner), *_ = value.items()
+    if kind == "B":
+        return {"B": base64.b64decode(inner)}
+    if kind == "BS":
+        return {"BS": [base64.b64decode(b) for b in inner]}
+    if kind == "M":
+        return {"M": {k: _from_json(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_from_json(v) for v in inner]}
+    return value
+
+
 def save_state(path: Path, client: Any, table: str, now: datetime) -> None:
     items: list[dict[str, Any]] = []
     for page in client.get_paginator("scan").paginate(TableName=table):
-        items += page["Items"]
+        items += [{name: _as_json(value) for name, value in item.items()} for item in page["Items"]]
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps({"now": to_iso(now), "items": items}))
@@ -34,7 +62,7 @@ def load_state(path: Path, client: Any, table: str) -> datetime | None:
         raise StateFileError(
             f"{path} is not a cronpilot state file ({exc}): move it away to start fresh"
         ) from exc
-    items = state.get("items", [])
+    items = [{name: _from_json(value) for name, value in item.items()} for item in state.get("items", [])]
     for start in range(0, len(items), 25):
         batch = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
         client.batch_write_item(RequestItems={table: batch})
