@@ -17,6 +17,7 @@ from cronpilot.ai.pricing import PriceConfigError, price_table
 
 PROVIDERS = ("anthropic", "bedrock", "none")
 LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _SECRET_PREFIX = re.compile(r"^[A-Za-z0-9/_+=.@-]+/$")
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
@@ -84,6 +85,10 @@ class DeploySettings:
     # executions that failed (ALL logs every transition of every run: ~$0.50 per GB ingested).
     standard_log_level: str = "ERROR"
     express_log_level: str = "ERROR"
+    # Lambda's own log lines (its JSON log format): at WARN, a successful invocation writes none (no
+    # START/REPORT lines, ~0.4 KB each: duration and errors stay in the functions' metrics, the traces
+    # and the alarms); INFO brings back each invocation's REPORT (duration, memory used, init time).
+    lambda_system_log_level: str = "WARN"
 
     def __post_init__(self) -> None:
         if not _STAGE.match(self.stage):
@@ -106,6 +111,11 @@ class DeploySettings:
         for key in ("standard_log_level", "express_log_level"):
             if getattr(self, key) not in LOG_LEVELS:
                 raise SettingsError(f"{key} {getattr(self, key)!r}: one of {', '.join(LOG_LEVELS)}")
+        if self.lambda_system_log_level not in SYSTEM_LOG_LEVELS:
+            raise SettingsError(
+                f"lambda_system_log_level {self.lambda_system_log_level!r}: "
+                f"one of {', '.join(SYSTEM_LOG_LEVELS)}"
+            )
         self._check_network()
         for arn in self.topic_arns:
             if not _TOPIC_ARN.match(arn):

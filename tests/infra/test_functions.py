@@ -11,9 +11,9 @@ from tests.infra.conftest import BEDROCK_SETTINGS, functions_by_name, resources,
 EXPECTED = {
     # name: (timeout s, memory MB, reserved concurrency with defaults)
     "discovery": (60, 512, 1),
-    "planner": (180, 1024, 10),
-    "executor": (300, 512, 50),
-    "summarizer": (180, 1024, 10),
+    "planner": (180, 512, 10),
+    "executor": (300, 384, 50),
+    "summarizer": (180, 512, 10),
     "finalize_failure": (60, 256, None),
     "notify": (120, 256, None),
     "api": (15, 512, 10),
@@ -48,6 +48,19 @@ def test_function_logs_to_its_own_group_with_retention(template_json: dict[str, 
     assert group["Type"] == "AWS::Logs::LogGroup"
     assert group["Properties"]["RetentionInDays"] == 30
     assert group["Properties"]["LogGroupName"] == f"/aws/lambda/{props['FunctionName']}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_function_logs_json_without_lambdas_own_lines_of_successful_invocations(
+    template_json: dict[str, Any], name: str
+) -> None:
+    # Lambda's START/REPORT lines are INFO: at system level WARN only failures' are written
+    logging = functions_by_name(template_json)[name]["Properties"]["LoggingConfig"]
+    assert (logging["LogFormat"], logging["SystemLogLevel"], logging["ApplicationLogLevel"]) == (
+        "JSON",
+        "WARN",
+        "INFO",
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -64,6 +64,7 @@ def test_command_line_strings_are_coerced() -> None:
             {"notify_topic_arns": "arn:aws:sqs:us-east-1:123456789012:q"},
             "notify_topic_arns: .* not an SNS topic",
         ),
+        ({"lambda_system_log_level": "ERROR"}, "lambda_system_log_level 'ERROR': one of DEBUG, INFO, WARN"),
         # a setting that could not take effect is refused, saying what to add
         ({"executor_private_cidrs": "10.0.0.0/16"}, "add -c executor_subnet_ids=.*security_group_id"),
         ({"executor_subnet_ids": "subnet-0a1b2c3d4e5f60718"}, "both executor_subnet_ids and"),

@@ -31,7 +31,9 @@ MAX_NUMBER_DIGITS = 40
 MAX_ONE_OFF_AHEAD = timedelta(days=3653)
 
 # DynamoDB's item limit counts attribute names and values. The store writes the job definition as one
-# JSON string (`job_doc`) plus its scheduling state on the same item; STATE_RESERVE is the worst case of
+# document (`job_doc`: its JSON, zlib-packed when that is smaller, so never more than the JSON) plus its
+# scheduling state on the same item. The budget is on the JSON: what a job may hold does not depend on
+# how well its text compresses, and the item fits whatever the content. STATE_RESERVE is the worst case of
 # that state: keys and bookkeeping (~0.5 KB), next_run_reason (the AI's reason, at most 500 characters,
 # so up to 2 KB of UTF-8), and the `inflight` map of up to 20 concurrent runs (~2 KB). Rounded up
 # generously so fields added later to the job item fit too. tests/integration/test_job_item_size.py
