@@ -112,7 +112,7 @@ def invocations_per_run(waves: int, steps: int, asl_path: Path = ASL_PATH) -> di
 class DeployedFunction:
     memory_mb: int
     architecture: str
-    # Lambda's own START/END/REPORT lines are written at INFO and DEBUG; WARN keeps only failures'.
+    # Lambda's own platform.start/platform.report lines are written at INFO and DEBUG, not at WARN.
     system_log_level: str = "INFO"
 
 
@@ -201,10 +201,11 @@ class WorkedExample:
     metrics_log_bytes: dict[str, int] = field(
         default_factory=lambda: {"planner": 0, "executor": 280, "summarizer": 200, "finalize_failure": 200}
     )
-    # Lambda's START, END and REPORT lines (with the X-Ray trace line: tracing is active), written at
-    # system log level INFO; at WARN a successful invocation has none.
-    platform_log_bytes: int = 380
-    platform_log_events: int = 3
+    # Lambda's platform.start and platform.report lines in its JSON log format (each with the X-Ray
+    # trace: tracing is active), written at system log level INFO; at WARN a successful invocation
+    # has none.
+    platform_log_bytes: int = 680
+    platform_log_events: int = 2
     # CloudWatch Logs counts 26 bytes per log event beside its message.
     log_event_overhead_bytes: int = 26
 

@@ -86,8 +86,9 @@ class DeploySettings:
     standard_log_level: str = "ERROR"
     express_log_level: str = "ERROR"
     # Lambda's own log lines (its JSON log format): at WARN, a successful invocation writes none (no
-    # START/REPORT lines, ~0.4 KB each: duration and errors stay in the functions' metrics, the traces
-    # and the alarms); INFO brings back each invocation's REPORT (duration, memory used, init time).
+    # platform.start/platform.report, ~0.7 KB an invocation: duration and errors stay in the functions'
+    # metrics, the traces and the alarms); INFO brings back each invocation's report (duration, memory
+    # used, init time).
     lambda_system_log_level: str = "WARN"
 
     def __post_init__(self) -> None:

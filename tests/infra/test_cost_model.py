@@ -155,8 +155,8 @@ def test_lambdas_platform_lines_are_logged_at_system_level_info_and_not_at_warn(
     verbose = copy.deepcopy(template_json)
     for fn in functions_by_name(verbose).values():
         fn["Properties"]["LoggingConfig"]["SystemLogLevel"] = "INFO"
-    # START, END and REPORT (380 bytes and 3 events of 26) for each of the 6 invocations
-    assert logs(verbose) - logs(template_json) == pytest.approx(6 * (380 + 3 * 26) / 1e9 * 0.50 * 1e6)
+    # platform.start and platform.report (680 bytes, 2 events of 26) for each of the 6 invocations
+    assert logs(verbose) - logs(template_json) == pytest.approx(6 * (680 + 2 * 26) / 1e9 * 0.50 * 1e6)
 
 
 def test_deploy_guide_states_the_computed_formula_and_worked_example(
