@@ -13,6 +13,7 @@ from cronpilot.clock import AcceleratedClock
 from cronpilot.dal.schema import all_due_shards
 from cronpilot.local.cloud import LocalCloud
 from cronpilot.local.demo_server import DemoServer
+from cronpilot.local.invocation_meter import PerInvocation, measure_invocations
 from cronpilot.local.moto_patches import DynamoCall
 from cronpilot.local.runner import apply_jobs, next_tick_time
 from cronpilot.models.job import Job
@@ -251,3 +252,40 @@ def test_the_model_counts_every_dynamodb_request_a_run_makes() -> None:
     usage = dynamo_usage_per_run(2, 4)
     assert usage.write_units == sum(c.write_units + c.index_write_units for c in counted)
     assert usage.read_units == sum(c.read_units for c in counted if c not in tick_queries)
+
+
+def measured_warm_run() -> PerInvocation:
+    """The worked example run twice in local mode; the second, warm run measured per invocation."""
+    with DemoServer() as target:
+        clock = AcceleratedClock(START)
+        with LocalCloud(
+            clock, egress_allowed_cidrs="127.0.0.0/8", egress_allowed_ports=f"80,443,{target.port}"
+        ) as cloud:
+            store = get_runtime().store
+            apply_jobs(store, [_worked_example(target.base_url)], clock.now())
+            for warm in (False, True):
+                clock.jump_to(next_tick_time(store, clock.now()))
+                if not warm:
+                    cloud.tick()
+                    cloud.wait_idle()
+                    continue
+                with measure_invocations(cloud) as measured:
+                    cloud.tick()
+                    cloud.wait_idle()
+            assert {run.status for run in store.list_runs("worked")[0]} == {RunStatus.SUCCEEDED}
+    return measured
+
+
+def test_the_modelled_log_bytes_are_what_the_handlers_log() -> None:
+    # Given the worked example's warm run with every handler's output counted as deployed (INFO, EMF)
+    measured = measured_warm_run()
+    example = WorkedExample()
+    # Then each task ran as often as the ASL says, and the model's bytes for its INFO line cover what
+    # it logged, by no more than a tenth (the EMF documents, which local mode's handlers share one
+    # buffer for, bench/cost.py prints beside the model)
+    calls = invocations_per_run(example.waves, example.steps)
+    assert {name: measured.invocations[name] for name in calls} == calls
+    for name in calls:
+        modelled, logged = example.application_log_bytes[name], measured.mean_log_bytes(name)
+        assert logged <= modelled <= 1.1 * logged, (name, logged, modelled)
+    assert sum(measured.metrics_bytes[name] for name in calls) > 0
