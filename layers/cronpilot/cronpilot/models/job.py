@@ -1,6 +1,7 @@
 """The job: what a user registers. Validated by pydantic; every error names the field and the fix."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in modules that define pydantic models: pydantic would
+# compile and evaluate every annotation string while building them, on every Lambda cold start.
 
 import json
 import math

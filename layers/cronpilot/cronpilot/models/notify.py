@@ -1,7 +1,8 @@
 """Notifications per job (`notify:`): who hears of a failing, recovered, missed, AI-paused or
 over-budget job, and how. One notification per transition, never one per run."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in modules that define pydantic models: pydantic would
+# compile and evaluate every annotation string while building them, on every Lambda cold start.
 
 import re
 from datetime import datetime

@@ -3,7 +3,8 @@ what its response must satisfy (`expect:`) and the key that signs its requests (
 syntax of `{{ steps.<endpoint id>.<name> }}` references. Pure: the job model validates with it, the
 execution domain renders with it."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in modules that define pydantic models: pydantic would
+# compile and evaluate every annotation string while building them, on every Lambda cold start.
 
 import re
 from collections.abc import Iterator, Mapping
