@@ -103,6 +103,8 @@ class JobState:
 
 @dataclass
 class JobRecord:
+    """A job definition and its scheduling state, as read together."""
+
     job: Job
     state: JobState = field(default_factory=JobState)
 
@@ -113,6 +115,8 @@ class JobRecord:
 
 @dataclass
 class DuePage:
+    """One page of due jobs and how many index items it read."""
+
     records: list[JobRecord]
     scanned: int
 

@@ -10,9 +10,9 @@ from enum import StrEnum
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
-from cronpilot.models.workflow import SigningSpec
+from cronpilot.models.workflow import SigningSpec, Strict
 
 MAX_RULES = 10
 # arn:<partition>:sns:<region>:<account>:<topic name> (a FIFO topic needs a group id: not supported)
@@ -29,11 +29,7 @@ class NotifyEvent(StrEnum):
     )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class WebhookTarget(_Strict):
+class WebhookTarget(Strict):
     """A URL that receives a signed JSON POST (Standard Webhooks), through the SSRF-safe client."""
 
     url: str
@@ -52,7 +48,7 @@ class WebhookTarget(_Strict):
         return value
 
 
-class NotifyRule(_Strict):
+class NotifyRule(Strict):
     events: tuple[NotifyEvent, ...] = Field(min_length=1)
     after_failures: StrictInt = Field(default=1, ge=1, le=1000)  # `true` is not 1
     sns: str | None = None
@@ -92,7 +88,7 @@ class NotifyRule(_Strict):
         return f"{parts.scheme}://{parts.netloc}"
 
 
-class Notice(_Strict):
+class Notice(Strict):
     """One notification to deliver: what happened to which job, and the run that shows it."""
 
     job_id: str
@@ -103,13 +99,13 @@ class Notice(_Strict):
     at: datetime
 
 
-class NoticeBatch(_Strict):
+class NoticeBatch(Strict):
     """The notify function's event."""
 
     notices: list[Notice] = Field(min_length=1)
 
 
-class Delivery(_Strict):
+class Delivery(Strict):
     """A notification's delivery, recorded on the run it is about."""
 
     event: NotifyEvent

@@ -50,6 +50,8 @@ class TemplateSyntaxError(ValueError):
 
 @dataclass(frozen=True)
 class Reference:
+    """One `{{ steps.<endpoint>.<name> }}` reference and where it sits in its text."""
+
     endpoint_id: str
     name: str
     start: int  # where `{{` begins in its text
@@ -107,11 +109,13 @@ def _check_jmespath(expression: str) -> str:
     return expression
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """The base of every model a job file holds (job, notify and workflow): one class, built once."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-class ExtractSpec(_Strict):
+class ExtractSpec(Strict):
     """`name: <JMESPath>` or `name: {path: <JMESPath>, show: true}`. Hidden values (the default)
     never reach the AI, logs or state payloads and are masked in the stored response body."""
 
@@ -149,6 +153,8 @@ _STATUS_RANGE = re.compile(r"^([1-5])(?:xx|XX)$|^([1-5]\d\d)\s*-\s*([1-5]\d\d)$|
 
 @dataclass(frozen=True)
 class StatusRange:
+    """An accepted status code or range from `expect.status`."""
+
     low: int
     high: int
     text: str
@@ -192,7 +198,7 @@ Latency = Annotated[
 ]
 
 
-class ExpectSpec(_Strict):
+class ExpectSpec(Strict):
     """What a response must satisfy for its step to succeed. A failing assertion fails the step with
     error kind `assertion`; it is re-sent only when `retry_on_failure` says so."""
 
@@ -252,7 +258,7 @@ def _status_ranges(items: tuple[int | str, ...]) -> tuple[StatusRange, ...]:
     return tuple(parse_status(item) for item in items)
 
 
-class SigningSpec(_Strict):
+class SigningSpec(Strict):
     """`signing: {secret: NAME}`: a Secrets Manager secret holding a `whsec_` key, or a JSON object
     {"current": "whsec_...", "next": "whsec_..."} while a key is rotated (both signatures are sent)."""
 
@@ -343,6 +349,7 @@ __all__ = [
     "Reference",
     "SigningSpec",
     "StatusRange",
+    "Strict",
     "TemplateSyntaxError",
     "check_extract_names",
     "compile_jmespath",
