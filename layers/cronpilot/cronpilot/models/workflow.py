@@ -19,16 +19,14 @@ from jmespath.parser import ParsedResult
 from jmespath.visitor import TreeInterpreter
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     StrictBool,
     field_validator,
     model_validator,
 )
 
-from cronpilot.durations import format_duration, parse_duration
+from cronpilot.durations import DurationText, format_duration, parse_duration
 
 # Bounds on extracted values: each value's JSON text, and how many a job may declare, so one run
 # holds at most MAX_EXTRACTS_PER_JOB * MAX_VALUE_BYTES (128 KiB) of them.
@@ -193,9 +191,7 @@ def format_latency(value: timedelta) -> str:
     return format_duration(value) if milliseconds % 1000 == 0 else f"{milliseconds}ms"
 
 
-Latency = Annotated[
-    timedelta, BeforeValidator(parse_latency), PlainSerializer(format_latency, return_type=str)
-]
+Latency = Annotated[timedelta, DurationText(parse_latency, format_latency)]
 
 
 class ExpectSpec(Strict):
