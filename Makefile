@@ -26,8 +26,11 @@ $(UV):
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# Bytecode is compiled at install, as pip does (uv does not by default): without it every `cronpilot`
+# command compiles its imports again wherever PYTHONDONTWRITEBYTECODE is set, ~0.8 s of CPU.
 setup: $(UV)
-	$(UV) sync --frozen --extra cli
+	$(UV) sync --frozen --extra cli --compile-bytecode
+	$(RUN) python -m compileall -q layers/cronpilot/cronpilot
 
 # The claim race runs on its own, without coverage tracing (which triples its time).
 test: setup lint typecheck

@@ -21,7 +21,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .access import ACCESS
-from .functions import ARCHITECTURE, RUNTIME, CronpilotFunctions, retention
+from .functions import ARCHITECTURE, RUNTIME, CronpilotFunctions, logging_options, retention
 from .monitoring import FIVE_MINUTES, Monitoring
 from .nag import XRAY_REASON, _ack
 from .paths import FUNCTIONS_DIR
@@ -149,6 +149,7 @@ class CronpilotApi(Construct):
             # API Gateway waits at most 30 s for an integration; a page of runs takes well under 1 s.
             timeout=Duration.seconds(15),
             memory_size=512,
+            **logging_options(settings),
             tracing=lambda_.Tracing.ACTIVE,
             role=self.role,
             log_group=log_group,

@@ -2,13 +2,14 @@
 DynamoDB calls a run makes in local mode, never written down by hand.
 
 - the ASL file gives the state transitions and the Lambda invocations of a successful run;
-- the template gives each task function's memory and architecture, each state machine's type and
-  logging level;
+- the template gives each task function's memory, architecture and system log level, each state
+  machine's type and logging level;
 - the DynamoDB write and read units come from `DynamoUsage`, which `dynamo_usage_per_run` models call
   by call and tests/infra/test_cost_model.py checks against what local mode counts.
 
-Prices are the published us-east-1 on-demand list prices; what is an assumption (durations, log bytes)
-is named as such in `WorkedExample`.
+Prices are the published us-east-1 on-demand list prices; what is an assumption (durations, CPU time,
+log bytes) is named as such in `WorkedExample`, and bench/cost.py prints what local mode measures beside
+each assumption it can measure.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ LAMBDA_GB_SECOND = {"arm64": 0.0000133334, "x86_64": 0.0000166667}
 DYNAMODB_WRITE_UNIT = 0.625 / 1e6
 DYNAMODB_READ_UNIT = 0.125 / 1e6
 LOGS_INGESTED_GB = 0.50
+# Lambda gives a function CPU in proportion to its memory: 1,769 MB is one full vCPU (a Python handler
+# runs on one thread, so more than that buys it nothing).
+LAMBDA_MB_PER_VCPU = 1769
 
 PER_MILLION = 1e6
 # The ASL placeholder of each task function, and the functions/ folder it deploys.
@@ -108,6 +112,8 @@ def invocations_per_run(waves: int, steps: int, asl_path: Path = ASL_PATH) -> di
 class DeployedFunction:
     memory_mb: int
     architecture: str
+    # Lambda's own START/END/REPORT lines are written at INFO and DEBUG; WARN keeps only failures'.
+    system_log_level: str = "INFO"
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,9 @@ def deployed_machines(template: dict[str, Any]) -> dict[Kind, DeployedMachine]:
         for placeholder, arn in props["DefinitionSubstitutions"].items():
             fn = resources[arn["Fn::GetAtt"][0]]["Properties"]
             functions[TASK_FUNCTIONS[placeholder]] = DeployedFunction(
-                memory_mb=int(fn.get("MemorySize", 128)), architecture=fn.get("Architectures", ["x86_64"])[0]
+                memory_mb=int(fn.get("MemorySize", 128)),
+                architecture=fn.get("Architectures", ["x86_64"])[0],
+                system_log_level=fn.get("LoggingConfig", {}).get("SystemLogLevel", "INFO"),
             )
         logging = props.get("LoggingConfiguration", {})
         machines[kind] = DeployedMachine(
@@ -154,21 +162,69 @@ class DynamoUsage:
     read_units: float
 
 
+def _cpu_slowdown(memory_mb: int) -> float:
+    """How much longer CPU work takes at `memory_mb` than on one full vCPU."""
+    return max(1.0, LAMBDA_MB_PER_VCPU / memory_mb)
+
+
 @dataclass(frozen=True)
 class WorkedExample:
-    """docs/deploy.md's worked example. The durations and log sizes are assumptions, named here."""
+    """docs/deploy.md's worked example. The durations, CPU times and log sizes are assumptions, named
+    here; bench/cost.py prints local mode's measurement beside the CPU times and log bytes."""
 
     waves: int = 2
     steps: int = 4
-    # Billed Lambda duration per invocation, deterministic pilot (no LLM): seconds.
-    durations: dict[str, float] = field(
-        default_factory=lambda: {"planner": 0.2, "executor": 0.5, "summarizer": 0.2, "finalize_failure": 0.1}
+    # Billed Lambda duration per warm invocation, deterministic pilot (no LLM), at the memory each figure
+    # was set for: (seconds, MB). The executor's is mostly the endpoint's latency.
+    reference_durations: dict[str, tuple[float, int]] = field(
+        default_factory=lambda: {
+            "planner": (0.2, 1024),
+            "executor": (0.5, 512),
+            "summarizer": (0.2, 1024),
+            "finalize_failure": (0.1, 256),
+        }
+    )
+    # CPU seconds per warm invocation on one full vCPU, outside the AWS calls' waits. Local mode measures
+    # 6-15 ms on x86 (the handler thread's CPU time less moto's share); assumed 30 ms, for arm64 cores,
+    # for TLS to real endpoints (local mode's target is plain HTTP) and for the measurement's noise.
+    cpu_seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("planner", "executor", "summarizer", "finalize_failure"), 0.03)
     )
     # Step Functions' own time per state entered (scheduling a task, starting a Map iteration).
     transition_overhead_seconds: float = 0.02
-    # CloudWatch Logs bytes per Lambda invocation: START/END/REPORT lines, the handler's one structured
-    # line and the EMF metrics document Powertools prints.
-    lambda_log_bytes: int = 1500
+    # CloudWatch Logs bytes per Lambda invocation, by part. The handler's one structured INFO line
+    # (Powertools, with the Lambda context) and the EMF metrics document Powertools prints, as local mode
+    # logs them for the worked example:
+    application_log_bytes: dict[str, int] = field(
+        default_factory=lambda: {"planner": 490, "executor": 500, "summarizer": 490, "finalize_failure": 500}
+    )
+    metrics_log_bytes: dict[str, int] = field(
+        default_factory=lambda: {"planner": 0, "executor": 280, "summarizer": 200, "finalize_failure": 200}
+    )
+    # Lambda's START, END and REPORT lines (with the X-Ray trace line: tracing is active), written at
+    # system log level INFO; at WARN a successful invocation has none.
+    platform_log_bytes: int = 380
+    platform_log_events: int = 3
+    # CloudWatch Logs counts 26 bytes per log event beside its message.
+    log_event_overhead_bytes: int = 26
+
+    def duration(self, name: str, memory_mb: int) -> float:
+        """Billed seconds of one invocation at `memory_mb`: the I/O wait (the reference duration less
+        its CPU time at the reference memory) plus the CPU time at this memory's share of a vCPU."""
+        seconds, reference_mb = self.reference_durations[name]
+        cpu = self.cpu_seconds[name]
+        return seconds - cpu * _cpu_slowdown(reference_mb) + cpu * _cpu_slowdown(memory_mb)
+
+    def log_bytes(self, name: str, system_log_level: str) -> int:
+        """CloudWatch Logs bytes one successful invocation ingests."""
+        events = [self.application_log_bytes[name]]
+        if self.metrics_log_bytes[name]:
+            events.append(self.metrics_log_bytes[name])
+        total = sum(events) + len(events) * self.log_event_overhead_bytes
+        if system_log_level in ("INFO", "DEBUG"):
+            total += self.platform_log_bytes + self.platform_log_events * self.log_event_overhead_bytes
+        return total
+
     # Step Functions log bytes per history event at level ALL with execution data (input/output kept
     # small by design); a successful run logs nothing at ERROR or FATAL.
     sfn_log_bytes_per_event: int = 800
@@ -189,13 +245,18 @@ def _sfn_history_events(transitions: int, tasks: int) -> int:
     return 2 * transitions + 3 * tasks
 
 
-def express_billed_seconds(example: WorkedExample, transitions: int) -> float:
+def express_billed_seconds(example: WorkedExample, transitions: int, machine: DeployedMachine) -> float:
     """Express bills the execution's wall time rounded up to 100 ms: the critical path (planner, the
-    slowest step of each wave, summarizer) plus Step Functions' own time per state."""
+    slowest step of each wave, summarizer, each at its function's memory) plus Step Functions' own
+    time per state."""
+
+    def seconds(name: str) -> float:
+        return example.duration(name, machine.functions[name].memory_mb)
+
     critical = (
-        example.durations["planner"]
-        + example.waves * example.durations["executor"]
-        + example.durations["summarizer"]
+        seconds("planner")
+        + example.waves * seconds("executor")
+        + seconds("summarizer")
         + transitions * example.transition_overhead_seconds
     )
     return math.ceil(round(critical * 10, 6)) / 10
@@ -232,7 +293,7 @@ def cost_per_million_runs(
             )
         )
     else:
-        seconds = express_billed_seconds(example, transitions)
+        seconds = express_billed_seconds(example, transitions, machine)
         memory_mb = express_billed_memory_mb(example, asl_path)
         lines.append(CostLine("Step Functions Express requests", "1 request", EXPRESS_REQUEST * PER_MILLION))
         lines.append(
@@ -250,7 +311,7 @@ def cost_per_million_runs(
     usd = 0.0
     for name, count in calls.items():
         fn = machine.functions[name]
-        seconds = count * example.durations[name] * fn.memory_mb / 1024
+        seconds = count * example.duration(name, fn.memory_mb) * fn.memory_mb / 1024
         gb_seconds += seconds
         usd += seconds * LAMBDA_GB_SECOND[fn.architecture]
     lines.append(CostLine("Lambda duration", f"{gb_seconds:.2f} GB-s", usd * PER_MILLION))
@@ -268,7 +329,10 @@ def cost_per_million_runs(
             dynamo.read_units * DYNAMODB_READ_UNIT * PER_MILLION,
         )
     )
-    log_bytes = invocations * example.lambda_log_bytes
+    log_bytes = sum(
+        count * example.log_bytes(name, machine.functions[name].system_log_level)
+        for name, count in calls.items()
+    )
     if machine.log_level == "ALL":
         tasks = invocations  # every task of a successful run invokes one function
         log_bytes += _sfn_history_events(transitions, tasks) * example.sfn_log_bytes_per_event
@@ -291,12 +355,14 @@ def total(lines: list[CostLine]) -> float:
 
 @dataclass(frozen=True)
 class ItemSizes:
-    """The worked example's item sizes, in started KB (DynamoDB bills writes per 1 KB, reads per 4 KB)."""
+    """The worked example's item sizes, in started KB (DynamoDB bills writes per 1 KB, reads per 4 KB).
+    The job's definition and the run's record are stored zlib-packed (dal/items.pack_doc): 1.5 KB and
+    2 KB of JSON take under 0.5 KB and 0.7 KB."""
 
-    job_kb: int = 2  # the job document with its schedule state and lease
+    job_kb: int = 1  # the job document with its schedule state and lease
     run_kb: int = 1  # the run record as claimed
-    planned_run_kb: int = 2  # with its plan
-    finished_run_kb: int = 3  # with its plan, outcome, summary and next-run decision
+    planned_run_kb: int = 1  # with its plan
+    finished_run_kb: int = 1  # with its plan, outcome, summary and next-run decision
     step_result_kb: int = 1
     due_entry_kb: int = 1  # the job's entry in the due index: keys only (it projected ALL before)
 

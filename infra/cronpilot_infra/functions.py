@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -37,16 +38,21 @@ SPECS = {
         FunctionSpec(
             "discovery", "Claims due jobs and starts one execution per run", Duration.seconds(60), 512
         ),
-        # One LLM call with tool use; memory buys CPU for anthropic's import and pydantic validation.
+        # Planner, executor and summarizer wait on DynamoDB, the endpoint or the model far longer than
+        # they compute (~0.01-0.03 s of CPU a warm run): memory past what they hold (80-120 MB) mostly
+        # pays for waiting. Their CPU share (1,769 MB = 1 vCPU) still sets the cold start: the planner
+        # and summarizer import anthropic when a model is consulted, so they keep 512 MB; the
+        # executor's imports (boto3, Powertools, pydantic, httpx) load in about 1.3x the time at 384 MB
+        # as at 512 MB. The cost model (cronpilot_infra/cost.py) prices the CPU at each size.
         FunctionSpec(
-            "planner", "Plans a run's endpoint calls as dependency waves", Duration.seconds(180), 1024
+            "planner", "Plans a run's endpoint calls as dependency waves", Duration.seconds(180), 512
         ),
         # One HTTP call with retries inside a 240 s total budget (domain.execution.MAX_TOTAL_BUDGET).
         FunctionSpec(
-            "executor", "Calls one endpoint through the SSRF-safe client", Duration.seconds(300), 512
+            "executor", "Calls one endpoint through the SSRF-safe client", Duration.seconds(300), 384
         ),
         FunctionSpec(
-            "summarizer", "Summarizes a run and picks the next run time", Duration.seconds(180), 1024
+            "summarizer", "Summarizes a run and picks the next run time", Duration.seconds(180), 512
         ),
         FunctionSpec(
             "finalize_failure", "Records a failed run and releases its lease", Duration.seconds(60), 256
@@ -123,6 +129,8 @@ class CronpilotFunctions(Construct):
         for fn in (self.planner, self.summarizer):
             fn.add_environment("LLM_PROVIDER", settings.llm_provider)
             fn.add_environment("LLM_MODEL", settings.model)
+            if settings.llm_prices:
+                fn.add_environment("LLM_PRICES", settings.llm_prices)
 
     @property
     def notifiers(self) -> tuple[lambda_.Function, ...]:
@@ -163,6 +171,7 @@ class CronpilotFunctions(Construct):
             layers=[self.package_layer, self.deps_layer],
             timeout=spec.timeout,
             memory_size=spec.memory_mb,
+            **logging_options(settings),
             tracing=lambda_.Tracing.ACTIVE,
             role=role,
             log_group=log_group,
@@ -171,6 +180,17 @@ class CronpilotFunctions(Construct):
         )
         self.log_groups[spec.name] = log_group
         return fn
+
+
+def logging_options(settings: DeploySettings) -> dict[str, Any]:
+    """Every function's log settings. Powertools writes JSON whatever the format; Lambda's JSON format
+    lets Lambda filter its own START/REPORT lines by level (lambda_system_log_level). The application
+    level is Powertools' own (POWERTOOLS_LOG_LEVEL), so the two never disagree."""
+    return {
+        "logging_format": lambda_.LoggingFormat.JSON,
+        "system_log_level_v2": lambda_.SystemLogLevel[settings.lambda_system_log_level],
+        "application_log_level_v2": lambda_.ApplicationLogLevel.INFO,
+    }
 
 
 def _reserved(name: str, settings: DeploySettings) -> int | None:

@@ -104,6 +104,22 @@ class Monitoring(Construct):
             description=f"Jobs claimed more than {settings.lag_alarm_seconds} s late, or no ticks for "
             f"{3 * settings.tick_minutes} minutes",
         )
+        # A tick that reached its deadline leaves due jobs to the next one; three in a row means discovery
+        # cannot keep up (more due jobs than a tick claims: shards, workers or the tick's timeout).
+        self._alarm(
+            "DiscoveryBehind",
+            self.metric("JobsLeftForNextTick", "Maximum", tick),
+            threshold=1,
+            evaluation_periods=3,
+            description="Discovery left due jobs for the next tick three ticks in a row: runs start late",
+        )
+        self._alarm(
+            "LateStarts",
+            self.metric("LateStarts", "Sum", Duration.minutes(15)),
+            threshold=1,
+            description="Runs were started by their start check, a minute or more after the claim: a tick "
+            "died or StartExecution failed between claim and start (see StartFailures)",
+        )
         self._alarm(
             "LeasesStuck",
             self.metric("LeasesStuck", "Maximum", Duration.minutes(15)),
@@ -212,21 +228,10 @@ class Monitoring(Construct):
             period=period,
         )
 
-    def spend(self, period: Duration) -> cloudwatch.MathExpression:
-        """USD spent on tokens per period, at the configured prices per million tokens."""
-        p = self.settings.token_prices
-        return cloudwatch.MathExpression(
-            expression=f"(tin * {p.input} + tout * {p.output} + tcr * {p.cache_read} + tcw * {p.cache_write})"
-            " / 1000000",
-            using_metrics={
-                "tin": self.metric("TokensInput", period=period),
-                "tout": self.metric("TokensOutput", period=period),
-                "tcr": self.metric("TokensCacheRead", period=period),
-                "tcw": self.metric("TokensCacheWrite", period=period),
-            },
-            label="Token spend (USD)",
-            period=period,
-        )
+    def spend(self, period: Duration) -> cloudwatch.Metric:
+        """USD spent on model calls per period: each call's cost at its own model's price, as recorded
+        on its run (list prices, or the deployment's llm_prices)."""
+        return self.metric("TokenSpendUsd", period=period)
 
     def _ai_widgets(self, width: int) -> list[cloudwatch.IWidget]:
         """What the AI pilot does for its money: calls made, calls a standing decision avoided, and the
@@ -355,6 +360,8 @@ class Monitoring(Construct):
                     m("RunsClaimed").with_(label="claimed"),
                     m("ClaimConflicts").with_(label="claim conflicts"),
                     m("StartFailures").with_(label="start failures"),
+                    m("LateStarts").with_(label="late starts"),
+                    m("JobsLeftForNextTick", "Maximum").with_(label="left for next tick"),
                 ],
             ),
             cloudwatch.GraphWidget(
@@ -390,7 +397,7 @@ class Monitoring(Construct):
                     m("TokensCacheRead").with_(label="cache read"),
                     m("TokensCacheWrite").with_(label="cache write"),
                 ],
-                right=[self.spend(Duration.hours(1))],
+                right=[self.spend(Duration.hours(1)).with_(label="Token spend (USD)")],
             ),
             cloudwatch.GraphWidget(title="LLM fallbacks by failure class", width=width, left=[fallbacks]),
         )

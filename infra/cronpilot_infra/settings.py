@@ -8,29 +8,27 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from cronpilot.ai.pricing import PriceConfigError, price_table
 
 PROVIDERS = ("anthropic", "bedrock", "none")
 LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _SECRET_PREFIX = re.compile(r"^[A-Za-z0-9/_+=.@-]+/$")
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+# Context keys of earlier versions: the alarm priced all tokens at one model's prices.
+REMOVED_TOKEN_PRICES = tuple(
+    f"token_price_{kind}" for kind in ("input", "output", "cache_read", "cache_write")
+)
 
 
 class SettingsError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class TokenPrices:
-    """USD per million tokens (Claude Haiku 4.5 list prices) for the daily spend alarm."""
-
-    input: float = 1.0
-    output: float = 5.0
-    cache_read: float = 0.10
-    cache_write: float = 1.25
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,10 @@ class DeploySettings:
     llm_model: str = ""
     # The daily token spend alarm fires above this many USD of LLM tokens per day.
     daily_budget_usd: float = 5.0
-    token_prices: TokenPrices = field(default_factory=TokenPrices)
+    # Prices for model ids the list prices (cronpilot.ai.pricing) lack or price differently: JSON, USD
+    # per million tokens, e.g. {"claude-haiku-4-5": {"input": 1.0, "output": 5.0}}. The planner and
+    # summarizer price each call with them (LLM_PRICES); the spend alarm sums those costs.
+    llm_prices: str = ""
     # Alarms go to this e-mail address (subscribed to the stack's topic) ...
     alarm_email: str = ""
     # ... or to an existing SNS topic instead of a new one.
@@ -84,6 +85,10 @@ class DeploySettings:
     # executions that failed (ALL logs every transition of every run: ~$0.50 per GB ingested).
     standard_log_level: str = "ERROR"
     express_log_level: str = "ERROR"
+    # Lambda's own log lines (its JSON log format): at WARN, a successful invocation writes none (no
+    # START/REPORT lines, ~0.4 KB each: duration and errors stay in the functions' metrics, the traces
+    # and the alarms); INFO brings back each invocation's REPORT (duration, memory used, init time).
+    lambda_system_log_level: str = "WARN"
 
     def __post_init__(self) -> None:
         if not _STAGE.match(self.stage):
@@ -94,6 +99,10 @@ class DeploySettings:
             raise SettingsError("tick_minutes: between 1 and 60")
         if self.daily_budget_usd <= 0:
             raise SettingsError("daily_budget_usd: must be positive")
+        try:
+            price_table(self.llm_prices)
+        except PriceConfigError as exc:
+            raise SettingsError(str(exc).replace("LLM_PRICES", "llm_prices")) from None
         if self.job_secret_prefix and not _SECRET_PREFIX.match(self.job_secret_prefix):
             raise SettingsError("job_secret_prefix: a name prefix ending in '/', e.g. cronpilot/prod/")
         for cidr in self.private_cidrs:
@@ -102,6 +111,11 @@ class DeploySettings:
         for key in ("standard_log_level", "express_log_level"):
             if getattr(self, key) not in LOG_LEVELS:
                 raise SettingsError(f"{key} {getattr(self, key)!r}: one of {', '.join(LOG_LEVELS)}")
+        if self.lambda_system_log_level not in SYSTEM_LOG_LEVELS:
+            raise SettingsError(
+                f"lambda_system_log_level {self.lambda_system_log_level!r}: "
+                f"one of {', '.join(SYSTEM_LOG_LEVELS)}"
+            )
         self._check_network()
         for arn in self.topic_arns:
             if not _TOPIC_ARN.match(arn):
@@ -212,21 +226,22 @@ class DeploySettings:
 
     @classmethod
     def from_context(cls, get: Any) -> DeploySettings:
-        """`get` is `node.try_get_context`; keys are the field names (token prices: `token_price_*`)."""
+        """`get` is `node.try_get_context`; keys are the field names."""
+        for old in REMOVED_TOKEN_PRICES:
+            if get(old) is not None:
+                raise SettingsError(
+                    f"{old}: removed, the spend alarm now sums each model call's recorded cost; give "
+                    """prices for a model with llm_prices='{"<model>": {"input": 1.0, "output": 5.0}}'"""
+                )
         values: dict[str, Any] = {}
         for item in dataclasses.fields(cls):
-            if item.name == "token_prices":
-                continue
             raw = get(item.name)
             if raw is None:
                 continue
+            if item.name == "llm_prices" and not isinstance(raw, str):
+                raw = json.dumps(raw)  # cdk.json may hold the prices as an object
             values[item.name] = _coerce(item.name, raw, type(getattr(cls(), item.name)))
-        prices = {}
-        for item in dataclasses.fields(TokenPrices):
-            raw = get(f"token_price_{item.name}")
-            if raw is not None:
-                prices[item.name] = _coerce(f"token_price_{item.name}", raw, float)
-        return cls(**values, token_prices=TokenPrices(**prices))
+        return cls(**values)
 
 
 def _coerce(name: str, raw: Any, kind: type) -> Any:

@@ -8,13 +8,15 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from cronpilot.dal.executions import StepFunctionsStarter
 from cronpilot.domain.budget import RunBudget, RunLimits, run_budget
 from cronpilot.local.cloud import LocalCloud
 from cronpilot.local.runner import apply_jobs, tick_until
 from cronpilot.models.job import Job
-from cronpilot.models.run import RunStatus
+from cronpilot.models.run import RunStatus, StepStatus
 from cronpilot.runtime import get_runtime
 
+from tests.integration.http_servers import Reply
 from tests.support.factories import make_job
 
 
@@ -143,3 +145,45 @@ def test_an_express_run_that_dies_silently_is_abandoned_by_the_next_claim_after_
         assert any(r.status == RunStatus.SUCCEEDED for r in runs.values()), [
             (r.run_id, r.status, r.error) for r in runs.values()
         ]
+
+
+def test_an_express_run_started_twice_calls_each_endpoint_once_and_ends_once(server, clock, monkeypatch):
+    # Given StartExecution answered but the answer lost, so it is sent again (botocore's retry, or the
+    # start check after a tick died): Express, unlike Standard, starts a second execution of the run
+    server.route("GET", "/read", Reply(200, body=b'{"ok": true}'))
+    server.route("POST", "/write", Reply(200, body=b'{"ok": true}'))
+    start = StepFunctionsStarter.start
+
+    def started_twice(self: StepFunctionsStarter, run: Any, budget: Any) -> Any:
+        start(self, run, budget)
+        return start(self, run, budget)
+
+    monkeypatch.setattr(StepFunctionsStarter, "start", started_twice)
+    with LocalCloud(
+        clock, egress_allowed_cidrs="127.0.0.0/8", egress_allowed_ports=f"80,443,{server.port}"
+    ) as cloud:
+        store = get_runtime().store
+        url = f"http://127.0.0.1:{server.port}"
+        job = make_job(
+            "twice",
+            schedule={"rate": "10m"},
+            endpoints=[
+                {"id": "read", "url": f"{url}/read"},
+                {"id": "write", "url": f"{url}/write", "method": "POST", "depends_on": ["read"]},
+            ],
+        )
+        apply_jobs(store, [job], clock.now())
+        # When the run executes
+        tick_until(cloud, clock, store, ticks=1)
+        # Then two executions ran it, as on AWS
+        [run] = store.list_runs("twice")[0]
+        executions = [e for e in cloud.executions() if e["name"] == run.run_id]
+        assert [e["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
+        # And the idempotent steps called each endpoint once, and the fenced writes recorded one outcome
+        assert sorted(r.path for r in server.requests) == ["/read", "/write"]
+        assert run.status == RunStatus.SUCCEEDED, run.error
+        assert {step.status for step in store.get_step_results(run.run_id).values()} == {StepStatus.SUCCEEDED}
+        state = store.get_job("twice").state
+        assert state.lease_owner is None
+        assert state.next_run_at is not None
+        assert state.next_run_at > run.scheduled_at

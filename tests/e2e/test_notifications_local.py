@@ -5,15 +5,11 @@ invocation of the notify function), which delivers them to SNS (moto) and to a w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from cronpilot.clock import AcceleratedClock
-from cronpilot.dal.store import Store
 from cronpilot.local.cloud import LocalCloud
 from cronpilot.local.runner import apply_jobs, tick_until
-from cronpilot.runtime import get_runtime
 from cronpilot.safehttp.signing import generate_key
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -46,12 +42,6 @@ class Receiver:
 
 
 @pytest.fixture
-def server() -> Iterator[LoopbackHTTPServer]:
-    with LoopbackHTTPServer() as srv:
-        yield srv
-
-
-@pytest.fixture
 def receiver(server: LoopbackHTTPServer) -> Receiver:
     hook = Receiver()
     server.route("POST", "/hook", hook)
@@ -59,16 +49,8 @@ def receiver(server: LoopbackHTTPServer) -> Receiver:
 
 
 @pytest.fixture
-def cloud(server: LoopbackHTTPServer, clock: AcceleratedClock) -> Iterator[LocalCloud]:
-    with LocalCloud(
-        clock, egress_allowed_cidrs="127.0.0.0/8", egress_allowed_ports=f"80,443,{server.port}"
-    ) as local:
-        yield local
-
-
-@pytest.fixture
-def store(cloud: LocalCloud) -> Store:
-    return get_runtime().store
+def egress_port(server: LoopbackHTTPServer) -> int:
+    return server.port
 
 
 @pytest.fixture

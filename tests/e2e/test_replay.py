@@ -5,7 +5,6 @@ reuses the original's results and extracted values; its idempotency keys differ 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,48 +12,32 @@ from typing import Any
 import pytest
 from cronpilot.cli import app
 from cronpilot.cli.common import EXIT_INVALID, EXIT_NOT_FOUND
-from cronpilot.clock import AcceleratedClock
 from cronpilot.dal.store import Store
 from cronpilot.domain.operations import OperationError, retry_run
-from cronpilot.local.cloud import LocalCloud
 from cronpilot.local.runner import apply_jobs, tick_until
 from cronpilot.models.run import RunRecord, RunStatus, StepStatus
-from cronpilot.runtime import get_runtime
 from typer.testing import CliRunner
 
-from tests.integration.http_servers import LoopbackHTTPServer, RecordedRequest, Reply
+from tests.integration.http_servers import LoopbackHTTPServer, RecordedRequest, json_reply
 from tests.support.factories import make_job
 
 
-def json_reply(document: Any, status: int = 200) -> Reply:
-    return Reply(status, headers=[("Content-Type", "application/json")], body=json.dumps(document).encode())
+@pytest.fixture
+def server(server: LoopbackHTTPServer) -> LoopbackHTTPServer:
+    logins = iter(range(1, 100))
+    charges = iter(range(1, 100))
+    server.route("POST", "/login", lambda request: json_reply({"token": f"tok-{next(logins)}"}))
+    server.route(
+        "POST", "/charge", lambda request: json_reply({"ok": True}, 500 if next(charges) == 1 else 200)
+    )
+    server.route("GET", "/receipt", json_reply({"sent": True}))
+    server.route("GET", "/audit", json_reply({"ok": True}))
+    return server
 
 
 @pytest.fixture
-def server() -> Iterator[LoopbackHTTPServer]:
-    with LoopbackHTTPServer() as srv:
-        logins = iter(range(1, 100))
-        charges = iter(range(1, 100))
-        srv.route("POST", "/login", lambda request: json_reply({"token": f"tok-{next(logins)}"}))
-        srv.route(
-            "POST", "/charge", lambda request: json_reply({"ok": True}, 500 if next(charges) == 1 else 200)
-        )
-        srv.route("GET", "/receipt", json_reply({"sent": True}))
-        srv.route("GET", "/audit", json_reply({"ok": True}))
-        yield srv
-
-
-@pytest.fixture
-def cloud(server: LoopbackHTTPServer, clock: AcceleratedClock) -> Iterator[LocalCloud]:
-    with LocalCloud(
-        clock, egress_allowed_cidrs="127.0.0.0/8", egress_allowed_ports=f"80,443,{server.port}"
-    ) as local:
-        yield local
-
-
-@pytest.fixture
-def store(cloud: LocalCloud) -> Store:
-    return get_runtime().store
+def egress_port(server: LoopbackHTTPServer) -> int:
+    return server.port
 
 
 def calls(server: LoopbackHTTPServer, path: str) -> list[RecordedRequest]:

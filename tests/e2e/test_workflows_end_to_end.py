@@ -4,7 +4,6 @@ interpreter and handlers) against real servers on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -15,40 +14,20 @@ from cronpilot.dal.store import Store
 from cronpilot.local.cloud import REGION, LocalCloud
 from cronpilot.local.runner import apply_jobs, tick_until
 from cronpilot.models.run import RunStatus, StepStatus
-from cronpilot.runtime import get_runtime
 from cronpilot.safehttp.signing import generate_key
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from typer.testing import CliRunner
 
-from tests.integration.http_servers import LoopbackHTTPServer, RecordedRequest, Reply
+from tests.integration.http_servers import LoopbackHTTPServer, RecordedRequest, Reply, json_reply
 from tests.support.factories import endpoint, job_doc, make_job
 
 TOKEN = "tok-2f7c1e9a5b"
 
 
-def json_reply(document: Any, status: int = 200) -> Reply:
-    return Reply(status, headers=[("Content-Type", "application/json")], body=json.dumps(document).encode())
-
-
 @pytest.fixture
-def server() -> Iterator[LoopbackHTTPServer]:
-    with LoopbackHTTPServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def cloud(server: LoopbackHTTPServer, clock: AcceleratedClock) -> Iterator[LocalCloud]:
-    # 127.0.0.0/8 is allowed (the test servers); 10.0.0.0/8 stays private, as in a real deployment.
-    with LocalCloud(
-        clock, egress_allowed_cidrs="127.0.0.0/8", egress_allowed_ports=f"80,443,{server.port}"
-    ) as local:
-        yield local
-
-
-@pytest.fixture
-def store(cloud: LocalCloud) -> Store:
-    return get_runtime().store
+def egress_port(server: LoopbackHTTPServer) -> int:
+    return server.port
 
 
 def requests_to(server: LoopbackHTTPServer, path: str) -> list[RecordedRequest]:

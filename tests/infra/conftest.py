@@ -52,6 +52,8 @@ BEDROCK_SETTINGS = DeploySettings(
     alarm_email="oncall@example.com",
     tick_minutes=5,
     notify_topic_arns="arn:aws:sns:us-east-1:123456789012:team-alerts",
+    # a regional Bedrock endpoint's price (the list prices are the global endpoints')
+    llm_prices='{"us.anthropic.claude-haiku-4-5-20251001-v1:0": {"input": 1.1, "output": 5.5}}',
 )
 PROD_SETTINGS = DeploySettings(stage="prod")
 ENV = Environment(account="123456789012", region="us-east-1")

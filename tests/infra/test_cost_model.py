@@ -67,10 +67,15 @@ def test_express_bills_one_request_and_the_critical_path_not_transitions(
     lines = {line.item: line for line in cost_per_million_runs("express", template_json, SOME_DYNAMO)}
     assert "Step Functions Standard state transitions" not in lines
     assert lines["Step Functions Express requests"].usd_per_million_runs == pytest.approx(1.00)
-    # planner 0.2 + 2 waves x 0.5 + summarizer 0.2 + 10 states x 0.02 = 1.6 s, in one 64 MB chunk
+    # Each task's I/O wait plus its 30 ms of CPU at its memory's share of a vCPU (1,769 MB = 1):
+    # planner and summarizer 0.2 s at 1024 MB -> 0.252 s at 512 MB; executor 0.5 s at 512 MB ->
+    # 0.535 s at 384 MB; planner + 2 waves x executor + summarizer + 10 states x 0.02 = 1.77 -> 1.8 s
+    planner = 0.2 - 0.03 * 1769 / 1024 + 0.03 * 1769 / 512
+    executor = 0.5 - 0.03 * 1769 / 512 + 0.03 * 1769 / 384
+    assert 2 * planner + 2 * executor + 10 * 0.02 == pytest.approx(1.7728, abs=1e-4)
     duration = lines["Step Functions Express duration"]
-    assert duration.quantity == "1.6 s x 64 MB"
-    assert duration.usd_per_million_runs == pytest.approx(1.6 * 64 / 1024 * 0.06 / 3600 * 1e6)
+    assert duration.quantity == "1.8 s x 64 MB"
+    assert duration.usd_per_million_runs == pytest.approx(1.8 * 64 / 1024 * 0.06 / 3600 * 1e6)
 
 
 def test_standard_bills_every_transition(template_json: dict[str, Any]) -> None:
@@ -90,9 +95,24 @@ def test_lambda_duration_follows_the_templates_memory(template_json: dict[str, A
         ]
         return line.usd_per_million_runs
 
-    # Then the executors' share (4 x 0.5 s) doubles and nothing else moves
-    extra = 4 * 0.5 * functions_by_name(template_json)["executor"]["Properties"]["MemorySize"] / 1024
+    # Then only the executors' I/O wait costs twice as much: their CPU work takes half the time on
+    # twice the CPU share, the same GB-seconds (below one vCPU), and nothing else moves
+    memory_mb = functions_by_name(template_json)["executor"]["Properties"]["MemorySize"]
+    io_wait = 0.5 - 0.03 * 1769 / 512
+    extra = 4 * io_wait * memory_mb / 1024
     assert duration(bigger) - duration(template_json) == pytest.approx(extra * 0.0000133334 * 1e6)
+
+
+def test_cpu_time_follows_the_memorys_share_of_a_vcpu() -> None:
+    example = WorkedExample()
+    # At the memory the duration was set for, it is that duration
+    assert example.duration("executor", 512) == pytest.approx(0.5)
+    # At half the memory the CPU part (30 ms on a whole vCPU) takes twice as long; the wait does not
+    assert example.duration("executor", 256) - example.duration("executor", 512) == pytest.approx(
+        0.03 * 1769 / 512
+    )
+    # Past one vCPU (1,769 MB) a single-threaded handler gets no faster
+    assert example.duration("executor", 1769) == example.duration("executor", 4096)
 
 
 def test_logging_all_adds_the_step_functions_history_to_the_logs_line(template_json: dict[str, Any]) -> None:
@@ -112,9 +132,31 @@ def test_dynamodb_lines_price_the_counted_units(template_json: dict[str, Any]) -
     assert lines["DynamoDB reads (counted)"].usd_per_million_runs == pytest.approx(12 * 0.125)
 
 
-def test_express_billed_seconds_round_up_to_100_ms() -> None:
-    example = WorkedExample(durations={"planner": 0.21, "executor": 0.5, "summarizer": 0.2})
-    assert cost.express_billed_seconds(example, transitions=10) == pytest.approx(1.7)
+def test_express_billed_seconds_round_up_to_100_ms(template_json: dict[str, Any]) -> None:
+    example = WorkedExample(
+        reference_durations={"planner": (0.21, 1024), "executor": (0.5, 512), "summarizer": (0.2, 1024)},
+        cpu_seconds={"planner": 0.0, "executor": 0.0, "summarizer": 0.0},
+    )
+    machine = deployed_machines(template_json)["express"]
+    # 0.21 + 2 x 0.5 + 0.2 + 10 x 0.02 = 1.61 s
+    assert cost.express_billed_seconds(example, 10, machine) == pytest.approx(1.7)
+
+
+def test_lambdas_platform_lines_are_logged_at_system_level_info_and_not_at_warn(
+    template_json: dict[str, Any],
+) -> None:
+    def logs(template: dict[str, Any]) -> float:
+        lines = cost_per_million_runs("express", template, SOME_DYNAMO)
+        (line,) = [x for x in lines if x.item.startswith("CloudWatch")]
+        return line.usd_per_million_runs
+
+    functions = functions_by_name(template_json).values()
+    assert {fn["Properties"]["LoggingConfig"]["SystemLogLevel"] for fn in functions} == {"WARN"}
+    verbose = copy.deepcopy(template_json)
+    for fn in functions_by_name(verbose).values():
+        fn["Properties"]["LoggingConfig"]["SystemLogLevel"] = "INFO"
+    # START, END and REPORT (380 bytes and 3 events of 26) for each of the 6 invocations
+    assert logs(verbose) - logs(template_json) == pytest.approx(6 * (380 + 3 * 26) / 1e9 * 0.50 * 1e6)
 
 
 def test_deploy_guide_states_the_computed_formula_and_worked_example(

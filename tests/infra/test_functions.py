@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import functions_by_name, resources, state_machine_id
+from tests.infra.conftest import BEDROCK_SETTINGS, functions_by_name, resources, state_machine_id
 
 EXPECTED = {
     # name: (timeout s, memory MB, reserved concurrency with defaults)
     "discovery": (60, 512, 1),
-    "planner": (180, 1024, 10),
-    "executor": (300, 512, 50),
-    "summarizer": (180, 1024, 10),
+    "planner": (180, 512, 10),
+    "executor": (300, 384, 50),
+    "summarizer": (180, 512, 10),
     "finalize_failure": (60, 256, None),
     "notify": (120, 256, None),
     "api": (15, 512, 10),
@@ -48,6 +48,19 @@ def test_function_logs_to_its_own_group_with_retention(template_json: dict[str, 
     assert group["Type"] == "AWS::Logs::LogGroup"
     assert group["Properties"]["RetentionInDays"] == 30
     assert group["Properties"]["LogGroupName"] == f"/aws/lambda/{props['FunctionName']}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_function_logs_json_without_lambdas_own_lines_of_successful_invocations(
+    template_json: dict[str, Any], name: str
+) -> None:
+    # Lambda's START/REPORT lines are INFO: at system level WARN only failures' are written
+    logging = functions_by_name(template_json)[name]["Properties"]["LoggingConfig"]
+    assert (logging["LogFormat"], logging["SystemLogLevel"], logging["ApplicationLogLevel"]) == (
+        "JSON",
+        "WARN",
+        "INFO",
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -92,6 +105,13 @@ def test_bedrock_variant_has_no_secret_and_no_reserved_concurrency(bedrock_json:
     assert planner["LLM_PROVIDER"] == "bedrock"
     assert planner["LLM_MODEL"] == "us.anthropic.claude-haiku-4-5-20251001-v1:0"
     assert "ANTHROPIC_SECRET_ARN" not in planner
+    # the deployment's prices reach the functions that price model calls, and only them
+    for name, fn in fns.items():
+        variables = fn["Properties"]["Environment"]["Variables"]
+        if name in ("planner", "summarizer"):
+            assert variables["LLM_PRICES"] == BEDROCK_SETTINGS.llm_prices
+        else:
+            assert "LLM_PRICES" not in variables
     executor = fns["executor"]["Properties"]["Environment"]["Variables"]
     assert executor["EGRESS_ALLOWED_CIDRS"] == "10.20.0.0/16,192.168.1.0/24"
 

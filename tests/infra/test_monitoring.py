@@ -77,6 +77,16 @@ SERVICE = [{"Name": "service", "Value": "cronpilot-dev"}]
         ("DiscoveryLag", "cronpilot", "DiscoveryLagSeconds", "Maximum", 60, 180, "GreaterThanThreshold"),
         ("LeasesStuck", "cronpilot", "LeasesStuck", "Maximum", 900, 1, "GreaterThanOrEqualToThreshold"),
         (
+            "DiscoveryBehind",
+            "cronpilot",
+            "JobsLeftForNextTick",
+            "Maximum",
+            60,
+            1,
+            "GreaterThanOrEqualToThreshold",
+        ),
+        ("LateStarts", "cronpilot", "LateStarts", "Sum", 900, 1, "GreaterThanOrEqualToThreshold"),
+        (
             "ExecutionsAborted",
             "AWS/States",
             "ExecutionsAborted",
@@ -210,22 +220,17 @@ def test_async_failures_alarm_watches_the_on_failure_queue(template_json: dict[s
     assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
 
 
-def test_daily_token_spend_alarm_prices_tokens_over_one_day(template_json: dict[str, Any]) -> None:
+def test_daily_token_spend_alarm_sums_the_recorded_cost_of_each_call_over_one_day(
+    template_json: dict[str, Any],
+) -> None:
+    # Each call is priced at its own model's price when it is made (a stack-wide price would be wrong
+    # for every model but one), so the alarm sums that cost.
     props = _alarms(template_json)["DailyTokenSpend"]
     assert props["Threshold"] == 5
     assert props["ComparisonOperator"] == "GreaterThanThreshold"
-    (expression,) = [m for m in props["Metrics"] if "Expression" in m]
-    assert expression["Expression"] == "(tin * 1.0 + tout * 5.0 + tcr * 0.1 + tcw * 1.25) / 1000000"
-    inputs = {m["Id"]: m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m}
-    assert {k: v["Metric"]["MetricName"] for k, v in inputs.items()} == {
-        "tin": "TokensInput",
-        "tout": "TokensOutput",
-        "tcr": "TokensCacheRead",
-        "tcw": "TokensCacheWrite",
-    }
-    for stat in inputs.values():
-        assert (stat["Period"], stat["Stat"]) == (86400, "Sum")
-        assert stat["Metric"]["Dimensions"] == SERVICE
+    assert (props["Namespace"], props["MetricName"]) == ("cronpilot", "TokenSpendUsd")
+    assert (props["Period"], props["Statistic"]) == (86400, "Sum")
+    assert props["Dimensions"] == SERVICE
 
 
 def test_topic_is_tls_only_and_email_subscribed_when_configured(
@@ -279,7 +284,15 @@ def test_dashboard_widgets(template_json: dict[str, Any]) -> None:
     widgets = _widgets(template_json)
     expected = {
         "Runs": {"ExecutionsStarted", "RunsSucceeded", "RunsFailed", "RunsPartial", "RunsSkipped"},
-        "Discovery": {"DiscoveryLagSeconds", "JobsDue", "RunsClaimed", "ClaimConflicts", "StartFailures"},
+        "Discovery": {
+            "DiscoveryLagSeconds",
+            "JobsDue",
+            "RunsClaimed",
+            "ClaimConflicts",
+            "StartFailures",
+            "LateStarts",
+            "JobsLeftForNextTick",
+        },
         "Step Functions executions": {
             "ExecutionsFailed",
             "ExecutionsTimedOut",

@@ -28,13 +28,13 @@ def test_command_line_strings_are_coerced() -> None:
             "tick_minutes": "5",
             "reserved_concurrency": "false",
             "daily_budget_usd": "12.5",
-            "token_price_output": "4",
+            "llm_prices": '{"my-model": {"input": 2, "output": 8}}',
         }
     )
     assert settings.tick_minutes == 5
     assert settings.reserved_concurrency is False
     assert settings.daily_budget_usd == 12.5
-    assert settings.token_prices.output == 4.0
+    assert settings.llm_prices == '{"my-model": {"input": 2, "output": 8}}'
     assert settings.prefix == "cronpilot-prod"
 
 
@@ -57,10 +57,14 @@ def test_command_line_strings_are_coerced() -> None:
         ({"job_secret_prefix": "cron/", "stage": "prod"}, None),
         ({"job_secret_prefix": "c/"}, None),
         ({"tick_minutes": "5", "discovery_lag_alarm_seconds": "300"}, "must exceed the tick"),
+        ({"llm_prices": '{"m": {"input": 1}}'}, "llm_prices\\['m'\\]: give USD per million tokens"),
+        ({"llm_prices": "not json"}, "llm_prices is not JSON"),
+        ({"token_price_input": "3"}, "token_price_input: removed, .* llm_prices="),
         (
             {"notify_topic_arns": "arn:aws:sqs:us-east-1:123456789012:q"},
             "notify_topic_arns: .* not an SNS topic",
         ),
+        ({"lambda_system_log_level": "ERROR"}, "lambda_system_log_level 'ERROR': one of DEBUG, INFO, WARN"),
         # a setting that could not take effect is refused, saying what to add
         ({"executor_private_cidrs": "10.0.0.0/16"}, "add -c executor_subnet_ids=.*security_group_id"),
         ({"executor_subnet_ids": "subnet-0a1b2c3d4e5f60718"}, "both executor_subnet_ids and"),

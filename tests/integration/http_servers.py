@@ -19,6 +19,7 @@ the reply sets Content-Length), so tests can serve huge or slow bodies without b
 from __future__ import annotations
 
 import contextlib
+import json
 import ssl
 import threading
 import time
@@ -44,6 +45,10 @@ class Reply:
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | Iterable[bytes] = b""
+
+
+def json_reply(document: Any, status: int = 200) -> Reply:
+    return Reply(status, headers=[("Content-Type", "application/json")], body=json.dumps(document).encode())
 
 
 type Handler = Callable[[RecordedRequest], Reply]

@@ -12,6 +12,7 @@ from cronpilot.domain.spend import spend_by_day
 from cronpilot.models.run import RunRecord, TokenUsage
 from typer.testing import CliRunner
 
+from tests.conftest import REPO_ROOT
 from tests.integration.conftest import START, TABLE
 from tests.support.factories import make_job
 from tests.support.fake_anthropic import claim_run
@@ -84,3 +85,72 @@ def test_jobs_show_has_spend_per_day(store):
     human = _cli("jobs", "show", job.id)
     assert "AI spend per day (UTC)" in human
     assert "$0.001800" in human
+
+
+@pytest.fixture
+def spent_job(store):
+    """A job with runs yesterday and today (the API and MCP read the system clock on a deployment)."""
+    job = make_job("spender-api", schedule={"rate": "1h"})
+    now = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
+    _run(store, job, now - timedelta(days=1), CALL)
+    _run(store, job, now, CALL)
+    return job, now
+
+
+def _api_get(store, path: str, query: str) -> dict:
+    from cronpilot.api.app import handle
+    from cronpilot.clock import SystemClock
+
+    event = json.loads((REPO_ROOT / "events" / "api.json").read_text())
+    event |= {"rawPath": path, "rawQueryString": query}
+    event["requestContext"]["http"]["path"] = path
+    event["queryStringParameters"] = dict(part.split("=") for part in query.split("&")) if query else None
+    event["pathParameters"] = {"job_id": path.rsplit("/", 1)[1]}
+    response = handle(event, None, store=store, clock=SystemClock())
+    return {"status": response["statusCode"], "body": json.loads(response["body"])}
+
+
+def test_the_api_includes_spend_per_day_when_asked(store, spent_job):
+    job, now = spent_job
+    # Without spend_days a GET reads the job alone
+    plain = _api_get(store, f"/jobs/{job.id}", "")
+    assert plain["status"] == 200
+    assert plain["body"]["ai_spend_per_day"] == []
+    # With it, the same per-day figures as `jobs show`, over the days asked for
+    one_day = _api_get(store, f"/jobs/{job.id}", "spend_days=1")
+    assert [d["day"] for d in one_day["body"]["ai_spend_per_day"]] == [now.date().isoformat()]
+    week = _api_get(store, f"/jobs/{job.id}", "spend_days=7")["body"]["ai_spend_per_day"]
+    assert [d["model_calls"] for d in week] == [2, 2]
+    assert week[0]["cost_usd"] == 0.0018
+    # A window beyond a month is refused, naming the parameter
+    refused = _api_get(store, f"/jobs/{job.id}", "spend_days=400")
+    assert refused["status"] == 400
+    assert "spend_days" in json.dumps(refused["body"])
+
+
+def test_the_mcp_show_job_tool_includes_spend_per_day_when_asked(store, spent_job):
+    import asyncio
+
+    from cronpilot.cli.mcp_server import build_server
+    from cronpilot.cli.targets import deployed_target
+    from mcp.client import Client
+
+    job, now = spent_job
+    server = build_server(
+        lambda: deployed_target(stack=None, table=store.table_name, region="us-east-1"), allow_writes=False
+    )
+
+    async def session() -> None:
+        async with Client(server) as client:
+            shown = await client.call_tool("show_job", {"job_id": job.id, "spend_days": 7})
+            assert not shown.is_error, shown.content
+            days = shown.structured_content["ai_spend_per_day"]
+            assert [d["day"] for d in days] == [
+                now.date().isoformat(),
+                (now - timedelta(days=1)).date().isoformat(),
+            ]
+            assert f"AI spend {now.date().isoformat()}: $0.0018, 2 model call(s)" in shown.content[0].text
+            plain = await client.call_tool("show_job", {"job_id": job.id})
+            assert plain.structured_content["ai_spend_per_day"] == []
+
+    asyncio.run(session())

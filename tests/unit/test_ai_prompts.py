@@ -402,6 +402,22 @@ def test_each_failure_is_a_metric_with_the_phase_as_dimension(monkeypatch, capsy
     assert {"phase", "FailureClass"} <= set(dimensions)
 
 
+def test_token_metrics_carry_each_calls_cost_for_the_spend_alarm(monkeypatch, capsys):
+    from cronpilot.ai.failures import record_tokens
+    from cronpilot.models.run import TokenUsage
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    usage = TokenUsage(input=1_000, output=200, calls=1, cost_usd=0.0042, unpriced_calls=0)
+    record_tokens("plan", usage)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    values = {name: line[name] for line in lines for name in line if not name.startswith("_")}
+    assert values["TokenSpendUsd"] == [0.0042]
+    assert values["TokensInput"] == [1000.0]
+    assert values["ModelCallsUnpriced"] == [0.0]
+    [spend] = [line for line in lines if "TokenSpendUsd" in line]
+    assert spend["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"] == "None"
+
+
 def test_the_taxonomy_is_exactly_the_documented_ten_classes():
     assert {c.value for c in FailureClass} == {
         "schema_parse_error",

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from cronpilot import jobfiles
 from cronpilot.jobfiles import JobFileError, load_job_file
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.factories import endpoint, job_doc
 
@@ -436,3 +438,29 @@ def test_a_document_parsed_elsewhere_is_bounded_too():
     with pytest.raises(JobFileError) as caught:
         parse_job_data(doc, "request body", now=NOW)
     assert caught.value.problems == ["nested more than 32 levels deep: flatten the value"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789_xobe.+-:", min_size=1, max_size=12),  # (an empty value is text)
+        st.sampled_from(["true", "True", "TRUE", "false", "yes", "No", "on", "null", "~", "0", "007"]),
+        st.integers(min_value=-(10**45), max_value=10**45).map(str),
+        st.text(alphabet="0123456789\u0663\u00b2", min_size=1, max_size=5),
+    )
+)
+def test_plain_scalars_read_as_yamls_own_resolver_reads_them(text):
+    # The builder reads `true` and decimal integers without the resolver: it must agree with it
+    import yaml
+
+    document = f"value: {text}\n"
+    try:
+        expected = yaml.safe_load(document)["value"]
+    except (yaml.YAMLError, ValueError, OverflowError):
+        return  # not a plain scalar PyYAML reads; the resolver path refuses these as before
+    try:
+        got = jobfiles._YamlBuilder().build(document)["value"]
+    except jobfiles._Refused:
+        return  # refused (e.g. too many digits): never silently read otherwise
+    assert got == expected
+    assert type(got) is type(expected)

@@ -31,7 +31,9 @@ MAX_NUMBER_DIGITS = 40
 MAX_ONE_OFF_AHEAD = timedelta(days=3653)
 
 # DynamoDB's item limit counts attribute names and values. The store writes the job definition as one
-# JSON string (`job_doc`) plus its scheduling state on the same item; STATE_RESERVE is the worst case of
+# document (`job_doc`: its JSON, zlib-packed when that is smaller, so never more than the JSON) plus its
+# scheduling state on the same item. The budget is on the JSON: what a job may hold does not depend on
+# how well its text compresses, and the item fits whatever the content. STATE_RESERVE is the worst case of
 # that state: keys and bookkeeping (~0.5 KB), next_run_reason (the AI's reason, at most 500 characters,
 # so up to 2 KB of UTF-8), and the `inflight` map of up to 20 concurrent runs (~2 KB). Rounded up
 # generously so fields added later to the job item fit too. tests/integration/test_job_item_size.py
@@ -145,6 +147,22 @@ def _yaml_events(text: str) -> Any:
     return _Events(text)
 
 
+# The plain scalars a job file holds most (what YAML 1.1's resolver makes of them), read without it.
+_PLAIN_BOOLS = {"true": True, "false": False, "True": True, "False": False, "TRUE": True, "FALSE": False}
+
+
+def _plain_number_or_bool(value: str, typed: Any, event: Any) -> Any:
+    """`true` or a decimal integer such as 42 directly; anything else (0-prefixed octal, 1_000, 0x1F,
+    floats, dates, null, yes/no) through the resolver, as before."""
+    if event.tag is None:
+        if value in _PLAIN_BOOLS:
+            return _PLAIN_BOOLS[value]
+        decimal = value.isascii() and value.isdigit() and (value[0] != "0" or value == "0")
+        if decimal and len(value) <= MAX_NUMBER_DIGITS:
+            return int(value)
+    return typed(event)
+
+
 class _YamlBuilder:
     """Builds plain Python values from parser events, refusing what a job file never needs.
 
@@ -214,7 +232,7 @@ class _YamlBuilder:
                 value: Any = event.value
                 # Quoted, or plain text that cannot be anything else: the common case, kept cheap.
                 if event.tag is not None or (event.implicit[0] and value[:1] in typed_starts):
-                    value = self._typed_scalar(event)
+                    value = _plain_number_or_bool(value, self._typed_scalar, event)
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 self._open(event, kind is yaml.SequenceStartEvent)
                 continue

@@ -58,15 +58,18 @@ def record_failure(phase: str, failure_class: FailureClass, detail: str) -> LlmF
 
 def record_tokens(phase: str, usage: TokenUsage) -> None:
     # Token metrics carry only the service dimension: the dashboard and the daily spend alarm sum
-    # them per deployment (the phase is on the run record).
+    # them per deployment (the phase is on the run record). The spend is each call's cost at its own
+    # model's price (LLM_PRICES included), so the alarm needs no price table of its own.
     for name, value in (
         ("TokensInput", usage.input),
         ("TokensOutput", usage.output),
         ("TokensCacheRead", usage.cache_read),
         ("TokensCacheWrite", usage.cache_write),
         ("ModelCalls", usage.calls),
+        ("ModelCallsUnpriced", usage.unpriced_calls),
     ):
         _emit(name, value)
+    _emit("TokenSpendUsd", usage.cost_usd, unit=MetricUnit.NoUnit)
 
 
 def record_reuses(phase: str, count: int = 1) -> None:
@@ -75,11 +78,11 @@ def record_reuses(phase: str, count: int = 1) -> None:
     logger.info("standing decision reused", phase=phase, calls_avoided=count)
 
 
-def _emit(name: str, value: float, **dimensions: str) -> None:
+def _emit(name: str, value: float, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
     """One EMF line per metric, so each carries its own dimensions (the dashboard's names)."""
     if is_metrics_disabled():  # single_metric itself ignores POWERTOOLS_METRICS_DISABLED
         return
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "cronpilot")
-    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=namespace) as metric:
+    with single_metric(name=name, unit=unit, value=value, namespace=namespace) as metric:
         for key, dimension in dimensions.items():
             metric.add_dimension(name=key, value=dimension)

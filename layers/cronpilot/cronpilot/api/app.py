@@ -28,6 +28,7 @@ from cronpilot.domain import operations as ops
 from cronpilot.domain.ports import JobNotFound, JobStore, RunNotFound
 from cronpilot.models.job import JOB_ID_PATTERN, Job
 from cronpilot.models.operations import (
+    MAX_SPEND_DAYS,
     PAGE_LIMIT_MAX,
     ApplyResult,
     Explanation,
@@ -318,8 +319,18 @@ def list_jobs(
     summary="A job: its document, next run and who chose it, lease, failing streak",
     responses={200: _ok("The job", etag=True), **_BAD_REQUEST, **_NOT_FOUND},
 )
-def get_job(job_id: JobId) -> Response[JobDetail]:
-    detail = ops.show_job(_store(), job_id)
+def get_job(
+    job_id: JobId,
+    spend_days: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_SPEND_DAYS,
+            description="include the AI spend per UTC day over this many days (read from those days' runs)",
+        ),
+    ] = 0,
+) -> Response[JobDetail]:
+    detail = ops.show_job(_store(), job_id, _now(), spend_days=spend_days)
     return Response(200, "application/json", detail, headers={"ETag": detail.etag})
 
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from cronpilot.domain import operations as ops
 from cronpilot.models.job import Job
 from cronpilot.models.operations import (
+    MAX_SPEND_DAYS,
     PAGE_LIMIT_MAX,
     ApplyResult,
     Explanation,
@@ -132,17 +133,32 @@ class CronpilotTools:
         return _result(page, f"{len(page.jobs)} job(s)\n" + "\n".join(lines) + more)
 
     def show_job(
-        self, job_id: Annotated[str, Field(description="the job's id")]
+        self,
+        job_id: Annotated[str, Field(description="the job's id")],
+        spend_days: Annotated[
+            int,
+            Field(
+                ge=0,
+                le=MAX_SPEND_DAYS,
+                description="include the AI spend per UTC day over this many days (0: none)",
+            ),
+        ] = 0,
     ) -> Annotated[CallToolResult, JobDetail]:
-        """A job: document, next run and why, lease, failing streak, and its etag (for if_match)."""
+        """A job: document, next run and why, lease, failing streak, its etag (for if_match), and with
+        spend_days its AI spend per day (model calls, calls avoided by reuse, USD)."""
         with self.target() as t:
-            detail = ops.show_job(t.store, job_id)
+            detail = ops.show_job(t.store, job_id, t.clock.now(), spend_days=spend_days)
         job = detail.job
         text = (
             f"{job_id} ({job.status}): {job.schedule.describe()}, {len(job.endpoints)} endpoint(s); "
             f"next run {_iso(detail.next_run.at)} ({detail.next_run.source}: {detail.next_run.reason}); "
             f"failing runs in a row: {detail.consecutive_failures}"
         )
+        for day in detail.ai_spend_per_day:
+            text += (
+                f"\nAI spend {day.day}: ${day.cost_usd:.4f}, {day.model_calls} model call(s), "
+                f"{day.calls_avoided_by_reuse} avoided by reuse, over {day.runs} run(s)"
+            )
         return _result(detail, text)
 
     def list_runs(

@@ -28,7 +28,14 @@ from botocore.exceptions import ClientError
 
 from cronpilot.clock import from_iso, to_iso
 from cronpilot.dal import schema
-from cronpilot.dal.items import deserialize, epoch_seconds, is_condition_failure, serialize
+from cronpilot.dal.items import (
+    deserialize,
+    epoch_seconds,
+    is_condition_failure,
+    pack_doc,
+    serialize,
+    unpack_doc,
+)
 from cronpilot.domain.ports import (
     ClaimConflict,
     DuePage,
@@ -57,10 +64,21 @@ TOMBSTONE_RETENTION = timedelta(days=1)
 
 
 @functools.lru_cache(maxsize=32)
-def _parse_job(job_doc: str) -> Job:
-    """Jobs are frozen and change rarely: a warm container validates each stored version once (every
-    executor invocation reads its job; validating a 50-endpoint job costs about a millisecond)."""
-    return Job.model_validate_json(job_doc)
+def _parse_job(stored_doc: str | bytes) -> Job:
+    """Jobs are frozen and change rarely: a warm container unpacks and validates each stored version
+    once (every executor invocation reads its job; validating a 50-endpoint job costs about a
+    millisecond)."""
+    return Job.model_validate_json(unpack_doc(stored_doc))
+
+
+def _stored(value: Any) -> str | bytes:
+    """A document attribute as read: a JSON string, or the bytes of a packed (Binary) one."""
+    return value if isinstance(value, str) else bytes(value)
+
+
+def _job_doc(job: Job) -> str | bytes:
+    """The job definition as stored: its JSON with every default, packed (see items.pack_doc)."""
+    return pack_doc(job.model_dump_json(exclude_defaults=False))
 
 
 # The job attributes of a pending replay (`cronpilot runs retry`).
@@ -93,8 +111,9 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
         start_check_at=from_iso(data["start_check_at"]) if data.get("start_check_at") else None,
         retry_of=data.get("retry_of"),
         retry_failed_only=bool(data.get("retry_failed_only", False)),
+        stored_doc=_stored(data["job_doc"]),
     )
-    job = _parse_job(data["job_doc"])
+    job = _parse_job(_stored(data["job_doc"]))
     # The status attribute is authoritative: pauses (operator or AI pause-until) change it alone.
     if data.get("status") and data["status"] != job.status:
         job = job.model_copy(update={"status": JobStatus(data["status"])})
@@ -112,20 +131,20 @@ def _run_to_item(run: RunRecord) -> dict[str, Any]:
         "status": run.status,
         "scheduled_at": to_iso(run.scheduled_at),
         "epoch": run.epoch,
-        "doc": json.dumps(doc, separators=(",", ":")),
+        "doc": pack_doc(json.dumps(doc, separators=(",", ":"))),
         schema.TTL_ATTRIBUTE: epoch_seconds(run.scheduled_at + RUN_RETENTION),
     }
     return serialize(item)
 
 
 def _step_results(items: list[dict[str, Any]]) -> dict[str, StepResult]:
-    results = (StepResult.model_validate_json(deserialize(item)["doc"]) for item in items)
+    results = (StepResult.model_validate_json(unpack_doc(deserialize(item)["doc"])) for item in items)
     return {result.step_id: result for result in results}
 
 
 def _run_from_item(item: dict[str, Any]) -> RunRecord:
     data = deserialize(item)
-    run = RunRecord.model_validate_json(data["doc"])
+    run = RunRecord.model_validate_json(unpack_doc(data["doc"]))
     # A claim marks a fenced run's status attribute alone (its stale holder can no longer write the doc).
     if data.get("status") == RunStatus.ABANDONED and not RunStatus(run.status).is_final:
         run.status = RunStatus.ABANDONED
@@ -138,6 +157,25 @@ def _run_from_item(item: dict[str, Any]) -> RunRecord:
     # Deliveries are appended beside the document by the notify function (never a fenced write).
     run.notifications = [Delivery.model_validate_json(entry) for entry in data.get("notifications") or []]
     return run
+
+
+def _seen_doc_condition(seen: JobRecord) -> tuple[str, dict[str, Any]]:
+    """The job's definition and status are as the caller read them (an operator's If-Match).
+
+    The stored document is compared with the one read, byte for byte, and with the read job in every
+    form a writer stores it: its JSON (items written before documents were packed) and packed, each
+    with either status (a pause changes the status attribute alone, so the stored document may carry
+    either). The value as read is what makes the check hold whatever zlib build packed the item."""
+    other = JobStatus.ACTIVE if seen.job.status == JobStatus.PAUSED else JobStatus.PAUSED
+    forms: list[str | bytes] = [] if seen.state.stored_doc is None else [seen.state.stored_doc]
+    for job in (seen.job, seen.job.model_copy(update={"status": other})):
+        text = job.model_dump_json()
+        forms += [text, pack_doc(text)]
+    unique = list(dict.fromkeys(forms))
+    values: dict[str, Any] = {f":seen_doc{n}": form for n, form in enumerate(unique)}
+    values[":seen_status"] = seen.job.status.value
+    alternatives = " OR ".join(f"job_doc = :seen_doc{n}" for n in range(len(unique)))
+    return f"({alternatives}) AND #status = :seen_status", values
 
 
 def _abandon(table_name: str, run_id: str, now: datetime, *, fenced_by: str) -> dict[str, Any]:
@@ -277,7 +315,7 @@ class Store:
         only if no job has the id. JobChanged otherwise (an operator's If-Match / If-None-Match)."""
         update = (
             _JobUpdate(job.id)
-            .set("job_doc", job.model_dump_json(exclude_defaults=False))
+            .set("job_doc", _job_doc(job))
             .set("job_id", job.id)
             .set("kind", "job")
             .set("status", job.status.value)
@@ -292,15 +330,7 @@ class Store:
         condition: str | None = None
         values: dict[str, Any] = {}
         if seen is not None:
-            # The same definition and status as read. A pause changes the status attribute alone, so
-            # the stored document may carry either status.
-            condition = "(job_doc = :seen_doc OR job_doc = :seen_doc_other) AND #status = :seen_status"
-            other = JobStatus.ACTIVE if seen.job.status == JobStatus.PAUSED else JobStatus.PAUSED
-            values = {
-                ":seen_doc": seen.job.model_dump_json(),
-                ":seen_doc_other": seen.job.model_copy(update={"status": other}).model_dump_json(),
-                ":seen_status": seen.job.status.value,
-            }
+            condition, values = _seen_doc_condition(seen)
         elif create_only:  # a deleted job's tombstone does not count as a job
             condition, values = "attribute_not_exists(job_doc) OR kind = :deleted", {":deleted": DELETED}
         try:
@@ -391,7 +421,7 @@ class Store:
         job = record.job.model_copy(update={"status": status})
         update = (
             _JobUpdate(job.id)
-            .set("job_doc", job.model_dump_json())
+            .set("job_doc", _job_doc(job))
             .set("status", status.value)
             .set("next_run_source", source)
             .set("next_run_reason", reason)
@@ -700,7 +730,7 @@ class Store:
         )
         if "Item" not in response:
             return None
-        return StandingDecision.model_validate_json(deserialize(response["Item"])["doc"])
+        return StandingDecision.model_validate_json(unpack_doc(deserialize(response["Item"])["doc"]))
 
     def _decision_puts(self, decision: StandingDecision | None) -> list[dict[str, Any]]:
         """The decision item: written in the run's fenced transaction. Last writer wins, which is safe
@@ -712,7 +742,7 @@ class Store:
         item = {
             **schema.decision_key(job_id, decision.phase),
             "kind": "decision",
-            "doc": decision.model_dump_json(),
+            "doc": pack_doc(decision.model_dump_json()),
             schema.TTL_ATTRIBUTE: epoch_seconds(decision.valid_until + DECISION_RETENTION),
         }
         return [{"Put": {"TableName": self.table_name, "Item": serialize(item)}}]
@@ -723,7 +753,7 @@ class Store:
         item = {
             **schema.step_key(run_id, result.step_id),
             "kind": "step",
-            "doc": result.model_dump_json(),
+            "doc": pack_doc(result.model_dump_json()),
             schema.TTL_ATTRIBUTE: epoch_seconds(now + RUN_RETENTION),
         }
         put = {"Put": {"TableName": self.table_name, "Item": serialize(item)}}
@@ -753,7 +783,7 @@ class Store:
         while True:
             page = self.client.query(**kwargs)
             for item in page.get("Items", []):
-                result = StepResult.model_validate_json(deserialize(item)["doc"])
+                result = StepResult.model_validate_json(unpack_doc(deserialize(item)["doc"]))
                 results[result.step_id] = result
             if "LastEvaluatedKey" not in page:
                 return results

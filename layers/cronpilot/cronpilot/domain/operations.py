@@ -18,7 +18,7 @@ from cronpilot.domain.news import ASK_AI_TRIGGER
 from cronpilot.domain.ports import ClaimConflict, JobChanged, JobNotFound, JobRecord, JobStore
 from cronpilot.domain.replay import replay_problem, to_reexecute
 from cronpilot.domain.scheduling import first_run_at
-from cronpilot.domain.spend import spend_by_day, spend_of
+from cronpilot.domain.spend import DEFAULT_WINDOW_DAYS, spend_by_day, spend_of
 from cronpilot.jobfiles import JobFileError, parse_job_data
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.operations import (
@@ -154,11 +154,14 @@ def detail_of(record: JobRecord) -> JobDetail:
     )
 
 
-def show_job(store: JobStore, job_id: str, now: datetime | None = None) -> JobDetail:
-    """The job's detail; with `now`, also its AI spend per UTC day over the last week."""
+def show_job(
+    store: JobStore, job_id: str, now: datetime | None = None, *, spend_days: int = DEFAULT_WINDOW_DAYS
+) -> JobDetail:
+    """The job's detail; with `now`, also its AI spend per UTC day over the last `spend_days` days (read
+    from the runs of those days, so a frequent job's week is many reads: the API and MCP ask for it)."""
     detail = detail_of(store.get_job(job_id))
-    if now is not None:
-        detail.ai_spend_per_day = [day.view() for day in spend_by_day(store, job_id, now)]
+    if now is not None and spend_days > 0:
+        detail.ai_spend_per_day = [day.view() for day in spend_by_day(store, job_id, now, spend_days)]
     return detail
 
 

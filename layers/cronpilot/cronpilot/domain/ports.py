@@ -77,6 +77,9 @@ class JobState:
     # A replay requested by an operator (`runs retry`): the next claim creates it and clears these.
     retry_of: str | None = None
     retry_failed_only: bool = False
+    # The job document exactly as the store holds it (opaque here): an If-Match write is conditional
+    # on it, so the check holds whatever format or compressor wrote the item.
+    stored_doc: str | bytes | None = field(default=None, repr=False, compare=False)
 
     def lease_live(self, now: datetime) -> bool:
         return self.lease_expires_at is not None and self.lease_expires_at > now

@@ -40,6 +40,7 @@ from cronpilot.local.moto_patches import (
     DynamoMeter,
     cache_interpreter_setup,
     cache_request_routing,
+    express_executions_repeat_names,
     keep_states_errors_out_of_map_iterations,
     meter_dynamodb,
     running_function,
@@ -202,6 +203,7 @@ class LocalCloud:
         if self.dynamo_meter is not None:
             self._undo.append(meter_dynamodb(self.dynamo_meter))
         self._install_express_wall()
+        self._undo.append(express_executions_repeat_names())
         self._create_resources()
         for key, value in (
             ("STATE_MACHINE_ARN", self.state_machine_arn),

@@ -3,6 +3,7 @@
 - moto's DynamoDB does not make condition-check-plus-write atomic across threads: its write methods
   (and the readers that iterate the same dicts) are serialised with one lock, and its transaction
   rollback, which deep-copies the whole table, is replaced with a snapshot of the touched items.
+- moto dedupes Express execution names, which AWS does not (a retried StartExecution runs twice there).
 - moto rebuilds on every call what depends only on a class or a string (boto3 clients, parsed
   JSONPaths, URL tables): cached here, so the same code runs minus CPU time that every handler thread
   would otherwise queue for behind the GIL.
@@ -197,6 +198,30 @@ def keep_states_errors_out_of_map_iterations() -> Callable[[], None]:
 
     def undo() -> None:
         iteration_worker.CustomErrorName = CustomErrorName  # type: ignore[misc]
+
+    return undo
+
+
+def express_executions_repeat_names() -> Callable[[], None]:
+    """StartExecution on an Express state machine starts a new execution every time, even under a name
+    already used (AWS dedupes names only for Standard). moto dedupes both, which would hide the
+    duplicate a retried StartExecution makes on AWS. Returns the undo.
+
+    moto still derives the execution ARN from the name, so the duplicates share one ARN here (AWS
+    adds a unique suffix); listing executions shows each of them."""
+    from moto.stepfunctions.models import StateMachine
+
+    original = StateMachine._handle_name_input_idempotency
+
+    def dedupe_standard_only(self: Any, name: str, execution_input: str) -> Any:
+        if self.type == "EXPRESS":
+            return None
+        return original(self, name, execution_input)
+
+    StateMachine._handle_name_input_idempotency = dedupe_standard_only  # type: ignore[method-assign]
+
+    def undo() -> None:
+        StateMachine._handle_name_input_idempotency = original  # type: ignore[method-assign]
 
     return undo
 

@@ -13,6 +13,8 @@ from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.run import NextRunDecision, RunRecord, RunStatus, StepResult
 
 PAGE_LIMIT_MAX = 100
+# AI spend per day is summed from the runs of those days: a month at most per request.
+MAX_SPEND_DAYS = 31
 
 
 class View(BaseModel):
@@ -76,7 +78,8 @@ class JobDetail(View):
     consecutive_failures: int
     paused_until: datetime | None
     ai_spend_per_day: list[DaySpend] = Field(
-        default_factory=list, description="the last 7 UTC days with runs, newest first"
+        default_factory=list,
+        description="AI spend of the last UTC days with runs, newest first (as many days as asked for)",
     )
 
 
