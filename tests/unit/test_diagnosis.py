@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cronpilot.domain.diagnosis import Verdict, diagnose_deployment, diagnose_jobs
-from cronpilot.domain.ports import Deployment, SecretState
+from cronpilot.models.deployment import Deployment, SecretState
 from cronpilot.models.job import JobStatus, SecretRef
 
 from tests.support.factories import endpoint, make_job

@@ -1,6 +1,7 @@
 """Environment configuration, validated once at cold start: a missing variable fails loudly."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in modules that define pydantic models: pydantic would
+# compile and evaluate every annotation string while building them, on every Lambda cold start.
 
 import os
 from functools import lru_cache

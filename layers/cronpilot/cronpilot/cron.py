@@ -78,6 +78,8 @@ class CronError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class _FieldSpec:
+    """One cron field: its name, range, the hint its errors show and its named values."""
+
     name: str
     low: int
     high: int

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+)\s*([smhdw])")
@@ -61,6 +63,27 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts)
 
 
-Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
-]
+class DurationText:
+    """`Annotated[timedelta, DurationText(parse, format)]`: read through `parse` before pydantic's own
+    timedelta validation, written as `format`'s text. The schema BeforeValidator + PlainSerializer build,
+    without importing pydantic.functional_serializers (~4 ms of dataclass building at every cold start)."""
+
+    __slots__ = ("format", "parse")
+
+    def __init__(self, parse: Callable[[Any], timedelta], format: Callable[[timedelta], str]) -> None:
+        self.parse = parse
+        self.format = format
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            self.parse,
+            handler(source),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                self.format, info_arg=False, return_schema=core_schema.str_schema()
+            ),
+        )
+
+
+Duration = Annotated[timedelta, DurationText(parse_duration, format_duration)]

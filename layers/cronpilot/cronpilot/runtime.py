@@ -47,6 +47,8 @@ _BOTO_CONFIG = Config(
 
 @dataclass
 class Runtime:
+    """The process's settings, clock and the clients and stores built from them (lazily)."""
+
     settings: Settings
     clock: Clock
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from cronpilot.domain.ports import Deployment, SecretState
+from cronpilot.models.deployment import Deployment, SecretState
 from cronpilot.models.job import SecretRef
 
 # The custom metric discovery emits once per tick (EMF, namespace "cronpilot", dimension service).

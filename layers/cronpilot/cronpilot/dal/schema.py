@@ -35,6 +35,8 @@ DUE_INDEX_PROJECTION = "KEYS_ONLY"
 
 @dataclass(frozen=True)
 class TableSchema:
+    """The table's key and index names, as CDK and the store both read them."""
+
     partition_key: str = PARTITION_KEY
     sort_key: str = SORT_KEY
     due_index: str = DUE_INDEX

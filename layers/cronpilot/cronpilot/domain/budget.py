@@ -94,6 +94,8 @@ class RunLimits:
 
 @dataclass(frozen=True)
 class RunBudget:
+    """A run's limits and its worst-case duration (which picks Express or Standard)."""
+
     limits: RunLimits
     worst_case: timedelta
 

@@ -90,6 +90,8 @@ class Deadline:
 
 @dataclass
 class DiscoveryResult:
+    """What one tick did: counts for the log line and the metrics, ids for the output."""
+
     due: int = 0
     scanned: int = 0
     claimed: list[str] = field(default_factory=list)
@@ -442,6 +444,8 @@ class Discovery:
 
 @dataclass(frozen=True)
 class Skip:
+    """Why a due slot is recorded as skipped instead of claimed."""
+
     reason: str  # recorded as the skipped run's skip_reason
     detail: str
     buffer: bool = False  # buffer_one: run once right after the current run ends

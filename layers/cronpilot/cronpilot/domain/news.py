@@ -62,6 +62,8 @@ class NewsKind(StrEnum):
 
 @dataclass(frozen=True)
 class News:
+    """One change since a standing decision was made (a reason to ask the model again)."""
+
     kind: NewsKind
     detail: str
 

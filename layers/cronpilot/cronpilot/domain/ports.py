@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     # re-exported: the starter (data access) sees the budget through the ports only
     from cronpilot.domain.budget import RunBudget as RunBudget
+    from cronpilot.models.deployment import Deployment, SecretState
     from cronpilot.models.health import Health
     from cronpilot.models.job import Job, JobStatus, SecretRef
     from cronpilot.models.notify import Delivery, Notice
@@ -106,6 +107,8 @@ class JobState:
 
 @dataclass
 class JobRecord:
+    """A job definition and its scheduling state, as read together."""
+
     job: Job
     state: JobState = field(default_factory=JobState)
 
@@ -116,6 +119,8 @@ class JobRecord:
 
 @dataclass
 class DuePage:
+    """One page of due jobs and how many index items it read."""
+
     records: list[JobRecord]
     scanned: int
 
@@ -286,24 +291,6 @@ class ExecutionStarter(Protocol):
     StartUnavailable) when trying again may help, StartFailed when the service refuses for good."""
 
     def start(self, run: RunRecord, budget: RunBudget) -> Literal["started", "already-started"]: ...
-
-
-# What `cronpilot doctor` learns about a deployed secret: readable by the executor, or why not.
-SecretState = Literal["readable", "missing", "customer-key", "no-json-key", "unreadable"]
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """A deployed stack as its outputs describe it."""
-
-    stack: str
-    table: str
-    state_machine_arns: tuple[str, ...]
-    alarm_topic_arn: str | None
-    anthropic_secret_arn: str | None
-    job_secret_prefix: str
-    tick_minutes: int
-    metrics_service: str
 
 
 class DeploymentProbe(Protocol):

@@ -72,6 +72,8 @@ def failure_backoff(consecutive_failures: int, guardrails: Guardrails) -> timede
 
 @dataclass(frozen=True)
 class Clamped:
+    """A next-run time after the guardrails, with who chose it and why."""
+
     at: datetime
     source: str
     reason: str

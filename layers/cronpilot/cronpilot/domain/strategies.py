@@ -25,6 +25,8 @@ from cronpilot.models.run import (
 
 @dataclass
 class PlanContext:
+    """What a plan strategy sees: the run, recent history, circuits and any standing plan."""
+
     run: RunRecord
     history: list[RunRecord]
     endpoint_health: dict[str, str] = field(default_factory=dict)  # endpoint id -> closed/open/half-open
@@ -35,6 +37,8 @@ class PlanContext:
 
 @dataclass
 class PlanDecision:
+    """A strategy's plan, what deciding it cost, and any decision to keep for reuse."""
+
     plan: PlanRecord
     tokens: TokenUsage = field(default_factory=TokenUsage)
     failures: list[LlmFailure] = field(default_factory=list)
@@ -64,6 +68,8 @@ class Proposal:
 
 @dataclass
 class SummaryContext:
+    """What a summary strategy sees: the run, its step results and recent history."""
+
     run: RunRecord
     results: list[StepResult]
     now: datetime

@@ -56,6 +56,8 @@ class ParsedBody:
 
 @dataclass
 class Extracted:
+    """The values a response yielded for later steps, and why any are missing."""
+
     values: dict[str, Any] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)  # name -> why it has no value
 
@@ -126,6 +128,8 @@ def mask(text: str, secrets: list[str]) -> str:
 
 @dataclass(frozen=True)
 class RenderedRequest:
+    """An endpoint's URL, headers and body with its references filled in."""
+
     url: str
     headers: dict[str, str | SecretRef]
     body: str | dict | list | None

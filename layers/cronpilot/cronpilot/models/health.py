@@ -15,6 +15,8 @@ class CircuitState(StrEnum):
 
 @dataclass(frozen=True)
 class CircuitPolicy:
+    """When a circuit opens (failures within a window) and how long it stays open."""
+
     failure_threshold: int = 5
     window: timedelta = timedelta(minutes=10)
     cool_down: timedelta = timedelta(minutes=2)

@@ -1,6 +1,7 @@
 """The job: what a user registers. Validated by pydantic; every error names the field and the fix."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in modules that define pydantic models: pydantic would
+# compile and evaluate every annotation string while building them, on every Lambda cold start.
 
 import json
 import math
@@ -12,8 +13,6 @@ from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     GetCoreSchemaHandler,
@@ -36,6 +35,7 @@ from cronpilot.models.workflow import (
     ExpectSpec,
     ExtractSpec,
     SigningSpec,
+    Strict,
     check_extract_names,
     normalize_extract,
     request_references,
@@ -148,10 +148,6 @@ DEFAULT_MAX_DECISION_AGE = timedelta(hours=24)
 MAX_DECISION_AGE_LIMIT = timedelta(days=30)
 DEFAULT_MAX_PAUSE = timedelta(days=7)
 MAX_WATCH_EXPRESSIONS = 10
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
 class JobStatus(StrEnum):

@@ -1,7 +1,8 @@
 """Notifications per job (`notify:`): who hears of a failing, recovered, missed, AI-paused or
 over-budget job, and how. One notification per transition, never one per run."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in modules that define pydantic models: pydantic would
+# compile and evaluate every annotation string while building them, on every Lambda cold start.
 
 import re
 from datetime import datetime
@@ -9,9 +10,9 @@ from enum import StrEnum
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
-from cronpilot.models.workflow import SigningSpec
+from cronpilot.models.workflow import SigningSpec, Strict
 
 MAX_RULES = 10
 # arn:<partition>:sns:<region>:<account>:<topic name> (a FIFO topic needs a group id: not supported)
@@ -28,11 +29,7 @@ class NotifyEvent(StrEnum):
     )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class WebhookTarget(_Strict):
+class WebhookTarget(Strict):
     """A URL that receives a signed JSON POST (Standard Webhooks), through the SSRF-safe client."""
 
     url: str
@@ -51,7 +48,7 @@ class WebhookTarget(_Strict):
         return value
 
 
-class NotifyRule(_Strict):
+class NotifyRule(Strict):
     events: tuple[NotifyEvent, ...] = Field(min_length=1)
     after_failures: StrictInt = Field(default=1, ge=1, le=1000)  # `true` is not 1
     sns: str | None = None
@@ -91,7 +88,7 @@ class NotifyRule(_Strict):
         return f"{parts.scheme}://{parts.netloc}"
 
 
-class Notice(_Strict):
+class Notice(Strict):
     """One notification to deliver: what happened to which job, and the run that shows it."""
 
     job_id: str
@@ -102,13 +99,13 @@ class Notice(_Strict):
     at: datetime
 
 
-class NoticeBatch(_Strict):
+class NoticeBatch(Strict):
     """The notify function's event."""
 
     notices: list[Notice] = Field(min_length=1)
 
 
-class Delivery(_Strict):
+class Delivery(Strict):
     """A notification's delivery, recorded on the run it is about."""
 
     event: NotifyEvent

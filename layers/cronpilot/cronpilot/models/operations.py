@@ -1,7 +1,8 @@
 """What the operator operations return: one shape that the CLI renders, the HTTP API serializes and the
 MCP server hands to a model as structured content."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in modules that define pydantic models: pydantic would
+# compile and evaluate every annotation string while building them, on every Lambda cold start.
 
 from datetime import datetime
 from typing import Literal

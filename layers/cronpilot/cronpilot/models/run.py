@@ -1,6 +1,7 @@
 """The run record (everything needed to explain a run afterwards) and the state machine's small payloads."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in modules that define pydantic models: pydantic would
+# compile and evaluate every annotation string while building them, on every Lambda cold start.
 
 import hashlib
 from datetime import UTC, datetime
@@ -90,7 +91,7 @@ class TokenUsage(Model):
     cache_ttl: str | None = None  # the prompt-cache choice of the last call: "5m", "1h" or "none"
     cache_reason: str | None = None  # why that choice
 
-    def __add__(self, other: TokenUsage) -> TokenUsage:
+    def __add__(self, other: "TokenUsage") -> "TokenUsage":
         return TokenUsage(
             input=self.input + other.input,
             output=self.output + other.output,
@@ -155,7 +156,7 @@ class PlanRecord(Model):
     decided_by: str = "deterministic"  # the strategy that produced it
     failure_class: str | None = None
     reused_from: str | None = None  # source `ai-reused`: the run whose model call made this plan
-    shadow: PlanRecord | None = None  # what the AI proposed when the job runs in shadow mode
+    shadow: "PlanRecord | None" = None  # what the AI proposed when the job runs in shadow mode
 
 
 class StepResult(Model):
@@ -185,7 +186,7 @@ class StepResult(Model):
     def shown_outputs(self) -> dict[str, Any]:
         return {name: self.outputs[name] for name in self.outputs_shown if name in self.outputs}
 
-    def for_display(self) -> StepResult:
+    def for_display(self) -> "StepResult":
         """The result as people see it: values not marked safe to show are replaced by '[hidden]'."""
         shown = set(self.outputs_shown)
         outputs = {name: value if name in shown else "[hidden]" for name, value in self.outputs.items()}
@@ -197,7 +198,7 @@ class NextRunDecision(Model):
     source: str  # ai, clamped-min, clamped-max, baseline, backoff, paused, manual, fallback, superseded, ...
     reason: str
     proposed_at: datetime | None = None
-    shadow: NextRunDecision | None = None
+    shadow: "NextRunDecision | None" = None
     reused_from: str | None = None  # source `ai-reused`: the run whose model call made this proposal
 
 
@@ -354,7 +355,7 @@ class FailureEvent(RunRef):
     error: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def from_event(cls, event: dict[str, Any]) -> FailureEvent:
+    def from_event(cls, event: dict[str, Any]) -> "FailureEvent":
         if event.get("detail-type") == EXECUTION_STATUS_CHANGE:
             return ExecutionStatusChange.model_validate(event).failure()
         return cls.model_validate(event)

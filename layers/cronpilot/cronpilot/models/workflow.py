@@ -3,7 +3,8 @@ what its response must satisfy (`expect:`) and the key that signs its requests (
 syntax of `{{ steps.<endpoint id>.<name> }}` references. Pure: the job model validates with it, the
 execution domain renders with it."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in modules that define pydantic models: pydantic would
+# compile and evaluate every annotation string while building them, on every Lambda cold start.
 
 import re
 from collections.abc import Iterator, Mapping
@@ -18,16 +19,14 @@ from jmespath.parser import ParsedResult
 from jmespath.visitor import TreeInterpreter
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     StrictBool,
     field_validator,
     model_validator,
 )
 
-from cronpilot.durations import format_duration, parse_duration
+from cronpilot.durations import DurationText, format_duration, parse_duration
 
 # Bounds on extracted values: each value's JSON text, and how many a job may declare, so one run
 # holds at most MAX_EXTRACTS_PER_JOB * MAX_VALUE_BYTES (128 KiB) of them.
@@ -49,6 +48,8 @@ class TemplateSyntaxError(ValueError):
 
 @dataclass(frozen=True)
 class Reference:
+    """One `{{ steps.<endpoint>.<name> }}` reference and where it sits in its text."""
+
     endpoint_id: str
     name: str
     start: int  # where `{{` begins in its text
@@ -106,11 +107,13 @@ def _check_jmespath(expression: str) -> str:
     return expression
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """The base of every model a job file holds (job, notify and workflow): one class, built once."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-class ExtractSpec(_Strict):
+class ExtractSpec(Strict):
     """`name: <JMESPath>` or `name: {path: <JMESPath>, show: true}`. Hidden values (the default)
     never reach the AI, logs or state payloads and are masked in the stored response body."""
 
@@ -148,6 +151,8 @@ _STATUS_RANGE = re.compile(r"^([1-5])(?:xx|XX)$|^([1-5]\d\d)\s*-\s*([1-5]\d\d)$|
 
 @dataclass(frozen=True)
 class StatusRange:
+    """An accepted status code or range from `expect.status`."""
+
     low: int
     high: int
     text: str
@@ -186,12 +191,10 @@ def format_latency(value: timedelta) -> str:
     return format_duration(value) if milliseconds % 1000 == 0 else f"{milliseconds}ms"
 
 
-Latency = Annotated[
-    timedelta, BeforeValidator(parse_latency), PlainSerializer(format_latency, return_type=str)
-]
+Latency = Annotated[timedelta, DurationText(parse_latency, format_latency)]
 
 
-class ExpectSpec(_Strict):
+class ExpectSpec(Strict):
     """What a response must satisfy for its step to succeed. A failing assertion fails the step with
     error kind `assertion`; it is re-sent only when `retry_on_failure` says so."""
 
@@ -251,7 +254,7 @@ def _status_ranges(items: tuple[int | str, ...]) -> tuple[StatusRange, ...]:
     return tuple(parse_status(item) for item in items)
 
 
-class SigningSpec(_Strict):
+class SigningSpec(Strict):
     """`signing: {secret: NAME}`: a Secrets Manager secret holding a `whsec_` key, or a JSON object
     {"current": "whsec_...", "next": "whsec_..."} while a key is rotated (both signatures are sent)."""
 
@@ -342,6 +345,7 @@ __all__ = [
     "Reference",
     "SigningSpec",
     "StatusRange",
+    "Strict",
     "TemplateSyntaxError",
     "check_extract_names",
     "compile_jmespath",

@@ -64,6 +64,8 @@ _BAD_VALUE = re.compile(r"[\r\n\x00]")
 
 @dataclass(frozen=True)
 class RequestSpec:
+    """One outbound request and its limits."""
+
     method: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -83,6 +85,8 @@ class RequestSpec:
 
 @dataclass(frozen=True)
 class HttpOutcome:
+    """What a request came to: status, attempts, latency and the bounded body."""
+
     ok: bool  # 2xx after redirects, and nothing went wrong reading it
     http_status: int | None
     attempts: int  # real sends, redirect hops included
