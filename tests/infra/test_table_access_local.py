@@ -22,7 +22,7 @@ from cronpilot.models.run import RunStatus
 from cronpilot.runtime import get_runtime
 from cronpilot_infra.access import ACCESS
 
-from tests.e2e.conftest import clock, cloud, store, target  # noqa: F401  (fixtures)
+from tests.e2e.conftest import clock, cloud, egress_port, store, target  # noqa: F401  (fixtures)
 from tests.support.factories import make_job
 
 pytestmark = pytest.mark.xdist_group("infra-local")
