@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import boto3
 from cronpilot.dal import schema
 from cronpilot.dal.snapshot import load_state, save_state
 from cronpilot.dal.store import Store
-from cronpilot.models.run import RunRecord
 
 from tests.integration.conftest import START, TABLE
 from tests.support.factories import make_job
+from tests.support.fake_anthropic import claim_run
 
 
 def test_the_state_file_round_trips_packed_documents(store, tmp_path):
     # Given a job and a claimed run, whose documents the store packs as Binary
     job = make_job("job", goal="sync the warehouse " * 20)
-    store.put_job(job, next_run_at=START, source="baseline", reason="r", now=START)
-    seen = store.get_job("job")
-    run = RunRecord.claimed("job", START, 1, "schedule", START)
-    store.claim(
-        seen,
-        run,
-        owner="tick",
-        lease_until=START + timedelta(minutes=30),
-        now=START,
-        next_run_at=START + timedelta(minutes=5),
-        next_run_source="baseline",
-        next_run_reason="next",
-    )
+    run = claim_run(store, job, START)
     # When the table is saved to the state file and loaded into an empty table
     path = tmp_path / "state.json"
     save_state(path, store.client, TABLE, START)
