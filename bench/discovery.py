@@ -10,6 +10,7 @@ from typing import Any, Literal
 import boto3
 from cronpilot.clock import FixedClock, to_iso
 from cronpilot.dal import schema
+from cronpilot.dal.items import deserialize, pack_doc, serialize, unpack_doc
 from cronpilot.dal.store import Store
 from cronpilot.domain.budget import RunBudget
 from cronpilot.domain.discovery import Discovery
@@ -53,6 +54,8 @@ def _measure(registered: int) -> tuple[float, float, float, int]:
         template = client.get_item(
             TableName="bench", Key={"PK": {"S": "job#job-000000"}, "SK": {"S": "job"}}
         )["Item"]
+        # The definition as stored (packed when that is smaller), with each job's own id in it.
+        template_doc = unpack_doc(deserialize({"doc": template["job_doc"]})["doc"])
         backend = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
         for n in range(1, registered):
             job_id = f"job-{n:06d}"
@@ -61,7 +64,7 @@ def _measure(registered: int) -> tuple[float, float, float, int]:
                 **template,
                 "PK": {"S": f"job#{job_id}"},
                 "job_id": {"S": job_id},
-                "job_doc": {"S": template["job_doc"]["S"].replace("job-000000", job_id)},
+                "job_doc": serialize({"doc": pack_doc(template_doc.replace("job-000000", job_id))})["doc"],
                 "next_run_at": {"S": when},
                 "due_shard": {"S": schema.due_shard(job_id)},
                 "due_at": {"S": f"{when}#{job_id}"},
