@@ -23,16 +23,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         notices=runtime.notice_queue,
         budget=runtime.run_budgeter,
     ).tick(Deadline.of_lambda(context))
-    logger.info(
-        "discovery tick",
-        tick_time=tick.time.isoformat(),
-        due=result.due,
-        claimed=len(result.claimed),
-        skipped=result.skipped,
-        conflicts=result.conflicts,
-        late_starts=result.late_starts,
-        start_failures=result.start_failures,
-        left_for_next_tick=result.left,
-        items_read=result.scanned,
-    )
+    logger.info("discovery tick", tick_time=tick.time.isoformat(), **result.log_fields())
     return result.output()

@@ -5,6 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.domain.finalizing import finalize_failure
+from cronpilot.domain.ports import RunOutcome
 from cronpilot.models.run import FailureEvent
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
@@ -13,7 +14,7 @@ from cronpilot.runtime import get_runtime
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> RunOutcome:
     failure = FailureEvent.from_event(event)
     runtime = get_runtime()
     outcome = finalize_failure(runtime.store, runtime.clock, failure, notices=runtime.notice_queue)

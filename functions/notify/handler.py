@@ -4,7 +4,7 @@ Invoked asynchronously by discovery, the summarizer and finalize-failure, so del
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from cronpilot.domain.notifications import deliver_notices, delivery_counts
+from cronpilot.domain.notifications import DeliveryCounts, deliver_notices, delivery_counts
 from cronpilot.models.notify import NoticeBatch
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
@@ -13,7 +13,7 @@ from cronpilot.runtime import get_runtime
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> DeliveryCounts:
     batch = NoticeBatch.model_validate(event)
     runtime = get_runtime()
     deliveries = deliver_notices(

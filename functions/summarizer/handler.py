@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from cronpilot.domain.ports import RunOutcome
 from cronpilot.domain.summarizing import summarize_run
 from cronpilot.models.run import RunRef
 from cronpilot.observability import logger, metrics, tracer
@@ -12,7 +13,7 @@ from cronpilot.runtime import get_runtime
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> RunOutcome:
     ref = RunRef.model_validate(event)
     runtime = get_runtime()
     outcome = summarize_run(

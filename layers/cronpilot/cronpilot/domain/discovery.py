@@ -110,6 +110,19 @@ class DiscoveryResult:
     max_lag_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def log_fields(self) -> dict[str, Any]:
+        """The tick's log line: what it found, did and left."""
+        return {
+            "due": self.due,
+            "claimed": len(self.claimed),
+            "skipped": self.skipped,
+            "conflicts": self.conflicts,
+            "late_starts": self.late_starts,
+            "start_failures": self.start_failures,
+            "left_for_next_tick": self.left,
+            "items_read": self.scanned,
+        }
+
     def output(self) -> dict[str, Any]:
         """What the discovery Lambda returns: ids and counts only."""
         return {

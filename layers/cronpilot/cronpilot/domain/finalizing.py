@@ -11,7 +11,7 @@ from typing import Any
 from cronpilot.clock import Clock
 from cronpilot.domain.news import observe
 from cronpilot.domain.notifications import notify_outcome
-from cronpilot.domain.ports import JobNotFound, JobStore, LeaseLost, NoticeQueue
+from cronpilot.domain.ports import JobNotFound, JobStore, LeaseLost, NoticeQueue, RunOutcome
 from cronpilot.domain.scheduling import failure_backoff
 from cronpilot.domain.summarizing import write_outcome
 from cronpilot.models.run import FailureEvent, NextRunDecision, RunRecord, RunStatus, StepStatus
@@ -22,7 +22,7 @@ MAX_ERROR_CHARS = 1000
 
 def finalize_failure(
     store: JobStore, clock: Clock, event: FailureEvent, notices: NoticeQueue | None = None
-) -> dict[str, Any]:
+) -> RunOutcome:
     """The Catch target: record the failure, back off, release the lease. Never raises for a stale run."""
     try:
         run = store.get_fenced_run(event.run_id, event.epoch)
@@ -58,7 +58,7 @@ def finalize_failure(
     return {"status": run.status}
 
 
-def _close_orphaned_run(store: JobStore, clock: Clock, run: RunRecord, event: FailureEvent) -> dict[str, Any]:
+def _close_orphaned_run(store: JobStore, clock: Clock, run: RunRecord, event: FailureEvent) -> RunOutcome:
     if RunStatus(run.status).is_final:
         return {"status": run.status}
     run.status = RunStatus.FAILED

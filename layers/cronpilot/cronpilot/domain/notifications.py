@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 from cronpilot.clock import to_iso
 from cronpilot.domain.ports import JobNotFound, JobStore, NoticeQueue, RunNotFound
@@ -195,7 +195,12 @@ def deliver_notices(
     return deliveries
 
 
-def delivery_counts(deliveries: list[Delivery]) -> dict[str, int]:
+class DeliveryCounts(TypedDict):
+    delivered: int
+    failed: int
+
+
+def delivery_counts(deliveries: list[Delivery]) -> DeliveryCounts:
     """The notify function's answer: how many deliveries succeeded and failed."""
     failed = sum(d.status != "delivered" for d in deliveries)
     return {"delivered": len(deliveries) - failed, "failed": failed}

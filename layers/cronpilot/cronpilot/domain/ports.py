@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypedDict
 
 if TYPE_CHECKING:
     # re-exported: the starter (data access) sees the budget through the ports only
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from cronpilot.models.job import Job, JobStatus, SecretRef
     from cronpilot.models.notify import Delivery, Notice
     from cronpilot.models.run import RunRecord, StandingDecision, StepResult, TokenUsage
+
+
+class RunOutcome(TypedDict):
+    """What the summarizer and finalize-failure answer the state machine: the run's final status, or
+    "fenced" when a newer claim had replaced this run's holder."""
+
+    status: str
 
 
 class StoreError(Exception):

@@ -4,12 +4,12 @@ lease, all fenced by the run's epoch. (A run that failed is finalized in finaliz
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from datetime import datetime
 
 from cronpilot.clock import Clock
 from cronpilot.domain.news import experienced_circuits, inputs_of, observe
 from cronpilot.domain.notifications import notify_outcome
-from cronpilot.domain.ports import JobRecord, JobStore, LeaseLost, NoticeQueue
+from cronpilot.domain.ports import JobRecord, JobStore, LeaseLost, NoticeQueue, RunOutcome
 from cronpilot.domain.scheduling import cadence_anchor, clamp_next_run, failure_backoff
 from cronpilot.domain.strategies import Proposal, SummaryContext, SummaryStrategy
 from cronpilot.durations import format_duration
@@ -37,7 +37,7 @@ def summarize_run(
     ref: RunRef,
     strategy: SummaryStrategy,
     notices: NoticeQueue | None = None,
-) -> dict[str, Any]:
+) -> RunOutcome:
     record = store.get_job(ref.job_id)
     run = store.get_fenced_run(ref.run_id, ref.epoch)
     if RunStatus(run.status).is_final:  # a retried invocation after the outcome was recorded
@@ -74,7 +74,7 @@ def summarize_run(
 
 
 def decide_next_run(
-    record: JobRecord, run: RunRecord, proposal: Proposal, failures: int, now: Any
+    record: JobRecord, run: RunRecord, proposal: Proposal, failures: int, now: datetime
 ) -> NextRunDecision:
     """Code decides: buffered runs go next, failures back off, pauses are honoured, the rest is clamped."""
     now = now.replace(microsecond=0)  # next runs are stored to the second
@@ -119,7 +119,7 @@ def decide_next_run(
 
 
 def _pause(
-    record: JobRecord, run: RunRecord, proposal: Proposal, now: Any, shadow: NextRunDecision | None
+    record: JobRecord, run: RunRecord, proposal: Proposal, now: datetime, shadow: NextRunDecision | None
 ) -> NextRunDecision:
     """A pause ends by `max_pause` at the latest (`clamped-pause`); one that would end before
     min_interval is no pause, just the earliest next run the guardrails allow."""
@@ -144,7 +144,7 @@ def _pause(
 
 
 def _shadow_decision(
-    record: JobRecord, run: RunRecord, shadow: Proposal | None, now: Any
+    record: JobRecord, run: RunRecord, shadow: Proposal | None, now: datetime
 ) -> NextRunDecision | None:
     if shadow is None or shadow.at is None:
         return None
