@@ -29,11 +29,11 @@ def make_job(job_id: str = "job-1", **fields: Any) -> Job:
     return Job.model_validate(job_doc(job_id, **fields))
 
 
-def claim_run(store: Any, job: Job, at: datetime) -> RunRef:
+def claim_run(store: Any, job: Job, at: datetime, *, trigger: str = "schedule") -> RunRef:
     """Register `job` due at `at` and claim that slot, as discovery would; returns the RunRef."""
     store.put_job(job, next_run_at=at, source="baseline", reason="test", now=at)
     seen = store.get_job(job.id)
-    run = RunRecord.claimed(job.id, at, epoch=seen.state.epoch + 1, trigger="schedule", now=at)
+    run = RunRecord.claimed(job.id, at, epoch=seen.state.epoch + 1, trigger=trigger, now=at)
     store.claim(
         seen,
         run,
