@@ -21,7 +21,14 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .access import ACCESS
-from .functions import ARCHITECTURE, RUNTIME, CronpilotFunctions, logging_options, retention
+from .functions import (
+    ARCHITECTURE,
+    RUNTIME,
+    CronpilotFunctions,
+    function_logs_and_role,
+    logging_options,
+    retention,
+)
 from .monitoring import FIVE_MINUTES, Monitoring
 from .nag import XRAY_REASON, _ack
 from .paths import FUNCTIONS_DIR
@@ -118,24 +125,7 @@ class CronpilotApi(Construct):
 
     def _function(self, settings: DeploySettings, functions: CronpilotFunctions) -> lambda_.Function:
         name = f"{settings.prefix}-api"
-        log_group = logs.LogGroup(
-            self,
-            "FunctionLogs",
-            log_group_name=f"/aws/lambda/{name}",
-            retention=retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.role = iam.Role(
-            self,
-            "FunctionRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"cronpilot api function ({settings.stage})",
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
-            )
-        )
+        log_group, self.role = function_logs_and_role(self, "Function", "api", name, settings)
         return lambda_.Function(
             self,
             "Function",

@@ -139,26 +139,7 @@ class CronpilotFunctions(Construct):
     def _function(self, spec: FunctionSpec, settings: DeploySettings) -> lambda_.Function:
         ident = "".join(part.title() for part in spec.name.split("_"))
         name = f"{settings.prefix}-{spec.name.replace('_', '-')}"
-        log_group = logs.LogGroup(
-            self,
-            f"{ident}Logs",
-            log_group_name=f"/aws/lambda/{name}",
-            retention=retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        # Its own role, no managed policy: logs to its own group only; X-Ray is added by `tracing`.
-        role = iam.Role(
-            self,
-            f"{ident}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"cronpilot {spec.name} function ({settings.stage})",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
-        )
+        log_group, role = function_logs_and_role(self, ident, spec.name, name, settings)
         fn = lambda_.Function(
             self,
             ident,
@@ -180,6 +161,35 @@ class CronpilotFunctions(Construct):
         )
         self.log_groups[spec.name] = log_group
         return fn
+
+
+def function_logs_and_role(
+    scope: Construct, ident: str, kind: str, function_name: str, settings: DeploySettings
+) -> tuple[logs.LogGroup, iam.Role]:
+    """A function's own log group (`<ident>Logs`) and role (`<ident>Role`).
+
+    Its own role, no managed policy: logs to its own group only; X-Ray is added by `tracing`.
+    """
+    log_group = logs.LogGroup(
+        scope,
+        f"{ident}Logs",
+        log_group_name=f"/aws/lambda/{function_name}",
+        retention=retention(settings.log_retention_days),
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    role = iam.Role(
+        scope,
+        f"{ident}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=f"cronpilot {kind} function ({settings.stage})",
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group.log_group_arn],
+        )
+    )
+    return log_group, role
 
 
 def logging_options(settings: DeploySettings) -> dict[str, Any]:

@@ -18,12 +18,11 @@ from cronpilot.models.run import RunRecord, TokenUsage
 from cronpilot.runtime import Runtime
 
 from tests.integration.conftest import START, TABLE
-from tests.support.factories import endpoint, make_job
+from tests.support.factories import claim_run, endpoint, make_job
 from tests.support.fake_anthropic import (
     FakeAnthropic,
     Reply,
     ai_settings,
-    claim_run,
     error_reply,
     plan_reply,
     text_reply,

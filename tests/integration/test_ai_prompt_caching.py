@@ -14,8 +14,8 @@ from cronpilot.models.run import RunRecord, StepResult
 from cronpilot.runtime import Runtime
 
 from tests.integration.conftest import START, TABLE
-from tests.support.factories import endpoint, make_job
-from tests.support.fake_anthropic import FakeAnthropic, ai_settings, claim_run, next_run_reply, plan_reply
+from tests.support.factories import claim_run, endpoint, make_job
+from tests.support.fake_anthropic import FakeAnthropic, ai_settings, next_run_reply, plan_reply
 
 BIG = "returns the full inventory of one warehouse region, with stock levels per article " * 4
 

@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import START, TABLE
-from tests.support.factories import make_job
-from tests.support.fake_anthropic import claim_run
+from tests.support.factories import claim_run, make_job
 
 CALL = TokenUsage(
     input=1000, output=100, cache_read=3000, calls=2, cost_usd=0.0018, cache_ttl="1h", cache_reason="r"

@@ -23,7 +23,7 @@ from cronpilot.models.run import RunRecord, RunRef, StepResult
 from cronpilot.runtime import Runtime
 
 from tests.integration.conftest import START, TABLE
-from tests.support.factories import endpoint, make_job
+from tests.support.factories import claim_run, endpoint, make_job
 from tests.support.fake_anthropic import (
     FakeAnthropic,
     Reply,
@@ -97,7 +97,7 @@ class Pilot:
         **settings: Any,
     ) -> RunRecord:
         """One run at `at`; returns its record and how many calls each phase made."""
-        ref = self._claim(at, trigger)
+        ref = claim_run(self.store, self.job, at, trigger=trigger)
         runtime = Runtime(settings=ai_settings(self.fake, TABLE, **settings), clock=FixedClock(at))
         runtime.__dict__["store"] = self.store
         plan_run(self.store, runtime.health_store, FixedClock(at), ref, PilotPlanner(runtime))
@@ -106,22 +106,6 @@ class Pilot:
             self.store.put_step_result(self.job.id, ref.run_id, ref.epoch, result, finished)
         summarize_run(self.store, FixedClock(finished), ref, PilotSummarizer(runtime))
         return self.store.get_run(ref.run_id)
-
-    def _claim(self, at: datetime, trigger: str) -> RunRef:
-        self.store.put_job(self.job, next_run_at=at, source="baseline", reason="test", now=at)
-        seen = self.store.get_job(self.job.id)
-        run = RunRecord.claimed(self.job.id, at, epoch=seen.state.epoch + 1, trigger=trigger, now=at)
-        self.store.claim(
-            seen,
-            run,
-            owner="test",
-            lease_until=at + timedelta(minutes=5),
-            now=at,
-            next_run_at=None,
-            next_run_source="baseline",
-            next_run_reason="test",
-        )
-        return RunRef(run_id=run.run_id, job_id=self.job.id, epoch=run.epoch)
 
 
 def ok(endpoint_id: str, body: Any = None, **fields: Any) -> StepResult:
@@ -437,7 +421,7 @@ def test_a_fenced_out_run_cannot_write_its_decision(pilot):
     pilot.run(at(0))
     kept = pilot.store.get_decision(pilot.job.id, "plan")
     stale = pilot.store.get_run(f"{pilot.job.id}.20261122T090000Z")
-    pilot._claim(at(31), "schedule")  # a newer claim bumps the epoch
+    claim_run(pilot.store, pilot.job, at(31))  # a newer claim bumps the epoch
     forged = kept.model_copy(update={"run_id": stale.run_id, "valid_until": at(9999)})
     with pytest.raises(LeaseLost):
         pilot.store.save_run(stale, decision=forged)

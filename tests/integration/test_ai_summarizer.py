@@ -16,12 +16,11 @@ from cronpilot.models.run import RunRecord, StepResult, StepStatus, TokenUsage
 from cronpilot.runtime import Runtime
 
 from tests.integration.conftest import START, TABLE
-from tests.support.factories import endpoint, make_job
+from tests.support.factories import claim_run, endpoint, make_job
 from tests.support.fake_anthropic import (
     FakeAnthropic,
     Reply,
     ai_settings,
-    claim_run,
     next_run_reply,
     tool_reply,
 )

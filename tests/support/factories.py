@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from cronpilot.models.job import Job
+from cronpilot.models.run import RunRecord, RunRef
 
 
 def endpoint(endpoint_id: str, url: str = "https://api.example.com/x", **fields: Any) -> dict[str, Any]:
@@ -25,3 +27,21 @@ def job_doc(job_id: str = "job-1", **fields: Any) -> dict[str, Any]:
 
 def make_job(job_id: str = "job-1", **fields: Any) -> Job:
     return Job.model_validate(job_doc(job_id, **fields))
+
+
+def claim_run(store: Any, job: Job, at: datetime, *, trigger: str = "schedule") -> RunRef:
+    """Register `job` due at `at` and claim that slot, as discovery would; returns the RunRef."""
+    store.put_job(job, next_run_at=at, source="baseline", reason="test", now=at)
+    seen = store.get_job(job.id)
+    run = RunRecord.claimed(job.id, at, epoch=seen.state.epoch + 1, trigger=trigger, now=at)
+    store.claim(
+        seen,
+        run,
+        owner="test",
+        lease_until=at + timedelta(minutes=1),
+        now=at,
+        next_run_at=None,
+        next_run_source="baseline",
+        next_run_reason="test",
+    )
+    return RunRef(run_id=run.run_id, job_id=job.id, epoch=run.epoch)

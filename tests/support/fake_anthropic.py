@@ -35,6 +35,9 @@ from itertools import pairwise
 from typing import Any
 from urllib.parse import unquote
 
+# claim_run lives with the other test factories; kept importable from here for older callers.
+from tests.support.factories import claim_run as claim_run
+
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -442,25 +445,3 @@ def ai_settings(fake: FakeAnthropic, table_name: str, **overrides: Any) -> Any:
     }
     values.update(overrides)
     return Settings(**values)
-
-
-def claim_run(store: Any, job: Any, at: Any) -> Any:
-    """Register `job` due at `at` and claim that slot, as discovery would; returns the RunRef."""
-    from datetime import timedelta
-
-    from cronpilot.models.run import RunRecord, RunRef
-
-    store.put_job(job, next_run_at=at, source="baseline", reason="test", now=at)
-    seen = store.get_job(job.id)
-    run = RunRecord.claimed(job.id, at, epoch=seen.state.epoch + 1, trigger="schedule", now=at)
-    store.claim(
-        seen,
-        run,
-        owner="test",
-        lease_until=at + timedelta(minutes=1),
-        now=at,
-        next_run_at=None,
-        next_run_source="baseline",
-        next_run_reason="test",
-    )
-    return RunRef(run_id=run.run_id, job_id=job.id, epoch=run.epoch)

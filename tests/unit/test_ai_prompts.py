@@ -288,6 +288,20 @@ def test_repair_of_an_empty_answer_extends_the_last_user_turn():
     assert len(request["messages"][0]["content"]) == 1  # the original is untouched
 
 
+def plan_conversation(messages: object) -> Conversation:
+    """A plan-phase conversation for tool `t` whose client answers with `messages`; no usage store."""
+    return Conversation(
+        phase="plan",
+        job=make_job(),
+        tool_name="t",
+        client_factory=lambda: _Block(messages=messages),
+        usage_store=None,
+        clock=FixedClock(NOW),
+        run_tokens=TokenUsage(),
+        max_repairs=1,
+    )
+
+
 def test_conversation_with_a_fake_client_counts_tokens_and_parses(monkeypatch):
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
 
@@ -295,16 +309,7 @@ def test_conversation_with_a_fake_client_counts_tokens_and_parses(monkeypatch):
         def create(self, **request):
             return _Response(_Block(type="tool_use", id="1", name="t", input={"ok": True}))
 
-    conversation = Conversation(
-        phase="plan",
-        job=make_job(),
-        tool_name="t",
-        client_factory=lambda: _Block(messages=Messages()),
-        usage_store=None,
-        clock=FixedClock(NOW),
-        run_tokens=TokenUsage(),
-        max_repairs=1,
-    )
+    conversation = plan_conversation(Messages())
     request = {"tools": [], "system": [], "messages": [], "max_tokens": 10, "tool_choice": {"name": "t"}}
     outcome = conversation.run(request, lambda value: value["ok"])
     assert outcome.answer is True
@@ -324,16 +329,7 @@ def test_each_call_is_priced_at_its_models_list_price_with_1h_writes_at_2x():
             )
             return _Block(content=[_Block(type="tool_use", name="t", input={"ok": True})], usage=usage)
 
-    conversation = Conversation(
-        phase="plan",
-        job=make_job(),
-        tool_name="t",
-        client_factory=lambda: _Block(messages=Messages()),
-        usage_store=None,
-        clock=FixedClock(NOW),
-        run_tokens=TokenUsage(),
-        max_repairs=1,
-    )
+    conversation = plan_conversation(Messages())
     request = {
         "model": "claude-haiku-4-5-20251001",
         "tools": [],

@@ -10,11 +10,11 @@ from cronpilot.clock import FixedClock
 from cronpilot.domain.circuit import CircuitBreaker
 from cronpilot.domain.execution import StepExecutor
 from cronpilot.models.health import Health
-from cronpilot.models.job import Job, SecretRef
-from cronpilot.models.run import PlanStep, RunRecord, StepStatus, StepTask
+from cronpilot.models.job import SecretRef
+from cronpilot.models.run import PlanStep, RunRef, StepStatus, StepTask
 from cronpilot.safehttp import HttpOutcome, RequestSpec
 
-from tests.support.factories import endpoint, make_job
+from tests.support.factories import claim_run, endpoint, make_job
 from tests.support.memory import InMemoryHealthStore, InMemoryStore
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -60,23 +60,7 @@ def no_secrets(ref: SecretRef) -> str:
     raise AssertionError("no secret is read")
 
 
-def running(store: InMemoryStore, job: Job) -> RunRecord:
-    store.put_job(job, next_run_at=START, source="baseline", reason="test", now=START)
-    run = RunRecord.claimed(job.id, START, 1, "schedule", START)
-    store.claim(
-        store.get_job(job.id),
-        run,
-        owner="t",
-        lease_until=START.replace(hour=10),
-        now=START,
-        next_run_at=None,
-        next_run_source="x",
-        next_run_reason="x",
-    )
-    return run
-
-
-def task(run: RunRecord, step_id: str, *depends_on: str) -> StepTask:
+def task(run: RunRef, step_id: str, *depends_on: str) -> StepTask:
     step = PlanStep(step_id=step_id, endpoint_id=step_id, depends_on=list(depends_on))
     return StepTask(run_id=run.run_id, job_id=run.job_id, epoch=run.epoch, step=step)
 
@@ -98,7 +82,7 @@ JOB = make_job(
 
 def test_a_transitive_producer_is_read_and_an_assertion_retry_waits_through_the_injected_sleep():
     store = InMemoryStore()
-    run = running(store, JOB)
+    run = claim_run(store, JOB, START)
     sender = Sender({"login": [{"token": "t-1"}], "list": [{}], "use": [{"ok": False}, {"ok": True}]})
     sleeps: list[float] = []
     executor = StepExecutor(store, FixedClock(START), sender, resolver=no_secrets, sleep=sleeps.append)
@@ -115,7 +99,7 @@ def test_a_transitive_producer_is_read_and_an_assertion_retry_waits_through_the_
 
 def test_a_missing_value_fails_the_step_without_asking_the_circuit_or_sending():
     store = InMemoryStore()
-    run = running(store, JOB)
+    run = claim_run(store, JOB, START)
     health = CountingHealthStore()
     sender = Sender({"login": [{"no_token": True}], "list": [{}]})
     executor = StepExecutor(

@@ -30,7 +30,7 @@ from cronpilot.safehttp.signing import generate_key
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.support.factories import make_job
+from tests.support.factories import claim_run, make_job
 from tests.support.memory import InMemoryStore, RecordingNoticeQueue, RecordingStarter
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -163,18 +163,7 @@ def test_summarizing_a_streak_enqueues_one_failure_then_one_recovery():
 def test_finalize_failure_counts_toward_the_streak():
     store, queue = InMemoryStore(), RecordingNoticeQueue()
     job = job_with({"events": ["failure"], "after_failures": 1, "sns": TOPIC})
-    store.put_job(job, next_run_at=START, source="baseline", reason="t", now=START)
-    run = RunRecord.claimed(job.id, START, 1, "schedule", START)
-    store.claim(
-        store.get_job(job.id),
-        run,
-        owner="t",
-        lease_until=START + timedelta(minutes=30),
-        now=START,
-        next_run_at=None,
-        next_run_source="x",
-        next_run_reason="x",
-    )
+    run = claim_run(store, job, START)
     event = FailureEvent(run_id=run.run_id, job_id=job.id, epoch=1, error={"Error": "States.Timeout"})
     finalize_failure(store, FixedClock(START), event, notices=queue)
     assert events(queue.notices) == ["failure"]

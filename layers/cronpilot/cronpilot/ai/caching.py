@@ -60,16 +60,14 @@ def min_cacheable_tokens(model: str) -> int:
 
 def low_token_estimate(blocks: list[dict[str, Any]]) -> int:
     """A low estimate of the tokens of tool definitions and text blocks (markers excluded)."""
-    size = 0
-    for block in blocks:
-        if isinstance(block, dict) and block.get("type") == "text":
-            size += len(str(block.get("text", "")).encode())
-        else:
-            bare = (
-                {k: v for k, v in block.items() if k != "cache_control"} if isinstance(block, dict) else block
-            )
-            size += len(json.dumps(bare, separators=(",", ":"), ensure_ascii=False).encode())
-    return int(size / LOW_BYTES_PER_TOKEN)
+    return int(sum(_block_bytes(block) for block in blocks) / LOW_BYTES_PER_TOKEN)
+
+
+def _block_bytes(block: Any) -> int:
+    if isinstance(block, dict) and block.get("type") == "text":
+        return len(str(block.get("text", "")).encode())
+    bare = {k: v for k, v in block.items() if k != "cache_control"} if isinstance(block, dict) else block
+    return len(json.dumps(bare, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 @dataclass(frozen=True)
@@ -150,10 +148,15 @@ def place_breakpoints(
     for block in system:
         block.pop("cache_control", None)
     minimum = min_cacheable_tokens(str(request["model"]))
-    tools = list(request.get("tools") or [])
-    boundaries = [low_token_estimate([*tools, *system[: n + 1]]) for n in range(len(system))]
-    eligible = [n for n, tokens in enumerate(boundaries[: len(CACHE_MARKER_SEGMENTS)]) if tokens >= minimum]
-    longest = boundaries[min(len(boundaries), len(CACHE_MARKER_SEGMENTS)) - 1] if boundaries else 0
+    # Running byte totals: the tools are serialized once, and the per-run text after the last eligible
+    # boundary is never measured (this runs on every model call).
+    size = sum(_block_bytes(tool) for tool in request.get("tools") or [])
+    boundaries = []
+    for block in system[: len(CACHE_MARKER_SEGMENTS)]:
+        size += _block_bytes(block)
+        boundaries.append(int(size / LOW_BYTES_PER_TOKEN))
+    eligible = [n for n, tokens in enumerate(boundaries) if tokens >= minimum]
+    longest = boundaries[-1] if boundaries else 0
     if not eligible:
         return CachePlan(
             None,

@@ -168,13 +168,11 @@ class Conversation:
         self.max_repairs = max_repairs
         self.deadline_seconds = deadline_seconds
         self.prices = prices or PriceTable(LIST_PRICES)
-        self.cache: CachePlan | None = None
 
     def run[T](
         self, request: dict[str, Any], parse: Callable[[Any], T], cache: CachePlan | None = None
     ) -> Outcome[T]:
         outcome: Outcome[T] = Outcome()
-        self.cache = cache
         started = time.monotonic()
         for attempt in range(self.max_repairs + 1):
             response: Any = None
@@ -191,7 +189,7 @@ class Conversation:
                     self._release(reservation)
                     raise
                 outcome.calls += 1
-                usage = self._priced(usage_of(response), request)
+                usage = self._priced(usage_of(response), request, cache)
                 outcome.tokens = outcome.tokens + usage
                 self._account(usage, reservation)
                 value = tool_input(response, self.tool_name)
@@ -274,12 +272,12 @@ class Conversation:
         except Exception as exc:  # configuration, credentials: the run still goes on without the LLM
             raise LlmCallError(FailureClass.API_ERROR, f"{type(exc).__name__}: {exc}") from exc
 
-    def _priced(self, usage: TokenUsage, request: dict[str, Any]) -> TokenUsage:
+    def _priced(self, usage: TokenUsage, request: dict[str, Any], cache: CachePlan | None) -> TokenUsage:
         """The call's usage with its cost at the model's price and the cache choice it was made with."""
         cost = self.prices.cost(str(request.get("model", "")), usage)
         update: dict[str, Any] = {"cost_usd": cost or 0.0, "unpriced_calls": int(cost is None)}
-        if self.cache is not None:
-            update |= {"cache_ttl": self.cache.label, "cache_reason": self.cache.reason}
+        if cache is not None:
+            update |= {"cache_ttl": cache.label, "cache_reason": cache.reason}
         return usage.model_copy(update=update)
 
     def _account(self, usage: TokenUsage, reservation: Reservation | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -97,11 +98,13 @@ class PriceTable:
         return micro / PER_MILLION
 
 
+@lru_cache(maxsize=8)
 def price_table(overrides: str = "") -> PriceTable:
     """The list prices, with the deployment's LLM_PRICES (JSON: model -> prices) on top.
 
     An override gives `input` and `output` and may give the cache prices; missing cache prices follow the
-    documented multipliers.
+    documented multipliers. Cached: LLM_PRICES is fixed per deployment, so the table Settings validates at
+    cold start is the one every run's model call reuses (the pilot asks for it per run).
     """
     if not overrides.strip():
         return PriceTable(LIST_PRICES)
