@@ -438,21 +438,24 @@ class Store:
 
     # ------------------------------------------------------------ discovery
 
-    def query_due(self, shard: str, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
-        """Due jobs of one shard, oldest first. Reads only items with due_at <= now (never a Scan).
-
-        The index holds keys only, so a claim or a finish rewrites a small index entry, never the job
-        document; each page's jobs are then read with one consistent BatchGetItem (100 keys, the page
-        size), so discovery decides on their current state rather than a lagging index copy."""
-        kwargs: dict[str, Any] = {
+    def _due_query(self, shard: str, now: datetime) -> dict[str, Any]:
+        """The due index's entries of one shard with due_at <= now (Query arguments)."""
+        return {
             "TableName": self.table_name,
             "IndexName": schema.DUE_INDEX,
             "KeyConditionExpression": "#pk = :shard AND #sk <= :now",
             "ExpressionAttributeNames": {"#pk": schema.DUE_INDEX_PK, "#sk": schema.DUE_INDEX_SK},
             # "~" sorts after every job id character, so every job due at exactly `now` is included.
             "ExpressionAttributeValues": serialize({":shard": shard, ":now": f"{to_iso(now)}#~"}),
-            "Limit": page_size,
         }
+
+    def query_due(self, shard: str, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
+        """Due jobs of one shard, oldest first. Reads only items with due_at <= now (never a Scan).
+
+        The index holds keys only, so a claim or a finish rewrites a small index entry, never the job
+        document; each page's jobs are then read with one consistent BatchGetItem (100 keys, the page
+        size), so discovery decides on their current state rather than a lagging index copy."""
+        kwargs = {**self._due_query(shard, now), "Limit": page_size}
         while True:
             page = self.client.query(**kwargs)
             keys = [
@@ -471,14 +474,7 @@ class Store:
 
     def count_due(self, shard: str, now: datetime) -> int:
         """How many jobs of one shard are due (a COUNT query of the keys-only index)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": schema.DUE_INDEX,
-            "KeyConditionExpression": "#pk = :shard AND #sk <= :now",
-            "ExpressionAttributeNames": {"#pk": schema.DUE_INDEX_PK, "#sk": schema.DUE_INDEX_SK},
-            "ExpressionAttributeValues": serialize({":shard": shard, ":now": f"{to_iso(now)}#~"}),
-            "Select": "COUNT",
-        }
+        kwargs = {**self._due_query(shard, now), "Select": "COUNT"}
         count = 0
         while True:
             page = self.client.query(**kwargs)
