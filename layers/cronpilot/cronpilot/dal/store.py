@@ -89,6 +89,7 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
     data = deserialize(item)
     lease = data.get("lease_expires_at")
     inflight = data.get("inflight")
+    stored_doc = _stored(data["job_doc"])
     state = JobState(
         next_run_at=from_iso(data["next_run_at"]) if data.get("next_run_at") else None,
         next_run_source=data.get("next_run_source", "baseline"),
@@ -111,9 +112,9 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
         start_check_at=from_iso(data["start_check_at"]) if data.get("start_check_at") else None,
         retry_of=data.get("retry_of"),
         retry_failed_only=bool(data.get("retry_failed_only", False)),
-        stored_doc=_stored(data["job_doc"]),
+        stored_doc=stored_doc,
     )
-    job = _parse_job(_stored(data["job_doc"]))
+    job = _parse_job(stored_doc)
     # The status attribute is authoritative: pauses (operator or AI pause-until) change it alone.
     if data.get("status") and data["status"] != job.status:
         job = job.model_copy(update={"status": JobStatus(data["status"])})
