@@ -46,7 +46,6 @@ from cronpilot.domain.ports import (
     LeaseLost,
     RecordIdTaken,
     RunNotFound,
-    StoreError,
 )
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.notify import Delivery
@@ -895,10 +894,11 @@ class Store:
                 raise RecordIdTaken(message) from exc
             raise ClaimConflict(message) from exc
 
-    def _transact(self, items: list[dict[str, Any]], conflict: type[StoreError] = LeaseLost) -> None:
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """A conditional write (mostly epoch-fenced): LeaseLost if a condition no longer holds."""
         try:
             self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as exc:
             if is_condition_failure(exc):
-                raise conflict(str(exc.response.get("Error", {}).get("Message", ""))) from exc
+                raise LeaseLost(str(exc.response.get("Error", {}).get("Message", ""))) from exc
             raise
