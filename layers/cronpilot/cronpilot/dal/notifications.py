@@ -3,7 +3,6 @@ and sends what still fails to its on-failure destination), and SNS for topic tar
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from cronpilot.models.notify import Notice, NoticeBatch
@@ -50,8 +49,3 @@ class AwsChannels:
     def send(self, spec: RequestSpec) -> HttpOutcome:
         outcome: HttpOutcome = self._send(spec)
         return outcome
-
-
-def notice_event(notices: list[Notice]) -> dict[str, Any]:
-    """The notify function's event for these notices (as the queue sends it)."""
-    return dict(json.loads(NoticeBatch(notices=notices).model_dump_json()))

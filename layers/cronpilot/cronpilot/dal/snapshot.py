@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,31 +16,27 @@ class StateFileError(Exception):
     """The state file cannot be read as cronpilot's."""
 
 
-def _as_json(value: dict[str, Any]) -> dict[str, Any]:
-    """An attribute value as DynamoDB's JSON writes it: Binary as base64 (packed documents)."""
+def _map_binary(value: dict[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
+    """An attribute value with `convert` applied to every Binary in it (maps and lists included)."""
     (kind, inner), *_ = value.items()
     if kind == "B":
-        return {"B": base64.b64encode(inner).decode()}
+        return {"B": convert(inner)}
     if kind == "BS":
-        return {"BS": [base64.b64encode(b).decode() for b in inner]}
+        return {"BS": [convert(b) for b in inner]}
     if kind == "M":
-        return {"M": {k: _as_json(v) for k, v in inner.items()}}
+        return {"M": {k: _map_binary(v, convert) for k, v in inner.items()}}
     if kind == "L":
-        return {"L": [_as_json(v) for v in inner]}
+        return {"L": [_map_binary(v, convert) for v in inner]}
     return value
+
+
+def _as_json(value: dict[str, Any]) -> dict[str, Any]:
+    """An attribute value as DynamoDB's JSON writes it: Binary as base64 (packed documents)."""
+    return _map_binary(value, lambda raw: base64.b64encode(raw).decode())
 
 
 def _from_json(value: dict[str, Any]) -> dict[str, Any]:
-    (kind, inner), *_ = value.items()
-    if kind == "B":
-        return {"B": base64.b64decode(inner)}
-    if kind == "BS":
-        return {"BS": [base64.b64decode(b) for b in inner]}
-    if kind == "M":
-        return {"M": {k: _from_json(v) for k, v in inner.items()}}
-    if kind == "L":
-        return {"L": [_from_json(v) for v in inner]}
-    return value
+    return _map_binary(value, base64.b64decode)
 
 
 def save_state(path: Path, client: Any, table: str, now: datetime) -> None:

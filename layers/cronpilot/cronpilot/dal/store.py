@@ -46,7 +46,6 @@ from cronpilot.domain.ports import (
     LeaseLost,
     RecordIdTaken,
     RunNotFound,
-    StoreError,
 )
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.notify import Delivery
@@ -89,6 +88,7 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
     data = deserialize(item)
     lease = data.get("lease_expires_at")
     inflight = data.get("inflight")
+    stored_doc = _stored(data["job_doc"])
     state = JobState(
         next_run_at=from_iso(data["next_run_at"]) if data.get("next_run_at") else None,
         next_run_source=data.get("next_run_source", "baseline"),
@@ -111,9 +111,9 @@ def _job_from_item(item: dict[str, Any]) -> JobRecord:
         start_check_at=from_iso(data["start_check_at"]) if data.get("start_check_at") else None,
         retry_of=data.get("retry_of"),
         retry_failed_only=bool(data.get("retry_failed_only", False)),
-        stored_doc=_stored(data["job_doc"]),
+        stored_doc=stored_doc,
     )
-    job = _parse_job(_stored(data["job_doc"]))
+    job = _parse_job(stored_doc)
     # The status attribute is authoritative: pauses (operator or AI pause-until) change it alone.
     if data.get("status") and data["status"] != job.status:
         job = job.model_copy(update={"status": JobStatus(data["status"])})
@@ -438,21 +438,24 @@ class Store:
 
     # ------------------------------------------------------------ discovery
 
-    def query_due(self, shard: str, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
-        """Due jobs of one shard, oldest first. Reads only items with due_at <= now (never a Scan).
-
-        The index holds keys only, so a claim or a finish rewrites a small index entry, never the job
-        document; each page's jobs are then read with one consistent BatchGetItem (100 keys, the page
-        size), so discovery decides on their current state rather than a lagging index copy."""
-        kwargs: dict[str, Any] = {
+    def _due_query(self, shard: str, now: datetime) -> dict[str, Any]:
+        """The due index's entries of one shard with due_at <= now (Query arguments)."""
+        return {
             "TableName": self.table_name,
             "IndexName": schema.DUE_INDEX,
             "KeyConditionExpression": "#pk = :shard AND #sk <= :now",
             "ExpressionAttributeNames": {"#pk": schema.DUE_INDEX_PK, "#sk": schema.DUE_INDEX_SK},
             # "~" sorts after every job id character, so every job due at exactly `now` is included.
             "ExpressionAttributeValues": serialize({":shard": shard, ":now": f"{to_iso(now)}#~"}),
-            "Limit": page_size,
         }
+
+    def query_due(self, shard: str, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
+        """Due jobs of one shard, oldest first. Reads only items with due_at <= now (never a Scan).
+
+        The index holds keys only, so a claim or a finish rewrites a small index entry, never the job
+        document; each page's jobs are then read with one consistent BatchGetItem (100 keys, the page
+        size), so discovery decides on their current state rather than a lagging index copy."""
+        kwargs = {**self._due_query(shard, now), "Limit": page_size}
         while True:
             page = self.client.query(**kwargs)
             keys = [
@@ -471,14 +474,7 @@ class Store:
 
     def count_due(self, shard: str, now: datetime) -> int:
         """How many jobs of one shard are due (a COUNT query of the keys-only index)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": schema.DUE_INDEX,
-            "KeyConditionExpression": "#pk = :shard AND #sk <= :now",
-            "ExpressionAttributeNames": {"#pk": schema.DUE_INDEX_PK, "#sk": schema.DUE_INDEX_SK},
-            "ExpressionAttributeValues": serialize({":shard": shard, ":now": f"{to_iso(now)}#~"}),
-            "Select": "COUNT",
-        }
+        kwargs = {**self._due_query(shard, now), "Select": "COUNT"}
         count = 0
         while True:
             page = self.client.query(**kwargs)
@@ -898,10 +894,11 @@ class Store:
                 raise RecordIdTaken(message) from exc
             raise ClaimConflict(message) from exc
 
-    def _transact(self, items: list[dict[str, Any]], conflict: type[StoreError] = LeaseLost) -> None:
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """A conditional write (mostly epoch-fenced): LeaseLost if a condition no longer holds."""
         try:
             self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as exc:
             if is_condition_failure(exc):
-                raise conflict(str(exc.response.get("Error", {}).get("Message", ""))) from exc
+                raise LeaseLost(str(exc.response.get("Error", {}).get("Message", ""))) from exc
             raise

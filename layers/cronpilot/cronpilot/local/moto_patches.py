@@ -317,14 +317,28 @@ def meter_dynamodb(meter: DynamoMeter) -> Callable[[], None]:
                 units += _units(new.size(), _WRITE_KB)
         return units
 
+    def snapshot(table: Any, key: dict[str, Any]) -> Item | None:
+        """The item as it is before a write (a copy: moto updates items in place)."""
+        found = current(table, key)
+        return copy.deepcopy(found) if found is not None else None
+
+    def item_write_units(
+        table: Any, key: dict[str, Any], before: Item | None, after: Item | None, put: dict[str, Any] | None
+    ) -> int:
+        """Units of one item's write: per KB of the larger of the item before and after (or the item
+        a put sent, which a failed condition never stored)."""
+        sizes = [item.size() for item in (before, after) if item is not None]
+        if put is not None:
+            sizes.append(Item(DynamoType(key[table.hash_key_attr]), None, put).size())
+        return _units(max(sizes, default=0), _WRITE_KB)
+
     def write(
         handler: Any, original: Any, name: str, key_of: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> Any:
         body = handler.body
         table = table_of(handler, body["TableName"])
         key = key_of(body)
-        before = current(table, key)
-        before = copy.deepcopy(before) if before is not None else None
+        before = snapshot(table, key)
         call = DynamoCall(name)
         try:
             return original(handler)
@@ -333,10 +347,8 @@ def meter_dynamodb(meter: DynamoMeter) -> Callable[[], None]:
             raise
         finally:
             after = current(table, key)
-            sizes = [item.size() for item in (before, after) if item is not None]
-            if name == "put_item":
-                sizes.append(Item(DynamoType(key[table.hash_key_attr]), None, body["Item"]).size())
-            call.write_units = _units(max(sizes, default=0), _WRITE_KB)
+            put = body["Item"] if name == "put_item" else None
+            call.write_units = item_write_units(table, key, before, after, put)
             if not call.failed:
                 call.index_write_units = index_writes(table, before, after)
             meter.add(call)
@@ -347,8 +359,7 @@ def meter_dynamodb(meter: DynamoMeter) -> Callable[[], None]:
             (kind, op), *_ = entry.items()
             table = table_of(handler, op["TableName"])
             key = op["Item"] if kind == "Put" else op["Key"]
-            before = current(table, key)
-            touched.append((kind, op, table, key, copy.deepcopy(before) if before is not None else None))
+            touched.append((kind, op, table, key, snapshot(table, key)))
         call = DynamoCall("transact_write_items")
         try:
             return original(handler)
@@ -358,10 +369,8 @@ def meter_dynamodb(meter: DynamoMeter) -> Callable[[], None]:
         finally:
             for kind, op, table, key, before in touched:
                 after = current(table, key)
-                sizes = [item.size() for item in (before, after) if item is not None]
-                if kind == "Put":
-                    sizes.append(Item(DynamoType(key[table.hash_key_attr]), None, op["Item"]).size())
-                call.write_units += 2 * _units(max(sizes, default=0), _WRITE_KB)
+                put = op["Item"] if kind == "Put" else None
+                call.write_units += 2 * item_write_units(table, key, before, after, put)
                 if not call.failed and kind != "ConditionCheck":
                     call.index_write_units += index_writes(table, before, after)
             meter.add(call)
