@@ -1,5 +1,9 @@
 """API Lambda: the HTTP API's one integration; routes live in cronpilot.api.app (also served locally)."""
 
+from cronpilot import coldstart
+
+coldstart.loading()  # no garbage collection while init loads: see cronpilot.coldstart
+
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -7,6 +11,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cronpilot.api.app import handle
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
+
+coldstart.loaded()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -1,5 +1,9 @@
 """Discovery Lambda: triggered every minute by the schedule; claims due jobs and starts their runs."""
 
+from cronpilot import coldstart
+
+coldstart.loading()  # no garbage collection while init loads: see cronpilot.coldstart
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -7,6 +11,8 @@ from cronpilot.domain.discovery import Deadline, Discovery
 from cronpilot.models.run import ScheduledEvent
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
+
+coldstart.loaded()
 
 
 @logger.inject_lambda_context(correlation_id_path="id")

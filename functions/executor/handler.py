@@ -1,5 +1,9 @@
 """Executor Lambda: one endpoint call; the result goes to DynamoDB, the state machine gets a status."""
 
+from cronpilot import coldstart
+
+coldstart.loading()  # no garbage collection while init loads: see cronpilot.coldstart
+
 from functools import cache
 from typing import Any
 
@@ -8,6 +12,8 @@ from cronpilot.dal.idempotency import Handler
 from cronpilot.models.run import StepTask
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
+
+coldstart.loaded()
 
 
 def execute_step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """Finalize-failure Lambda: the Catch target, and the target of EventBridge's notice of an execution
 that timed out or was stopped (which no Catch sees). Records the failure, backs off, releases the lease."""
 
+from cronpilot import coldstart
+
+coldstart.loading()  # no garbage collection while init loads: see cronpilot.coldstart
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -9,6 +13,8 @@ from cronpilot.domain.ports import RunOutcome
 from cronpilot.models.run import FailureEvent
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
+
+coldstart.loaded()
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")

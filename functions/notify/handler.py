@@ -1,6 +1,10 @@
 """Notify Lambda: delivers job notifications (SNS or signed webhooks) and records them on their runs.
 Invoked asynchronously by discovery, the summarizer and finalize-failure, so delivery never delays a run."""
 
+from cronpilot import coldstart
+
+coldstart.loading()  # no garbage collection while init loads: see cronpilot.coldstart
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -8,6 +12,8 @@ from cronpilot.domain.notifications import DeliveryCounts, deliver_notices, deli
 from cronpilot.models.notify import NoticeBatch
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
+
+coldstart.loaded()
 
 
 @logger.inject_lambda_context

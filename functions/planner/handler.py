@@ -1,5 +1,9 @@
 """Planner Lambda: decides which endpoints this run calls, as dependency waves."""
 
+from cronpilot import coldstart
+
+coldstart.loading()  # no garbage collection while init loads: see cronpilot.coldstart
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -7,6 +11,8 @@ from cronpilot.domain.planning import plan_run
 from cronpilot.models.run import RunRef
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
+
+coldstart.loaded()
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")

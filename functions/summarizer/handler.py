@@ -1,5 +1,9 @@
 """Summarizer Lambda: records the run's outcome and chooses the next run inside the guardrails."""
 
+from cronpilot import coldstart
+
+coldstart.loading()  # no garbage collection while init loads: see cronpilot.coldstart
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -8,6 +12,8 @@ from cronpilot.domain.summarizing import summarize_run
 from cronpilot.models.run import RunRef
 from cronpilot.observability import logger, metrics, tracer
 from cronpilot.runtime import get_runtime
+
+coldstart.loaded()
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")

@@ -1,7 +1,8 @@
 """bench/cold_start.py measures each handler's import and, beside it, its import plus what its normal
-invocation imports lazily (FIRST_INVOCATION). This keeps that list true: each handler runs its sample
-event in a fresh interpreter (against moto, after the earlier handlers of its run prepared the state),
-and the package modules its invocation imported must be exactly the ones the bench adds."""
+invocation adds lazily: the modules it imports (FIRST_INVOCATION) and the deferred models it builds
+(FIRST_INVOCATION_MODELS). This keeps those lists true: each handler runs its sample event in a fresh
+interpreter (against moto, after the earlier handlers of its run prepared the state), and the package
+modules its invocation imported and the package models it built must be exactly the ones the bench adds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cold_start import API_HANDLERS, FIRST_INVOCATION, HANDLERS
+from bench.cold_start import API_HANDLERS, FIRST_INVOCATION, FIRST_INVOCATION_MODELS, HANDLERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +29,18 @@ from moto import mock_aws
 from tests.conftest import load_event
 from tests.integration.conftest import START
 from tests.integration.http_servers import LoopbackHTTPServer, Reply
+
+def built_models():
+    # The package's model classes whose validator is built, by module path and name.
+    from pydantic import BaseModel
+    return {
+        f"{name}.{attr}"
+        for name, module in list(sys.modules.items())
+        if name.startswith("cronpilot.")
+        for attr, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == name
+        and value.__dict__.get("__pydantic_complete__")
+    }
 
 def load(name):
     path = f"functions/{name}/handler.py"
@@ -75,10 +88,12 @@ with LoopbackHTTPServer() as server, mock_aws():
     runtime.override(clock=FixedClock(START))
     handler = load(target)
     imported = set(sys.modules)
+    ready = built_models()
     result = handler(load_event(target), LambdaContext(function_name=target, aws_request_id="req-probe"))
     invoked = set(sys.modules)
+    models = sorted(built_models() - ready)
 invocation = sorted(m for m in invoked - imported if m.startswith("cronpilot"))
-print(json.dumps({"result": result, "invocation": invocation}))
+print(json.dumps({"result": result, "invocation": invocation, "models": models}))
 """
 
 SAMPLE_EVENT_OUTCOME = {
@@ -120,3 +135,5 @@ def test_the_bench_counts_what_each_handlers_first_invocation_imports(handler):
     assert SAMPLE_EVENT_OUTCOME[handler](found["result"]), found["result"]
     # And the package modules it imported on the way are exactly the ones the bench imports after it
     assert found["invocation"] == sorted(FIRST_INVOCATION[handler])
+    # And the models it built are exactly the ones the bench builds after it
+    assert found["models"] == sorted(FIRST_INVOCATION_MODELS[handler])

@@ -101,7 +101,7 @@ def _as_object(value: Any) -> dict[str, Any]:
 class StrictAnswer(BaseModel):
     """Base of the tool answers: unknown fields and loose types are schema errors, not guesses."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 @dataclass(kw_only=True)

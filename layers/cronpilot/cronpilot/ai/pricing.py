@@ -23,7 +23,7 @@ PER_MILLION = 1_000_000
 class Price(BaseModel):
     """USD per million tokens of each kind."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)

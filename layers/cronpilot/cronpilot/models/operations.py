@@ -18,7 +18,7 @@ MAX_SPEND_DAYS = 31
 
 
 class View(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class NextRun(View):

@@ -52,7 +52,7 @@ def execution_name(run_id: str) -> str:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", use_enum_values=True)
+    model_config = ConfigDict(extra="ignore", use_enum_values=True, defer_build=True)
 
 
 class RunStatus(StrEnum):

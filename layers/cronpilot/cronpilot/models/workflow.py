@@ -110,7 +110,7 @@ def _check_jmespath(expression: str) -> str:
 class Strict(BaseModel):
     """The base of every model a job file holds (job, notify and workflow): one class, built once."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True)
 
 
 class ExtractSpec(Strict):
