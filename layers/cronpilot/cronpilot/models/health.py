@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class CircuitState(StrEnum):
@@ -13,8 +14,7 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half-open"
 
 
-@dataclass(frozen=True)
-class CircuitPolicy:
+class CircuitPolicy(NamedTuple):
     """When a circuit opens (failures within a window) and how long it stays open."""
 
     failure_threshold: int = 5
