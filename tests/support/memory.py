@@ -462,12 +462,12 @@ class InMemoryHealthStore:
         self, seen: Health, now: datetime, failures: list[datetime], *, open_circuit: bool
     ) -> bool:
         if open_circuit:
-            return self._write(seen, failures=failures, state=CircuitState.OPEN, opened_at=now)
-        return self._write(seen, failures=failures)
+            return self._write(seen, failures=tuple(failures), state=CircuitState.OPEN, opened_at=now)
+        return self._write(seen, failures=tuple(failures))
 
     def end_probe(self, origin: str, probe_id: str, now: datetime, *, closed: bool) -> None:
         if closed:
-            self._end(origin, probe_id, state=CircuitState.CLOSED, failures=[], opened_at=None)
+            self._end(origin, probe_id, state=CircuitState.CLOSED, failures=(), opened_at=None)
         else:
             self._end(origin, probe_id, state=CircuitState.OPEN, opened_at=now)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
@@ -24,13 +23,12 @@ class CircuitPolicy(NamedTuple):
     probe_timeout: timedelta = timedelta(minutes=6)
 
 
-@dataclass
-class Health:
+class Health(NamedTuple):
     """One origin's circuit as stored."""
 
     origin: str
     state: CircuitState = CircuitState.CLOSED
-    failures: list[datetime] = field(default_factory=list)
+    failures: tuple[datetime, ...] = ()
     opened_at: datetime | None = None
     probe_id: str | None = None
     probe_started_at: datetime | None = None
