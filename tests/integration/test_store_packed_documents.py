@@ -13,7 +13,7 @@ from boto3.dynamodb.types import Binary
 from cronpilot.dal import schema
 from cronpilot.dal.items import deserialize, serialize
 from cronpilot.dal.store import Store
-from cronpilot.domain.ports import JobChanged, JobRecord, LeaseLost
+from cronpilot.domain.ports import JobChanged, JobRecord, JobState, LeaseLost
 from cronpilot.models.job import JobStatus
 from cronpilot.models.run import RunRecord, RunStatus, StepResult, StepStatus, parse_run_id
 
@@ -110,7 +110,7 @@ def test_if_match_against_an_old_item_changed_since_is_refused(store):
 def test_if_match_from_a_record_without_the_stored_value_compares_the_content_in_either_format(store):
     # Given a record built from the job alone (no stored value), as callers did before it existed
     apply(store, goal="v1")
-    by_content = JobRecord(job=make_job("job", goal="v1"))
+    by_content = JobRecord(job=make_job("job", goal="v1"), state=JobState())
     as_json(store, JOB_KEY, "job_doc")
     # Then the write holds against the old JSON item, and again against the packed item it leaves
     put(store, by_content, goal="v1")

@@ -143,7 +143,7 @@ class InMemoryStore:
     ) -> None:
         with self._lock:
             current = self._job(record.job_id)
-            current.job = current.job.model_copy(update={"status": status})
+            self.jobs[record.job_id] = current._replace(job=current.job.model_copy(update={"status": status}))
             state = current.state
             state.next_run_source, state.next_run_reason, state.updated_at = source, reason, now
             if next_run_at is not None:
@@ -380,7 +380,9 @@ class InMemoryStore:
             state.start_check_at = None
             state.next_run_at = next_run_at
             if pause_until is not None:
-                record.job = record.job.model_copy(update={"status": JobStatus.PAUSED})
+                self.jobs[run.job_id] = record._replace(
+                    job=record.job.model_copy(update={"status": JobStatus.PAUSED})
+                )
                 state.paused_until = pause_until
             if run.concurrent and state.inflight:
                 state.inflight.pop(run.run_id, None)
@@ -460,12 +462,12 @@ class InMemoryHealthStore:
         self, seen: Health, now: datetime, failures: list[datetime], *, open_circuit: bool
     ) -> bool:
         if open_circuit:
-            return self._write(seen, failures=failures, state=CircuitState.OPEN, opened_at=now)
-        return self._write(seen, failures=failures)
+            return self._write(seen, failures=tuple(failures), state=CircuitState.OPEN, opened_at=now)
+        return self._write(seen, failures=tuple(failures))
 
     def end_probe(self, origin: str, probe_id: str, now: datetime, *, closed: bool) -> None:
         if closed:
-            self._end(origin, probe_id, state=CircuitState.CLOSED, failures=[], opened_at=None)
+            self._end(origin, probe_id, state=CircuitState.CLOSED, failures=(), opened_at=None)
         else:
             self._end(origin, probe_id, state=CircuitState.OPEN, opened_at=now)
 

@@ -3,7 +3,6 @@ planner's, where a state a second old decides nothing differently; never a read 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from cronpilot.clock import FixedClock
@@ -25,8 +24,7 @@ class LosesTheFirstProbeRace(InMemoryHealthStore):
     def start_probe(self, seen: Health, now: datetime, probe_id: str) -> bool:
         if not getattr(self, "raced", False):
             self.raced = True
-            self.items[seen.origin] = replace(
-                seen,
+            self.items[seen.origin] = seen._replace(
                 state=CircuitState.HALF_OPEN,
                 version=seen.version + 1,
                 probe_id="other",

@@ -34,9 +34,8 @@ import importlib.resources
 import zoneinfo
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 from zoneinfo import ZoneInfo
 
 __all__ = ["CronError", "CronExpression", "parse_timezone"]
@@ -76,8 +75,7 @@ class CronError(ValueError):
         self.field = field
 
 
-@dataclass(frozen=True, slots=True)
-class _FieldSpec:
+class _FieldSpec(NamedTuple):
     """One cron field: its name, range, the hint its errors show and its named values."""
 
     name: str
@@ -102,8 +100,7 @@ _SPECS = (
 )
 
 
-@dataclass(frozen=True)
-class CronExpression:
+class CronExpression(NamedTuple):
     """A parsed cron expression. Build it with :meth:`parse`; it is immutable and hashable."""
 
     expression: str
@@ -114,15 +111,10 @@ class CronExpression:
     days_of_week: frozenset[int]  # 0 = Sunday .. 6 = Saturday
     dom_restricted: bool
     dow_restricted: bool
-    # Sorted copies for the search, derived in __post_init__.
-    _minute_list: tuple[int, ...] = field(init=False, repr=False, compare=False)
-    _hour_list: tuple[int, ...] = field(init=False, repr=False, compare=False)
-    _dom_list: tuple[int, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_minute_list", tuple(sorted(self.minutes)))
-        object.__setattr__(self, "_hour_list", tuple(sorted(self.hours)))
-        object.__setattr__(self, "_dom_list", tuple(sorted(self.days_of_month)))
+    # Sorted copies of minutes, hours and days_of_month for the search (parse derives them).
+    minute_list: tuple[int, ...]
+    hour_list: tuple[int, ...]
+    dom_list: tuple[int, ...]
 
     def __str__(self) -> str:
         return self.expression
@@ -158,7 +150,7 @@ class CronExpression:
         after_utc = after.astimezone(UTC)
         local = after_utc.astimezone(tz)
         start = local.date()
-        minutes, hours = self._minute_list, self._hour_list
+        minutes, hours = self.minute_list, self.hour_list
         # Walking wall times in ascending order gives ascending UTC instants (fold=0 and gaps
         # skipped), and no wall time before `local`'s minute can be after `after`: the first
         # candidate whose UTC instant is > `after` is the answer.
@@ -205,7 +197,7 @@ class CronExpression:
             if month in months:
                 first_weekday, days_in_month = calendar.monthrange(year, month)
                 if dom_only:
-                    for dom in self._dom_list[bisect_left(self._dom_list, first) :]:
+                    for dom in self.dom_list[bisect_left(self.dom_list, first) :]:
                         if dom > days_in_month:
                             break
                         yield date(year, month, dom)
@@ -254,6 +246,9 @@ def _parse_cached(expression: str) -> CronExpression:
         days_of_week=dows,
         dom_restricted=dom_restricted,
         dow_restricted=dow_restricted,
+        minute_list=tuple(sorted(minutes)),
+        hour_list=tuple(sorted(hours)),
+        dom_list=tuple(sorted(doms)),
     )
 
 

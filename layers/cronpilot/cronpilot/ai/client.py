@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from cronpilot.config import Settings
 from cronpilot.models.job import Job, LlmProvider
@@ -33,8 +32,7 @@ class LlmConfigError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class LlmChoice:
+class LlmChoice(NamedTuple):
     """What a job runs with: the provider, the model id as that provider names it, and shadow mode."""
 
     provider: LlmProvider

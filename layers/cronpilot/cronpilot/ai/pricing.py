@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -72,8 +72,7 @@ def model_family(model: str, families: Iterable[str]) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class PriceTable:
+class PriceTable(NamedTuple):
     prices: Mapping[str, Price]
 
     def price(self, model: str) -> Price | None:

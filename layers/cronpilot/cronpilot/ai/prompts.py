@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -213,7 +214,7 @@ def plan_request(
     max_tokens: int,
     run: RunRecord,
     history: list[RunRecord],
-    endpoint_health: dict[str, str],
+    endpoint_health: Mapping[str, str],
 ) -> dict[str, Any]:
     health = {e.id: endpoint_health.get(e.id, "closed") for e in job.endpoints}
     unhealthy = {k: v for k, v in health.items() if v != "closed"}

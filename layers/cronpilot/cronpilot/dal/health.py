@@ -171,7 +171,7 @@ def _health_from_item(origin: str, item: dict[str, Any]) -> Health:
     return Health(
         origin=origin,
         state=CircuitState(data.get("state", CircuitState.CLOSED.value)),
-        failures=[from_iso(t) for t in data.get("failures") or []],
+        failures=tuple(from_iso(t) for t in data.get("failures") or []),
         opened_at=from_iso(data["opened_at"]) if data.get("opened_at") else None,
         probe_id=data.get("probe_id"),
         probe_started_at=from_iso(started) if started else None,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 PARTITION_KEY = "PK"
 SORT_KEY = "SK"
@@ -33,8 +32,7 @@ DUE_SHARDS = 16
 DUE_INDEX_PROJECTION = "KEYS_ONLY"
 
 
-@dataclass(frozen=True)
-class TableSchema:
+class TableSchema(NamedTuple):
     """The table's key and index names, as CDK and the store both read them."""
 
     partition_key: str = PARTITION_KEY

@@ -17,14 +17,14 @@ def status_accepted(expect: ExpectSpec | None, status: int) -> bool:
     ranges = expect.status_ranges() if expect is not None else None
     if ranges is None:
         return 200 <= status < 300
-    return any(status in r for r in ranges)
+    return any(r.accepts(status) for r in ranges)
 
 
 def failed_expectations(expect: ExpectSpec, status: int, latency_ms: int, body: ParsedBody) -> list[str]:
     """What did not hold, in the order declared: status, json, contains, max_latency."""
     failures: list[str] = []
     ranges = expect.status_ranges()
-    if ranges is not None and not any(status in r for r in ranges):
+    if ranges is not None and not any(r.accepts(status) for r in ranges):
         failures.append(f"status {status} is not one of {', '.join(r.text for r in ranges)}")
     if expect.json_:
         document, error = body.document()

@@ -13,9 +13,8 @@ Pure: no I/O, no clock; the deployment's LLM settings come in as `LlmTiming`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from cronpilot.dag import topological_waves
 from cronpilot.models.job import Endpoint, Job, LlmProvider
@@ -51,8 +50,7 @@ LAMBDA_TIMEOUTS = {
 }
 
 
-@dataclass(frozen=True)
-class LlmTiming:
+class LlmTiming(NamedTuple):
     """The deployment's model settings (LLM_PROVIDER, LLM_TIMEOUT_SECONDS, LLM_MAX_RETRIES)."""
 
     provider: str
@@ -76,8 +74,7 @@ class LlmTiming:
 NO_MODEL = LlmTiming(provider="none", timeout_seconds=0, max_retries=0)
 
 
-@dataclass(frozen=True)
-class RunLimits:
+class RunLimits(NamedTuple):
     """The run's task timeouts in whole seconds, read by the ASL's TimeoutSecondsPath."""
 
     plan_seconds: int
@@ -92,8 +89,7 @@ class RunLimits:
         }
 
 
-@dataclass(frozen=True)
-class RunBudget:
+class RunBudget(NamedTuple):
     """A run's limits and its worst-case duration (which picks Express or Standard)."""
 
     limits: RunLimits

@@ -20,8 +20,7 @@ changing under us, the update is dropped rather than failing the step.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from cronpilot.clock import Clock, SystemClock
@@ -48,8 +47,7 @@ _NEUTRAL_KINDS = frozenset({"egress-denied", "invalid-request"})
 _WRITE_ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
-class Permit:
+class Permit(NamedTuple):
     """The answer to "may I call this origin?"; hand it back with the outcome."""
 
     origin: str

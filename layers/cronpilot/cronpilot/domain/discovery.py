@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from cronpilot.clock import Clock
 from cronpilot.domain.budget import RunBudgeter
@@ -455,8 +455,7 @@ class Discovery:
             result.resumed.append(record.job_id)
 
 
-@dataclass(frozen=True)
-class Skip:
+class Skip(NamedTuple):
     """Why a due slot is recorded as skipped instead of claimed."""
 
     reason: str  # recorded as the skipped run's skip_reason

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from cronpilot.models.job import Endpoint, Job
 from cronpilot.models.run import (
@@ -60,8 +59,7 @@ class NewsKind(StrEnum):
     EVERY_RUN = "every-run"  # the job asks on every run (llm.consult: every-run)
 
 
-@dataclass(frozen=True)
-class News:
+class News(NamedTuple):
     """One change since a standing decision was made (a reason to ask the model again)."""
 
     kind: NewsKind

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol, TypedDict
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, TypedDict
 
 if TYPE_CHECKING:
     # re-exported: the starter (data access) sees the budget through the ports only
@@ -112,20 +112,18 @@ class JobState:
         return leases
 
 
-@dataclass
-class JobRecord:
+class JobRecord(NamedTuple):
     """A job definition and its scheduling state, as read together."""
 
     job: Job
-    state: JobState = field(default_factory=JobState)
+    state: JobState
 
     @property
     def job_id(self) -> str:
         return self.job.id
 
 
-@dataclass
-class DuePage:
+class DuePage(NamedTuple):
     """One page of due jobs and how many index items it read."""
 
     records: list[JobRecord]
@@ -251,8 +249,7 @@ class JobStore(Protocol):
     def record_notifications(self, run_id: str, deliveries: list[Delivery]) -> None: ...
 
 
-@dataclass(frozen=True)
-class Reservation:
+class Reservation(NamedTuple):
     """Tokens held against one job-day's budget while a call is in flight."""
 
     job_id: str

@@ -6,8 +6,8 @@ The LLM (or the deterministic strategy) *proposes* a next run; `clamp_next_run` 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from cronpilot.cron import CronExpression, parse_timezone
 from cronpilot.models.job import Guardrails, Job, Schedule
@@ -70,8 +70,7 @@ def failure_backoff(consecutive_failures: int, guardrails: Guardrails) -> timede
     return min(guardrails.max_interval, base * (2**exponent))
 
 
-@dataclass(frozen=True)
-class Clamped:
+class Clamped(NamedTuple):
     """A next-run time after the guardrails, with who chose it and why."""
 
     at: datetime

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from cronpilot.domain.assertions import ASSERTION, failed_expectations, status_accepted
@@ -278,7 +278,7 @@ def call(
         if verdict.error_kind != ASSERTION or left < MIN_SEND_SECONDS:
             break
         sleep(delay)
-        outcome = send(replace(spec, total_timeout=min(spec.total_timeout, left)))
+        outcome = send(spec._replace(total_timeout=min(spec.total_timeout, left)))
         verdict = judge(endpoint, outcome)
         sent += verdict.attempts
     verdict.attempts = sent

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
 from cronpilot.dag import topological_waves
 from cronpilot.domain.scheduling import cadence_anchor, next_slot, with_jitter
@@ -23,13 +25,12 @@ from cronpilot.models.run import (
 )
 
 
-@dataclass
-class PlanContext:
+class PlanContext(NamedTuple):
     """What a plan strategy sees: the run, recent history, circuits and any standing plan."""
 
     run: RunRecord
     history: list[RunRecord]
-    endpoint_health: dict[str, str] = field(default_factory=dict)  # endpoint id -> closed/open/half-open
+    endpoint_health: Mapping[str, str] = MappingProxyType({})  # endpoint id -> closed/open/half-open
     # The AI pilot's standing plan (if any) and what this run would base a new one on.
     standing: StandingDecision | None = None
     inputs: DecisionInputs | None = None
@@ -66,14 +67,13 @@ class Proposal:
     consult: AiConsult | None = None
 
 
-@dataclass
-class SummaryContext:
+class SummaryContext(NamedTuple):
     """What a summary strategy sees: the run, its step results and recent history."""
 
     run: RunRecord
     results: list[StepResult]
     now: datetime
-    history: list[RunRecord] = field(default_factory=list)
+    history: Sequence[RunRecord] = ()
     standing: StandingDecision | None = None
     inputs: DecisionInputs | None = None
 

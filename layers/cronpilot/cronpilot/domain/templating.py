@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from cronpilot.models.job import Endpoint, SecretRef
@@ -126,8 +126,7 @@ def mask(text: str, secrets: list[str]) -> str:
 # ------------------------------------------------------------------ rendering
 
 
-@dataclass(frozen=True)
-class RenderedRequest:
+class RenderedRequest(NamedTuple):
     """An endpoint's URL, headers and body with its references filled in."""
 
     url: str

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class CircuitState(StrEnum):
@@ -13,8 +13,7 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half-open"
 
 
-@dataclass(frozen=True)
-class CircuitPolicy:
+class CircuitPolicy(NamedTuple):
     """When a circuit opens (failures within a window) and how long it stays open."""
 
     failure_threshold: int = 5
@@ -24,13 +23,12 @@ class CircuitPolicy:
     probe_timeout: timedelta = timedelta(minutes=6)
 
 
-@dataclass
-class Health:
+class Health(NamedTuple):
     """One origin's circuit as stored."""
 
     origin: str
     state: CircuitState = CircuitState.CLOSED
-    failures: list[datetime] = field(default_factory=list)
+    failures: tuple[datetime, ...] = ()
     opened_at: datetime | None = None
     probe_id: str | None = None
     probe_started_at: datetime | None = None

@@ -6,10 +6,9 @@
 import json
 import math
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -80,8 +79,7 @@ def describe_value(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-@dataclass(frozen=True)
-class WholeNumber:
+class WholeNumber(NamedTuple):
     """`Annotated[int, WholeNumber(1, 40)]`: an int in [low, high]; true/false, 2.5, "3" and NaN refused."""
 
     low: int
@@ -110,8 +108,7 @@ class WholeNumber:
         return {**handler(schema), "minimum": self.low, "maximum": self.high}
 
 
-@dataclass(frozen=True)
-class DurationWithin:
+class DurationWithin(NamedTuple):
     """`Annotated[Duration, DurationWithin(low, high)]`: the range is part of every message."""
 
     low: timedelta

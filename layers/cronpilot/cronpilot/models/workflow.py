@@ -8,10 +8,9 @@ execution domain renders with it."""
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, NamedTuple, Self
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -46,8 +45,7 @@ class TemplateSyntaxError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """One `{{ steps.<endpoint>.<name> }}` reference and where it sits in its text."""
 
     endpoint_id: str
@@ -149,15 +147,14 @@ _MILLISECONDS = re.compile(r"^\s*(\d+)\s*ms\s*$")
 _STATUS_RANGE = re.compile(r"^([1-5])(?:xx|XX)$|^([1-5]\d\d)\s*-\s*([1-5]\d\d)$|^([1-5]\d\d)$")
 
 
-@dataclass(frozen=True)
-class StatusRange:
+class StatusRange(NamedTuple):
     """An accepted status code or range from `expect.status`."""
 
     low: int
     high: int
     text: str
 
-    def __contains__(self, status: int) -> bool:
+    def accepts(self, status: int) -> bool:
         return self.low <= status <= self.high
 
 

@@ -27,8 +27,9 @@ import ssl
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, NamedTuple
 
 import httpx
 
@@ -62,13 +63,12 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 
 
-@dataclass(frozen=True)
-class RequestSpec:
+class RequestSpec(NamedTuple):
     """One outbound request and its limits."""
 
     method: str
     url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})  # read-only: a default is shared
     body: str | bytes | None = None
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
@@ -83,8 +83,7 @@ class RequestSpec:
     backoff_cap: float = 8.0
 
 
-@dataclass(frozen=True)
-class HttpOutcome:
+class HttpOutcome(NamedTuple):
     """What a request came to: status, attempts, latency and the bounded body."""
 
     ok: bool  # 2xx after redirects, and nothing went wrong reading it

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -120,8 +119,7 @@ def _embedded_ipv4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return []
 
 
-@dataclass(frozen=True)
-class EgressPolicy:
+class EgressPolicy(NamedTuple):
     """Where outbound calls may go. Private networks are reachable only through `allowed_cidrs`."""
 
     allowed_ports: frozenset[int] = DEFAULT_PORTS
@@ -228,8 +226,7 @@ def parse_loose_ipv4(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(number)
 
 
-@dataclass(frozen=True)
-class Destination:
+class Destination(NamedTuple):
     """A URL that passed the static checks, normalised for resolution and connection."""
 
     url: httpx.URL
