@@ -6,8 +6,9 @@ adds httpx/httpcore (it calls out). Both sides are measured the same way: a fres
 whose sys.path is exactly Lambda's (function asset, cronpilot layer python/, dependency layer python/,
 then the standard library), from layers built by infra/build_layers.py for this machine with the
 bytecode they ship (`-B`: /opt is read-only on Lambda, nothing else gets cached). The figure is CPU
-time, which keeps the other tenants of a shared machine out of it; samples are taken in rounds over
-every script so a drifting load weighs on the floor and the handlers alike.
+time, which keeps the other tenants of a shared machine out of it; each sample times the floor and then
+what the handler adds in the same interpreter (see `measure`), and samples are taken in rounds over
+every handler so a drifting load weighs on them alike.
 
 Each handler is measured twice: its import, and its import plus what its normal first invocation adds
 lazily (FIRST_INVOCATION: the package modules it imports and the deferred models it builds, both kept
@@ -151,7 +152,9 @@ ENV = {
     "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",  # Lambda's: cronpilot.coldstart freezes what init built
 }
 _PREAMBLE = "import sys, time\nsys.path[:] = {path!r} + sys.path\n_t = time.process_time()\n"
-_REPORT = "\nprint('anthropic' in sys.modules)\nprint(time.process_time() - _t)\n"
+# A sample loads the floor, then the handler: the handler's CPU is the increment in the same process.
+_SPLIT = "\n_floor = time.process_time() - _t\n_t = time.process_time()\n"
+_REPORT = "\nprint('anthropic' in sys.modules)\nprint(_floor, time.process_time() - _t)\n"
 # The field types the handlers' contracts use: pydantic builds some validators on first use of a type.
 FLOOR = """
 import gc
@@ -215,16 +218,24 @@ def _instructions(script: str, path: list[str]) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def _sample(script: str, path: list[str]) -> tuple[float, bool]:
+def _sample(floor: str, script: str, path: list[str]) -> tuple[float, float, bool]:
+    """CPU seconds of the floor, then of the handler's script on top of it (what the handler adds),
+    and whether anthropic got imported, from one fresh interpreter."""
+    source = _PREAMBLE.format(path=path) + floor + _SPLIT + script + _REPORT
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", _PREAMBLE.format(path=path) + script + _REPORT],
+        [sys.executable, "-I", "-S", "-B", "-c", source],
         env=ENV,
         capture_output=True,
         text=True,
         check=True,
     )
     anthropic, seconds = done.stdout.strip().splitlines()[-2:]
-    return float(seconds), anthropic == "True"
+    floor_seconds, added = seconds.split()
+    return float(floor_seconds), float(added), anthropic == "True"
+
+
+def floor_of(name: str) -> str:
+    return "floor + httpx" if name in CALLS_OUT else "floor + resolver" if name in API_HANDLERS else "floor"
 
 
 def _layout(tmp: Path, layers: dict[str, Path]) -> dict[str, list[str]]:
@@ -255,35 +266,54 @@ def counting_instructions() -> bool:
 
 @functools.cache
 def measure(runs: int = RUNS) -> dict[str, tuple[float, bool, int | None]]:
-    """Median CPU seconds, whether anthropic got imported and the instruction count (None without
-    valgrind) per script, from the built layers.
+    """CPU seconds, whether anthropic got imported and the instruction count (None without valgrind)
+    of each floor and each handler script, from the built layers. A floor's seconds are the median of
+    every sample that loaded it; a handler's are its floor's median plus the median of what it added.
+
+    Why paired: the floor's own CPU moves by up to ±20% between identical fresh interpreters on a shared
+    machine (430-670 ms measured here), while what a handler adds on top of it moves by a few ms. Timing
+    the two in separate interpreters put that spread in every ratio (±0.06 with 9 samples); timing them
+    in one leaves it only in the denominator. Instruction counts need no pairing: each script is counted
+    alone.
     Cached: `make bench` runs this suite and bench.api in one process, and both read these samples."""
     with tempfile.TemporaryDirectory(prefix="cronpilot-cold-") as name:
         tmp = Path(name)
         paths = _layout(tmp, build_layers.build(tmp / "layers", host=True))
+        floors = {"floor": FLOOR, "floor + httpx": FLOOR_HTTP, "floor + resolver": RESOLVER}
+        floors = {key: script + LOADED for key, script in floors.items()}
         scripts = {
-            "floor": FLOOR + LOADED,
-            "floor + httpx": FLOOR_HTTP + LOADED,
-            "floor + resolver": RESOLVER + LOADED,
             **dict.fromkeys(HANDLERS + API_HANDLERS, "import handler\n"),
             **{name + FIRST: first_invocation_script(name) for name in HANDLERS + API_HANDLERS},
         }
-        samples: dict[str, list[float]] = {key: [] for key in scripts}
-        anthropic: dict[str, bool] = {}
-        for key, script in scripts.items():
-            _sample(script, paths[key.removesuffix(FIRST)])  # warm the page cache; the layers ship bytecode
+        floor_samples: dict[str, list[float]] = {key: [] for key in floors}
+        added: dict[str, list[float]] = {key: [] for key in scripts}
+        anthropic: dict[str, bool] = dict.fromkeys(floors, False)
+
+        def sample(key: str) -> None:
+            name = key.removesuffix(FIRST)
+            base, extra, anthropic[key] = _sample(floors[floor_of(name)], scripts[key], paths[name])
+            floor_samples[floor_of(name)].append(base)
+            added[key].append(extra)
+
+        for key in scripts:
+            sample(key)  # warm the page cache (the layers ship bytecode); not kept
+        for values in (*floor_samples.values(), *added.values()):
+            values.clear()
         for _ in range(runs):
-            for key, script in scripts.items():
-                seconds, anthropic[key] = _sample(script, paths[key.removesuffix(FIRST)])
-                samples[key].append(seconds)
-        counts: dict[str, int | None] = dict.fromkeys(scripts)
+            for key in scripts:
+                sample(key)
+        counts: dict[str, int | None] = dict.fromkeys((*floors, *scripts))
         if counting_instructions():
+            every = {**floors, **scripts}
             with ThreadPoolExecutor(max_workers=2) as pool:
-                found = pool.map(
-                    lambda key: _instructions(scripts[key], paths[key.removesuffix(FIRST)]), scripts
-                )
-                counts.update(zip(scripts, found, strict=True))
-    return {key: (statistics.median(values), anthropic[key], counts[key]) for key, values in samples.items()}
+                found = pool.map(lambda key: _instructions(every[key], paths[key.removesuffix(FIRST)]), every)
+                counts.update(zip(every, found, strict=True))
+    medians = {key: statistics.median(values) for key, values in floor_samples.items()}
+    result = {key: (medians[key], False, counts[key]) for key in floors}
+    for key, values in added.items():
+        total = medians[floor_of(key.removesuffix(FIRST))] + statistics.median(values)
+        result[key] = (total, anthropic[key], counts[key])
+    return result
 
 
 def run() -> list[tuple[str, str, str]]:
@@ -294,7 +324,7 @@ def run() -> list[tuple[str, str, str]]:
         ("re-based floor + httpx/httpcore (the executor's)", f"{floor_http * 1000:.0f} ms", "-"),
     ]
     for name in HANDLERS:
-        rows += handler_rows(name, medians, "floor + httpx" if name in CALLS_OUT else "floor")
+        rows += handler_rows(name, medians, floor_of(name))
     return rows
 
 
@@ -313,7 +343,7 @@ def handler_rows(
         instructions = f" (instructions {count / base_count:.3f}x)" if count and base_count else ""
         rows.append(
             (
-                f"{name}: {what} / re-based floor (median of {RUNS})",
+                f"{name}: {what} / re-based floor (medians of {RUNS}, paired)",
                 f"{seconds * 1000:.0f} ms / {base * 1000:.0f} ms = {seconds / base:.2f}x{instructions}"
                 f"{', anthropic imported' if imported_anthropic else ''}",
                 f"<= {GOAL}x",
