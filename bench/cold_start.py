@@ -15,7 +15,7 @@ lazily (FIRST_INVOCATION: the package modules it imports and the deferred models
 true by a test), so no cost is hidden by deferring it to the first request. The floor is loaded the
 way the handlers load their modules (collection paused, cronpilot.coldstart), so the ratio compares
 like with like. Where valgrind is installed, every script's instruction count is printed beside its
-CPU ratio: CPU time still moves ~0.05-0.1x with a shared machine's load, instructions do not. Those
+CPU ratio: CPU time still moves a little with a shared machine's load, instructions do not. Those
 counts stop where the CPU figure stops, before the interpreter's teardown (a Lambda never pays it on
 a cold start, and its final collection would bill every object loaded a second time).
 """

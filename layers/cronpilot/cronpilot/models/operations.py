@@ -18,6 +18,7 @@ MAX_SPEND_DAYS = 31
 
 
 class View(BaseModel):
+    # defer_build: built when first used, so importing these costs a function little (cold start).
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
 

@@ -52,6 +52,7 @@ def execution_name(run_id: str) -> str:
 
 
 class Model(BaseModel):
+    # defer_build: a function builds the validators of only the models it uses, when first used.
     model_config = ConfigDict(extra="ignore", use_enum_values=True, defer_build=True)
 
 

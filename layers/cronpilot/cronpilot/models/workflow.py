@@ -106,7 +106,9 @@ def _check_jmespath(expression: str) -> str:
 
 
 class Strict(BaseModel):
-    """The base of every model a job file holds (job, notify and workflow): one class, built once."""
+    """The base of every model a job file holds (job, notify and workflow): one class, built once.
+    Validators are built when a model is first used (defer_build), so a model that is only ever a
+    field of Job is built once, inside Job's, and a function pays for what it validates."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True)
 
