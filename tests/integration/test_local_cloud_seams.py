@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import boto3
 from cronpilot.clock import AcceleratedClock
-from cronpilot.local.cloud import LocalCloud, cache_interpreter_setup, cache_request_routing
+from cronpilot.local.cloud import (
+    LocalCloud,
+    cache_interpreter_setup,
+    cache_request_routing,
+    serialize_dynamodb_writes,
+)
 from moto import mock_aws
 from moto.core.base_backend import BaseBackend
 from moto.stepfunctions.parser.asl.component.common.path import result_path
@@ -59,3 +67,50 @@ def test_local_cloud_answers_through_cached_seams_and_undoes_them():
         assert cloud.client("dynamodb").list_tables()["TableNames"] == ["cronpilot-local"]
     assert BaseBackend.__dict__["urls"] is original_urls
     assert lambda_eval_utils.boto_client_for is boto_client.boto_client_for
+
+
+def test_concurrent_updates_of_one_item_never_see_it_half_changed_and_the_seam_is_undone():
+    # moto's update_item handler deep-copies the live item it read outside the backend's methods; a
+    # concurrent update of the same item used to change it mid-copy ("dictionary changed size during
+    # iteration"), as the circuit breaker's 16 racing probes once did. Threads switch every 0.1 ms here
+    # so the window is hit on every run without the lock (measured: 5 runs out of 5), in ~3 s.
+    from moto.dynamodb.responses import DynamoHandler
+
+    original, interval = DynamoHandler.call_action, sys.getswitchinterval()
+    errors: list[str] = []
+    with mock_aws():
+        undo = serialize_dynamodb_writes()
+        sys.setswitchinterval(1e-4)
+        try:
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            client.create_table(
+                TableName="t",
+                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            bulky = {"M": {"x": {"L": [{"S": "y"}] * 20}}}
+            client.put_item(TableName="t", Item={"PK": {"S": "x"}, **{f"f{k}": bulky for k in range(20)}})
+
+            def update(worker: int) -> None:
+                for i in range(30):
+                    drop = f" REMOVE a{worker}_{i - 1}" if i else ""
+                    try:
+                        client.update_item(
+                            TableName="t",
+                            Key={"PK": {"S": "x"}},
+                            UpdateExpression=f"SET a{worker}_{i} = :v{drop}",
+                            ExpressionAttributeValues={":v": {"S": "v"}},
+                        )
+                    except Exception as error:  # every update must succeed
+                        errors.append(repr(error))
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(update, range(8)))
+            item = client.get_item(TableName="t", Key={"PK": {"S": "x"}})["Item"]
+        finally:
+            sys.setswitchinterval(interval)
+            undo()
+    assert errors == []
+    assert {f"a{worker}_29" for worker in range(8)} <= set(item)
+    assert DynamoHandler.call_action is original

@@ -27,7 +27,10 @@ _DYNAMODB_READS = ("get_item", "query", "scan", "batch_get_item")
 
 def serialize_dynamodb_writes() -> Callable[[], None]:
     """Make moto's conditional writes atomic across threads (as DynamoDB's are); returns the undo.
-    Reads take the same lock: moto's readers are not safe against concurrent writers.
+    Reads take the same lock: moto's readers are not safe against concurrent writers. So does each
+    whole request: moto's request handlers also touch items outside the backend's methods (update_item
+    deep-copies the live item it read, which a concurrent update of the same item was changing:
+    "dictionary changed size during iteration").
 
     Also replaces moto's transaction rollback, which deep-copies the whole table on every
     TransactWriteItems (O(table size) per claim), with a snapshot of only the items the transaction
@@ -39,6 +42,7 @@ def serialize_dynamodb_writes() -> Callable[[], None]:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
 
     class _TableSharingCopy:
         @staticmethod
@@ -77,11 +81,19 @@ def serialize_dynamodb_writes() -> Callable[[], None]:
                 return __implementation(self_, *args, **kwargs)
 
         setattr(DynamoDBBackend, name, locked)
+    original_call_action = DynamoHandler.call_action
+
+    def call_action_locked(self_: Any) -> Any:
+        with lock:
+            return original_call_action(self_)
+
+    DynamoHandler.call_action = call_action_locked  # type: ignore[method-assign]
     real_copy_module = dynamodb_models.copy
     dynamodb_models.copy = _TableSharingCopy  # type: ignore[assignment]
 
     def undo() -> None:
         dynamodb_models.copy = real_copy_module
+        DynamoHandler.call_action = original_call_action  # type: ignore[method-assign]
         for name, original in originals.items():
             setattr(DynamoDBBackend, name, original)
 
