@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -68,12 +68,11 @@ class Proposal:
 
 
 class SummaryContext(NamedTuple):
-    """What a summary strategy sees: the run, its step results and recent history."""
+    """What a summary strategy sees: the run, its step results and any standing decision."""
 
     run: RunRecord
     results: list[StepResult]
     now: datetime
-    history: Sequence[RunRecord] = ()
     standing: StandingDecision | None = None
     inputs: DecisionInputs | None = None
 
