@@ -209,18 +209,9 @@ def _called(run: RunRecord, phase: str) -> bool:
 
 
 def _claim(store: Any, job: Job, at: datetime) -> RunRef:
-    seen = store.get_job(job.id)
-    run = RunRecord.claimed(job.id, at, epoch=seen.state.epoch + 1, trigger="schedule", now=at)
-    store.claim(
-        seen,
-        run,
-        owner="bench",
-        lease_until=at + timedelta(minutes=5),
-        now=at,
-        next_run_at=None,
-        next_run_source="baseline",
-        next_run_reason="bench",
-    )
+    from tests.support.factories import claim_slot
+
+    run = claim_slot(store, job, at, owner="bench", lease=timedelta(minutes=5))
     return RunRef(run_id=run.run_id, job_id=job.id, epoch=run.epoch)
 
 

@@ -29,19 +29,34 @@ def make_job(job_id: str = "job-1", **fields: Any) -> Job:
     return Job.model_validate(job_doc(job_id, **fields))
 
 
-def claim_run(store: Any, job: Job, at: datetime, *, trigger: str = "schedule") -> RunRef:
-    """Register `job` due at `at` and claim that slot, as discovery would; returns the RunRef."""
-    store.put_job(job, next_run_at=at, source="baseline", reason="test", now=at)
+def claim_slot(
+    store: Any,
+    job: Job,
+    at: datetime,
+    *,
+    trigger: str = "schedule",
+    owner: str = "test",
+    lease: timedelta = timedelta(minutes=1),
+    next_run_at: datetime | None = None,
+) -> RunRecord:
+    """Claim the registered job's slot at `at`, as discovery would; returns the claimed run."""
     seen = store.get_job(job.id)
     run = RunRecord.claimed(job.id, at, epoch=seen.state.epoch + 1, trigger=trigger, now=at)
     store.claim(
         seen,
         run,
-        owner="test",
-        lease_until=at + timedelta(minutes=1),
+        owner=owner,
+        lease_until=at + lease,
         now=at,
-        next_run_at=None,
+        next_run_at=next_run_at,
         next_run_source="baseline",
-        next_run_reason="test",
+        next_run_reason=owner,
     )
+    return run
+
+
+def claim_run(store: Any, job: Job, at: datetime, *, trigger: str = "schedule") -> RunRef:
+    """Register `job` due at `at` and claim that slot; returns the RunRef."""
+    store.put_job(job, next_run_at=at, source="baseline", reason="test", now=at)
+    run = claim_slot(store, job, at, trigger=trigger)
     return RunRef(run_id=run.run_id, job_id=job.id, epoch=run.epoch)

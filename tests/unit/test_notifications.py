@@ -30,7 +30,7 @@ from cronpilot.safehttp.signing import generate_key
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.support.factories import claim_run, make_job
+from tests.support.factories import claim_run, claim_slot, make_job
 from tests.support.memory import InMemoryStore, RecordingNoticeQueue, RecordingStarter
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -133,17 +133,8 @@ def test_summarizing_a_streak_enqueues_one_failure_then_one_recovery():
     store.put_job(job, next_run_at=START, source="baseline", reason="t", now=START)
     at = START
     for status in (StepStatus.FAILED, StepStatus.FAILED, StepStatus.FAILED, StepStatus.SUCCEEDED):
-        seen = store.get_job(job.id)
-        run = RunRecord.claimed(job.id, at, seen.state.epoch + 1, "schedule", at)
-        store.claim(
-            seen,
-            run,
-            owner="t",
-            lease_until=at + timedelta(minutes=30),
-            now=at,
-            next_run_at=at + timedelta(minutes=10),
-            next_run_source="baseline",
-            next_run_reason="x",
+        run = claim_slot(
+            store, job, at, owner="t", lease=timedelta(minutes=30), next_run_at=at + timedelta(minutes=10)
         )
         store.put_step_result(
             job.id, run.run_id, run.epoch, StepResult(step_id="a", endpoint_id="a", status=status), at

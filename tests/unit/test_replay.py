@@ -15,7 +15,7 @@ from cronpilot.domain.strategies import DeterministicPlanner, deterministic_plan
 from cronpilot.models.job import Job, JobStatus
 from cronpilot.models.run import RunRecord, RunRef, RunStatus, StepResult, StepStatus
 
-from tests.support.factories import endpoint, make_job
+from tests.support.factories import claim_slot, endpoint, make_job
 from tests.support.memory import InMemoryHealthStore, InMemoryStore
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -37,18 +37,7 @@ def finished_run(
 ) -> str:
     """A run of `job` that ended with these step statuses (login's token extracted if it succeeded)."""
     store.put_job(job, next_run_at=START, source="baseline", reason="t", now=START)
-    seen = store.get_job(job.id)
-    run = RunRecord.claimed(job.id, START, seen.state.epoch + 1, "schedule", START)
-    store.claim(
-        seen,
-        run,
-        owner="t",
-        lease_until=START + timedelta(minutes=1),
-        now=START,
-        next_run_at=START + timedelta(hours=1),
-        next_run_source="baseline",
-        next_run_reason="x",
-    )
+    run = claim_slot(store, job, START, owner="t", next_run_at=START + timedelta(hours=1))
     run.plan = deterministic_plan(job)
     for step_id, step_status in statuses.items():
         token = step_id == "login" and step_status == StepStatus.SUCCEEDED
